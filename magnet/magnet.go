@@ -1,0 +1,336 @@
+// Package magnet parses and formats magnet URIs for BitTorrent v1 (BEP 9).
+//
+// A magnet names a torrent by its infohash (xt=urn:btih:...) and may carry
+// hints: a display name (dn), trackers (tr), peer addresses (x.pe), web seeds
+// (ws), the total length (xl) and a file selection (so, BEP 53). Parse is
+// lenient where real magnets are sloppy (any case, repeated or indexed
+// parameters such as tr.1, unknown parameters) and strict where a mistake
+// would silently fetch the wrong thing (a malformed or conflicting infohash,
+// a malformed peer address or file selection).
+package magnet
+
+import (
+	"encoding/base32"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// Sentinel errors; the errors Parse returns wrap one of them when it applies.
+var (
+	ErrNotMagnet     = errors.New("not a magnet URI")
+	ErrNoInfoHash    = errors.New("no btih infohash")
+	ErrV2Unsupported = errors.New("BitTorrent v2 (btmh) magnets are not supported")
+	ErrBadInfoHash   = errors.New("bad infohash")
+)
+
+// Magnet is a parsed magnet URI. Empty lists are nil.
+type Magnet struct {
+	InfoHash [20]byte
+	Name     string   // dn
+	Trackers []string // tr, in order, deduplicated
+	Peers    []string // x.pe normalised to "host:port" (multiaddr forms converted); IPv6 as "[::1]:6881"
+	WebSeeds []string // ws, in order, deduplicated
+	Select   []Range  // so (BEP 53): file indexes, sorted, overlapping and adjacent ranges merged
+	Length   int64    // xl, 0 if absent
+}
+
+// Range is an inclusive range of file indexes.
+type Range struct{ First, Last int }
+
+// Contains reports whether file index i is in r.
+func (r Range) Contains(i int) bool { return i >= r.First && i <= r.Last }
+
+// Selected reports whether file index i is wanted: true when the magnet has
+// no selection or the selection contains i.
+func (m *Magnet) Selected(i int) bool {
+	if len(m.Select) == 0 {
+		return true
+	}
+	for _, r := range m.Select {
+		if r.Contains(i) {
+			return true
+		}
+	}
+	return false
+}
+
+const scheme = "magnet:"
+
+// maxFileIndex bounds so= indexes so that range arithmetic cannot overflow
+// and absurd values are reported instead of accepted.
+const maxFileIndex = 1<<31 - 2
+
+// Parse parses a magnet URI. Errors start with "magnet: " and name the
+// parameter at fault.
+func Parse(uri string) (*Magnet, error) {
+	s := strings.TrimSpace(uri)
+	if len(s) < len(scheme) || !strings.EqualFold(s[:len(scheme)], scheme) {
+		return nil, fmt.Errorf("magnet: %w: want a URI starting with %q", ErrNotMagnet, scheme+"?")
+	}
+	s = s[len(scheme):]
+	// "magnet://?xt=..." appears in the wild (a URL library adding "//").
+	s = strings.TrimPrefix(s, "//")
+	query, ok := strings.CutPrefix(s, "?")
+	if !ok {
+		return nil, fmt.Errorf("magnet: %w: no '?' after %q", ErrNotMagnet, scheme)
+	}
+
+	var (
+		m        Magnet
+		haveBtih bool
+		btmh     string
+		seenPeer = map[string]bool{}
+		seenTr   = map[string]bool{}
+		seenWs   = map[string]bool{}
+		haveXl   bool
+	)
+	for _, param := range strings.Split(query, "&") {
+		if param == "" {
+			continue
+		}
+		rawKey, rawVal, _ := strings.Cut(param, "=")
+		key, err := url.QueryUnescape(rawKey)
+		if err != nil {
+			continue // not a key we could know
+		}
+		switch paramName(strings.ToLower(key)) {
+		case "xt":
+			val, err := unescape("xt", rawVal)
+			if err != nil {
+				return nil, err
+			}
+			urn, ok := cutPrefixFold(val, "urn:btih:")
+			if ok {
+				ih, err := ParseInfoHash(urn)
+				if err != nil {
+					return nil, fmt.Errorf("magnet: xt: %w", err)
+				}
+				if haveBtih && ih != m.InfoHash {
+					return nil, fmt.Errorf("magnet: xt: conflicting btih infohashes %x and %x", m.InfoHash, ih)
+				}
+				m.InfoHash, haveBtih = ih, true
+				continue
+			}
+			if urn, ok := cutPrefixFold(val, "urn:btmh:"); ok && btmh == "" {
+				btmh = urn
+			}
+			// Other URNs (sha1, ed2k, tree:tiger, ...) belong to other
+			// networks sharing the magnet format: ignore them.
+		case "dn":
+			val, err := url.QueryUnescape(rawVal)
+			if err != nil {
+				// A name is only a hint, and raw '%' in names is common
+				// in hand-made magnets: keep the text as written.
+				val = rawVal
+			}
+			if m.Name == "" {
+				m.Name = val
+			}
+		case "tr":
+			val, err := unescape("tr", rawVal)
+			if err != nil {
+				return nil, err
+			}
+			if val != "" && !seenTr[val] {
+				seenTr[val] = true
+				m.Trackers = append(m.Trackers, val)
+			}
+		case "ws":
+			val, err := unescape("ws", rawVal)
+			if err != nil {
+				return nil, err
+			}
+			if val != "" && !seenWs[val] {
+				seenWs[val] = true
+				m.WebSeeds = append(m.WebSeeds, val)
+			}
+		case "x.pe":
+			val, err := unescape("x.pe", rawVal)
+			if err != nil {
+				return nil, err
+			}
+			p, err := normalisePeer(val)
+			if err != nil {
+				return nil, fmt.Errorf("magnet: x.pe: %w", err)
+			}
+			if !seenPeer[p] {
+				seenPeer[p] = true
+				m.Peers = append(m.Peers, p)
+			}
+		case "so":
+			val, err := unescape("so", rawVal)
+			if err != nil {
+				return nil, err
+			}
+			rs, err := parseSelect(val)
+			if err != nil {
+				return nil, fmt.Errorf("magnet: so: %w", err)
+			}
+			m.Select = append(m.Select, rs...)
+		case "xl":
+			val, err := unescape("xl", rawVal)
+			if err != nil {
+				return nil, err
+			}
+			n, err := strconv.ParseInt(val, 10, 64)
+			if err != nil || n < 0 {
+				return nil, fmt.Errorf("magnet: xl: want a non-negative byte count, got %q", val)
+			}
+			if haveXl && n != m.Length {
+				return nil, fmt.Errorf("magnet: xl: conflicting lengths %d and %d", m.Length, n)
+			}
+			m.Length, haveXl = n, true
+		}
+	}
+	if !haveBtih {
+		if btmh != "" {
+			return nil, fmt.Errorf("magnet: xt: %w: this magnet has only a v2 infohash (urn:btmh:%s); a hybrid magnet that also has urn:btih works", ErrV2Unsupported, abbrev(btmh))
+		}
+		return nil, fmt.Errorf("magnet: xt: %w: want xt=urn:btih:<40 hex or 32 base32 characters>", ErrNoInfoHash)
+	}
+	m.Select = mergeRanges(m.Select)
+	return &m, nil
+}
+
+// paramName maps an indexed parameter such as "tr.1" or "x.pe.2" to its
+// base name. Names it does not know come back unchanged and are ignored.
+func paramName(key string) string {
+	switch key {
+	case "xt", "dn", "tr", "ws", "x.pe", "so", "xl":
+		return key
+	}
+	i := strings.LastIndexByte(key, '.')
+	if i < 0 || i == len(key)-1 {
+		return key
+	}
+	for _, c := range key[i+1:] {
+		if c < '0' || c > '9' {
+			return key
+		}
+	}
+	switch base := key[:i]; base {
+	case "xt", "dn", "tr", "ws", "x.pe", "so", "xl":
+		return base
+	}
+	return key
+}
+
+func unescape(name, raw string) (string, error) {
+	v, err := url.QueryUnescape(raw)
+	if err != nil {
+		return "", fmt.Errorf("magnet: %s: bad percent-encoding in %q", name, raw)
+	}
+	return v, nil
+}
+
+func cutPrefixFold(s, prefix string) (string, bool) {
+	if len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix) {
+		return s[len(prefix):], true
+	}
+	return s, false
+}
+
+// abbrev keeps error messages readable when the input is huge.
+func abbrev(s string) string {
+	if len(s) > 80 {
+		return s[:77] + "..."
+	}
+	return s
+}
+
+// ParseInfoHash parses an infohash written as 40 hexadecimal or 32 base32
+// characters, in any case.
+func ParseInfoHash(s string) ([20]byte, error) {
+	var ih [20]byte
+	switch len(s) {
+	case 40:
+		if _, err := hex.Decode(ih[:], []byte(s)); err != nil {
+			return [20]byte{}, fmt.Errorf("%w: %q is not hexadecimal", ErrBadInfoHash, s)
+		}
+	case 32:
+		n, err := base32.StdEncoding.Decode(ih[:], []byte(strings.ToUpper(s)))
+		if err != nil || n != 20 {
+			return [20]byte{}, fmt.Errorf("%w: %q is not base32", ErrBadInfoHash, s)
+		}
+	default:
+		return [20]byte{}, fmt.Errorf("%w: want 40 hex or 32 base32 characters, got %d characters (%q)", ErrBadInfoHash, len(s), abbrev(s))
+	}
+	return ih, nil
+}
+
+// ParseTarget parses what a user may type to name a torrent: a magnet URI,
+// a bare infohash (hex or base32) or "urn:btih:<infohash>".
+func ParseTarget(s string) (*Magnet, error) {
+	s = strings.TrimSpace(s)
+	if len(s) >= len(scheme) && strings.EqualFold(s[:len(scheme)], scheme) {
+		return Parse(s)
+	}
+	h, isURN := cutPrefixFold(s, "urn:btih:")
+	ih, err := ParseInfoHash(h)
+	if err == nil {
+		return &Magnet{InfoHash: ih}, nil
+	}
+	if isURN || len(h) == 40 || len(h) == 32 {
+		return nil, fmt.Errorf("magnet: %w", err)
+	}
+	return nil, fmt.Errorf("magnet: %w and not an infohash: %q", ErrNotMagnet, abbrev(s))
+}
+
+// String returns the canonical magnet URI for m: parameters in a fixed order,
+// the infohash as lowercase hex, values percent-encoded. Parse(m.String())
+// returns a Magnet equal to m when m came from Parse.
+func (m *Magnet) String() string {
+	var b strings.Builder
+	b.WriteString("magnet:?xt=urn:btih:")
+	b.WriteString(hex.EncodeToString(m.InfoHash[:]))
+	add := func(k, v string) {
+		b.WriteByte('&')
+		b.WriteString(k)
+		b.WriteByte('=')
+		b.WriteString(escape(v))
+	}
+	if m.Name != "" {
+		add("dn", m.Name)
+	}
+	if m.Length > 0 {
+		add("xl", strconv.FormatInt(m.Length, 10))
+	}
+	for _, t := range m.Trackers {
+		add("tr", t)
+	}
+	for _, w := range m.WebSeeds {
+		add("ws", w)
+	}
+	for _, p := range m.Peers {
+		add("x.pe", p)
+	}
+	if len(m.Select) > 0 {
+		add("so", formatSelect(m.Select))
+	}
+	return b.String()
+}
+
+// escape percent-encodes v for a magnet query value. It leaves the URI
+// unreserved characters and ":/,@" as they are, so trackers, peers and
+// selections stay readable, and writes a space as %20, which every
+// decoder reads as a space (a '+' is not read so by all).
+func escape(v string) string {
+	const hexDigits = "0123456789ABCDEF"
+	var b strings.Builder
+	b.Grow(len(v))
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~:/,@", c) >= 0 {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('%')
+		b.WriteByte(hexDigits[c>>4])
+		b.WriteByte(hexDigits[c&15])
+	}
+	return b.String()
+}

@@ -1,0 +1,373 @@
+package magnet
+
+import (
+	"encoding/hex"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func ih(s string) [20]byte {
+	var h [20]byte
+	if _, err := hex.Decode(h[:], []byte(s)); err != nil {
+		panic(err)
+	}
+	return h
+}
+
+// realWorld are magnets as published by their sources (shortened where noted).
+var realWorld = []struct {
+	name string
+	uri  string
+	want Magnet
+}{
+	{
+		name: "webtorrent Big Buck Bunny",
+		uri:  "magnet:?xt=urn:btih:dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c&dn=Big+Buck+Bunny&tr=udp%3A%2F%2Fexplodie.org%3A6969&tr=udp%3A%2F%2Ftracker.coppersurfer.tk%3A6969&tr=udp%3A%2F%2Ftracker.empire-js.us%3A1337&tr=udp%3A%2F%2Ftracker.leechers-paradise.org%3A6969&tr=udp%3A%2F%2Ftracker.opentrackr.org%3A1337&tr=wss%3A%2F%2Ftracker.btorrent.xyz&tr=wss%3A%2F%2Ftracker.fastcast.nz&tr=wss%3A%2F%2Ftracker.openwebtorrent.com&ws=https%3A%2F%2Fwebtorrent.io%2Ftorrents%2F&xs=https%3A%2F%2Fwebtorrent.io%2Ftorrents%2Fbig-buck-bunny.torrent",
+		want: Magnet{
+			InfoHash: ih("dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c"),
+			Name:     "Big Buck Bunny",
+			Trackers: []string{
+				"udp://explodie.org:6969", "udp://tracker.coppersurfer.tk:6969", "udp://tracker.empire-js.us:1337",
+				"udp://tracker.leechers-paradise.org:6969", "udp://tracker.opentrackr.org:1337",
+				"wss://tracker.btorrent.xyz", "wss://tracker.fastcast.nz", "wss://tracker.openwebtorrent.com",
+			},
+			WebSeeds: []string{"https://webtorrent.io/torrents/"},
+		},
+	},
+	{
+		name: "webtorrent Sintel, upper-case hex",
+		uri:  "magnet:?xt=urn:btih:08ADA5A7A6183AAE1E09D831DF6748D566095A10&dn=Sintel&tr=udp%3A%2F%2Fexplodie.org%3A6969&tr=wss%3A%2F%2Ftracker.openwebtorrent.com&ws=https%3A%2F%2Fwebtorrent.io%2Ftorrents%2F",
+		want: Magnet{
+			InfoHash: ih("08ada5a7a6183aae1e09d831df6748d566095a10"),
+			Name:     "Sintel",
+			Trackers: []string{"udp://explodie.org:6969", "wss://tracker.openwebtorrent.com"},
+			WebSeeds: []string{"https://webtorrent.io/torrents/"},
+		},
+	},
+	{
+		name: "BEP 52 hybrid test torrent: btih kept, btmh ignored",
+		uri:  "magnet:?xt=urn:btih:631a31dd0a46257d5078c0dee4e66e26f73e42ac&xt=urn:btmh:1220d8dd32ac93357c368556af3ac1d95c9d76bd0dff6fa9833ecdac3d53134efabb&dn=bittorrent-v1-v2-hybrid-test",
+		want: Magnet{InfoHash: ih("631a31dd0a46257d5078c0dee4e66e26f73e42ac"), Name: "bittorrent-v1-v2-hybrid-test"},
+	},
+	{
+		name: "hybrid with btmh first",
+		uri:  "magnet:?xt=urn:btmh:1220d8dd32ac93357c368556af3ac1d95c9d76bd0dff6fa9833ecdac3d53134efabb&xt=urn:btih:631a31dd0a46257d5078c0dee4e66e26f73e42ac",
+		want: Magnet{InfoHash: ih("631a31dd0a46257d5078c0dee4e66e26f73e42ac")},
+	},
+	{
+		name: "base32 (BEP 9 allows it), lower case",
+		uri:  "magnet:?xt=urn:btih:3cvjn3f3suvpgcxwl6pnzqijhzvbfbwm&dn=base32",
+		want: Magnet{InfoHash: ih("d8aa96ecbb952af30af65f9edcc1093e6a1286cc"), Name: "base32"},
+	},
+	{
+		name: "mixed Gnutella/ed2k/BitTorrent magnet, xl and indexed xt",
+		uri:  "magnet:?xt.1=urn:ed2k:354B15E68FB8F36D7CD88FF94116CDC1&xt.2=urn:tree:tiger:7N5OAMRNGMSSEUE3ORHOKWN4WWIQ5X4EBOOTLJY&xt.3=urn:btih:QHQXPYWMACKDWKP47RRVIV7VOURXFE5Q&xl=10826029&dn=mediawiki-1.15.1.tar.gz&tr=udp%3A%2F%2Ftracker.openbittorrent.com%3A80%2Fannounce",
+		want: Magnet{
+			InfoHash: ih("81e177e2cc00943b29fcfc635457f575237293b0"),
+			Name:     "mediawiki-1.15.1.tar.gz",
+			Trackers: []string{"udp://tracker.openbittorrent.com:80/announce"},
+			Length:   10826029,
+		},
+	},
+	{
+		name: "indexed tr, duplicate trackers, empty params",
+		uri:  "magnet:?xt=urn:btih:dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c&&tr.1=http%3A%2F%2Fa.example%2Fannounce&tr.2=http%3A%2F%2Fb.example%2Fannounce&tr=http%3A%2F%2Fa.example%2Fannounce&tr=",
+		want: Magnet{
+			InfoHash: ih("dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c"),
+			Trackers: []string{"http://a.example/announce", "http://b.example/announce"},
+		},
+	},
+	{
+		name: "BEP 53 selection, merged and sorted",
+		uri:  "magnet:?xt=urn:btih:dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c&so=0,2,4,6-8&so.1=5,20-21",
+		want: Magnet{
+			InfoHash: ih("dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c"),
+			Select:   []Range{{0, 0}, {2, 2}, {4, 8}, {20, 21}},
+		},
+	},
+	{
+		name: "x.pe in every form, normalised and deduplicated",
+		uri: "magnet:?xt=urn:btih:dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c" +
+			"&x.pe=127.0.0.1:6881&x.pe=%5B::1%5D:6881&x.pe=[::ffff:10.0.0.1]:80&x.pe=Peer.Example.COM:51413" +
+			"&x.pe=%2Fip4%2F127.0.0.1%2Ftcp%2F6881&x.pe=/ip6/2001:db8::1/tcp/5&x.pe=/dns4/seed.example/tcp/7" +
+			"&x.pe=/ip4/10.1.2.3/udp/9/utp&x.pe.1=[2001:DB8:0:0::2]:6881",
+		want: Magnet{
+			InfoHash: ih("dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c"),
+			Peers: []string{
+				"127.0.0.1:6881", "[::1]:6881", "10.0.0.1:80", "peer.example.com:51413",
+				"[2001:db8::1]:5", "seed.example:7", "10.1.2.3:9", "[2001:db8::2]:6881",
+			},
+		},
+	},
+	{
+		name: "unknown params ignored, percent-encoded name with UTF-8, case-insensitive scheme and keys",
+		uri:  "MAGNET:?XT=URN:BTIH:dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c&DN=%E6%97%A5%E6%9C%AC%20%26%20more&kt=a+b&mt=http%3A%2F%2Fx&x.foo=1&as=http%3A%2F%2Fy",
+		want: Magnet{InfoHash: ih("dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c"), Name: "日本 & more"},
+	},
+	{
+		name: "raw percent sign in a name is kept",
+		uri:  "magnet:?xt=urn:btih:dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c&dn=100%+legit",
+		want: Magnet{InfoHash: ih("dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c"), Name: "100%+legit"},
+	},
+	{
+		name: "repeated identical btih, surrounding spaces, magnet://",
+		uri:  "  magnet://?xt=urn:btih:dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c&xt=urn:btih:3WBFL3G4PSSV7MF37AJSHWDQMLNR63I4\n",
+		want: Magnet{InfoHash: ih("dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c")},
+	},
+}
+
+func TestParseRealWorld(t *testing.T) {
+	for _, tc := range realWorld {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := Parse(tc.uri)
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if !reflect.DeepEqual(*m, tc.want) {
+				t.Fatalf("Parse:\n got %+v\nwant %+v", *m, tc.want)
+			}
+			// The canonical form parses back to the same magnet and is a
+			// fixed point.
+			s := m.String()
+			m2, err := Parse(s)
+			if err != nil {
+				t.Fatalf("Parse(String()=%q): %v", s, err)
+			}
+			if !reflect.DeepEqual(m, m2) {
+				t.Fatalf("round trip of %q:\n got %+v\nwant %+v", s, *m2, *m)
+			}
+			if s2 := m2.String(); s2 != s {
+				t.Fatalf("String not stable: %q then %q", s, s2)
+			}
+		})
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	const h = "dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c"
+	tests := []struct {
+		uri      string
+		sentinel error // nil: no sentinel applies
+		msg      string
+	}{
+		{"", ErrNotMagnet, "magnet: not a magnet URI"},
+		{"http://example.com/?xt=urn:btih:" + h, ErrNotMagnet, "not a magnet URI"},
+		{"magnet:xt=urn:btih:" + h, ErrNotMagnet, "no '?'"},
+		{"magnet:?dn=nothing", ErrNoInfoHash, "magnet: xt: no btih infohash"},
+		{"magnet:?xt=urn:sha1:YNCKHTQCWBTRNJIV4WNAE52SJUQCZO5C", ErrNoInfoHash, "xt: no btih"},
+		{"magnet:?xt=urn:btmh:1220caf1e1c30e81cb361b9ee167c4aa64228a7fa4fa9f6105232b28ad099f3a302e&dn=bittorrent-v2-test", ErrV2Unsupported, "only a v2 infohash"},
+		{"magnet:?xt=urn:btih:" + h[:39], ErrBadInfoHash, "magnet: xt: bad infohash: want 40 hex or 32 base32 characters, got 39"},
+		{"magnet:?xt=urn:btih:" + h[:39] + "g", ErrBadInfoHash, "not hexadecimal"},
+		{"magnet:?xt=urn:btih:3cvjn3f3suvpgcxwl6pnzqijhzvbfbw1", ErrBadInfoHash, "not base32"},
+		{"magnet:?xt=urn:btih:" + h + "&xt=urn:btih:08ada5a7a6183aae1e09d831df6748d566095a10", nil, "magnet: xt: conflicting btih infohashes"},
+		{"magnet:?xt=urn:btih:" + h + "&x.pe=1.2.3.4", nil, `magnet: x.pe: bad peer address "1.2.3.4"`},
+		{"magnet:?xt=urn:btih:" + h + "&x.pe=1.2.3.4:0", nil, "port 0"},
+		{"magnet:?xt=urn:btih:" + h + "&x.pe=1.2.3.4:65536", nil, "not a number from 1 to 65535"},
+		{"magnet:?xt=urn:btih:" + h + "&x.pe=::1:6881", nil, "bad peer address"},
+		{"magnet:?xt=urn:btih:" + h + "&x.pe=1.2.3.400:1", nil, "not a valid IPv4 address"},
+		{"magnet:?xt=urn:btih:" + h + "&x.pe=bad%20host:1", nil, "neither an IP address nor a DNS name"},
+		{"magnet:?xt=urn:btih:" + h + "&x.pe=/ip4/1.2.3.4/udp/5", nil, "bad peer multiaddr"},
+		{"magnet:?xt=urn:btih:" + h + "&x.pe=/ip4/1.2.3.4", nil, "bad peer multiaddr"},
+		{"magnet:?xt=urn:btih:" + h + "&x.pe=/unix/tmp/x", nil, "bad peer multiaddr"},
+		{"magnet:?xt=urn:btih:" + h + "&so=1,,2", nil, "magnet: so: empty item"},
+		{"magnet:?xt=urn:btih:" + h + "&so=", nil, "magnet: so: empty selection"},
+		{"magnet:?xt=urn:btih:" + h + "&so=5-3", nil, "range ends before it starts"},
+		{"magnet:?xt=urn:btih:" + h + "&so=-3", nil, "missing file index"},
+		{"magnet:?xt=urn:btih:" + h + "&so=+3", nil, "not a decimal number"},
+		{"magnet:?xt=urn:btih:" + h + "&so=1-2-3", nil, "not a decimal number"},
+		{"magnet:?xt=urn:btih:" + h + "&so=99999999999", nil, "too large"},
+		{"magnet:?xt=urn:btih:" + h + "&xl=-1", nil, "magnet: xl: want a non-negative byte count"},
+		{"magnet:?xt=urn:btih:" + h + "&xl=1&xl=2", nil, "conflicting lengths"},
+		{"magnet:?xt=urn:btih:" + h + "&tr=http%3A%2F%2Fa%ZZ", nil, "magnet: tr: bad percent-encoding"},
+	}
+	for _, tc := range tests {
+		m, err := Parse(tc.uri)
+		if err == nil {
+			t.Errorf("Parse(%q) = %+v, want an error", tc.uri, m)
+			continue
+		}
+		if tc.sentinel != nil && !errors.Is(err, tc.sentinel) {
+			t.Errorf("Parse(%q) = %v, want it to wrap %v", tc.uri, err, tc.sentinel)
+		}
+		if !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("Parse(%q) = %q, want it to contain %q", tc.uri, err, tc.msg)
+		}
+		if !strings.HasPrefix(err.Error(), "magnet: ") {
+			t.Errorf("Parse(%q) = %q, want the prefix \"magnet: \"", tc.uri, err)
+		}
+	}
+}
+
+func TestString(t *testing.T) {
+	m := &Magnet{
+		InfoHash: ih("dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c"),
+		Name:     "a b&c+d/é",
+		Trackers: []string{"udp://t.example:1337/announce?k=1&x=2"},
+		WebSeeds: []string{"https://w.example/f/"},
+		Peers:    []string{"[::1]:6881", "127.0.0.1:1"},
+		Select:   []Range{{0, 0}, {3, 5}},
+		Length:   42,
+	}
+	const want = "magnet:?xt=urn:btih:dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c" +
+		"&dn=a%20b%26c%2Bd/%C3%A9&xl=42" +
+		"&tr=udp://t.example:1337/announce%3Fk%3D1%26x%3D2" +
+		"&ws=https://w.example/f/" +
+		"&x.pe=%5B::1%5D:6881&x.pe=127.0.0.1:1&so=0,3-5"
+	if got := m.String(); got != want {
+		t.Fatalf("String:\n got %s\nwant %s", got, want)
+	}
+	back, err := Parse(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back, m) {
+		t.Fatalf("Parse(String()):\n got %+v\nwant %+v", *back, *m)
+	}
+}
+
+func TestParseInfoHash(t *testing.T) {
+	want := ih("dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c")
+	for _, s := range []string{
+		"dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c",
+		"DD8255ECDC7CA55FB0BBF81323D87062DB1F6D1C",
+		"3WBFL3G4PSSV7MF37AJSHWDQMLNR63I4",
+		"3wbfl3g4pssv7mf37ajshwdqmlnr63i4",
+	} {
+		got, err := ParseInfoHash(s)
+		if err != nil || got != want {
+			t.Errorf("ParseInfoHash(%q) = %x, %v; want %x", s, got, err, want)
+		}
+	}
+	for _, s := range []string{"", "dd82", "dd8255ecdc7ca55fb0bbf81323d87062db1f6d1", "3WBFL3G4PSSV7MF37AJSHWDQMLNR63I=", "3WBFL3G4PSSV7MF37AJSHWDQMLNR63I1", " dd8255ecdc7ca55fb0bbf81323d87062db1f6d1"} {
+		if _, err := ParseInfoHash(s); !errors.Is(err, ErrBadInfoHash) {
+			t.Errorf("ParseInfoHash(%q) error = %v, want ErrBadInfoHash", s, err)
+		}
+	}
+}
+
+func TestParseTarget(t *testing.T) {
+	want := ih("dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c")
+	for _, s := range []string{
+		"dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c",
+		" 3WBFL3G4PSSV7MF37AJSHWDQMLNR63I4\n",
+		"urn:btih:dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c",
+		"magnet:?xt=urn:btih:dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c&dn=x",
+	} {
+		m, err := ParseTarget(s)
+		if err != nil || m.InfoHash != want {
+			t.Errorf("ParseTarget(%q) = %v, %v", s, m, err)
+		}
+	}
+	for _, tc := range []struct {
+		s        string
+		sentinel error
+	}{
+		{"file.torrent", ErrNotMagnet},
+		{"", ErrNotMagnet},
+		{"dd8255ecdc7ca55fb0bbf81323d87062db1f6d1x", ErrBadInfoHash},
+		{"urn:btih:dd82", ErrBadInfoHash},
+		{"magnet:?xt=urn:btmh:1220caf1e1c30e81cb361b9ee167c4aa64228a7fa4fa9f6105232b28ad099f3a302e", ErrV2Unsupported},
+	} {
+		if _, err := ParseTarget(tc.s); !errors.Is(err, tc.sentinel) {
+			t.Errorf("ParseTarget(%q) error = %v, want %v", tc.s, err, tc.sentinel)
+		}
+	}
+}
+
+func TestSelected(t *testing.T) {
+	all := &Magnet{}
+	if !all.Selected(0) || !all.Selected(1000) {
+		t.Fatal("an empty selection must select every file")
+	}
+	m, err := Parse("magnet:?xt=urn:btih:dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c&so=0,2,4-6")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int
+	for i := range 10 {
+		if m.Selected(i) {
+			got = append(got, i)
+		}
+	}
+	if want := []int{0, 2, 4, 5, 6}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("selected %v, want %v", got, want)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	for _, tc := range realWorld {
+		f.Add(tc.uri)
+	}
+	for _, s := range []string{
+		"magnet:?xt=urn:btih:dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c&so=0,2,4-6&xl=5",
+		"magnet:?xt=urn:btih:dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c&x.pe=[fe80::1%25eth0]:5",
+		"magnet:?xt=urn:btmh:1220caf1e1c30e81cb361b9ee167c4aa64228a7fa4fa9f6105232b28ad099f3a302e",
+		"magnet:?xt=urn:btih:dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c&dn=%ZZ%&tr=%20",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, uri string) {
+		m, err := Parse(uri)
+		if err != nil {
+			if m != nil {
+				t.Fatalf("Parse returned both a magnet and an error")
+			}
+			if !strings.HasPrefix(err.Error(), "magnet: ") {
+				t.Fatalf("error without prefix: %q", err)
+			}
+			return
+		}
+		s := m.String()
+		m2, err := Parse(s)
+		if err != nil {
+			t.Fatalf("Parse(%q) ok, but Parse(String()=%q): %v", uri, s, err)
+		}
+		if !reflect.DeepEqual(m, m2) {
+			t.Fatalf("round trip of %q via %q:\n got %+v\nwant %+v", uri, s, *m2, *m)
+		}
+		if s2 := m2.String(); s2 != s {
+			t.Fatalf("String not stable: %q then %q", s, s2)
+		}
+	})
+}
+
+func FuzzParseInfoHash(f *testing.F) {
+	for _, s := range []string{
+		"dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c",
+		"3WBFL3G4PSSV7MF37AJSHWDQMLNR63I4",
+		"3wbfl3g4pssv7mf37ajshwdqmlnr63i=",
+		"",
+		"zz8255ecdc7ca55fb0bbf81323d87062db1f6d1c",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		h, err := ParseInfoHash(s)
+		if err != nil {
+			if !errors.Is(err, ErrBadInfoHash) {
+				t.Fatalf("error %v does not wrap ErrBadInfoHash", err)
+			}
+			return
+		}
+		// Whatever form was accepted, the hex form names the same hash.
+		h2, err := ParseInfoHash(hex.EncodeToString(h[:]))
+		if err != nil || h2 != h {
+			t.Fatalf("hex round trip of %q: %x, %v", s, h2, err)
+		}
+		if !strings.EqualFold(s, hex.EncodeToString(h[:])) && len(s) != 32 {
+			t.Fatalf("accepted %q, which is neither hex of the hash nor base32", s)
+		}
+	})
+}
+
+func BenchmarkParse(b *testing.B) {
+	uri := realWorld[0].uri
+	b.SetBytes(int64(len(uri)))
+	for b.Loop() {
+		if _, err := Parse(uri); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
