@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/anacrolix/torrent/metainfo"
+	"github.com/urfave/cli/v2"
+
+	"github.com/magnetget/magnetget/magnet"
+	"github.com/magnetget/magnetget/torrentfile"
+)
+
+func createFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "where to write the .torrent (default <name>.torrent)"},
+		&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "overwrite an existing .torrent"},
+		&cli.StringFlag{Name: "piece-length", Usage: "piece length, a power of two from 16K to 16M (default: about 1000-2000 pieces)"},
+		&cli.StringFlag{Name: "comment", Usage: "comment stored in the torrent"},
+		&cli.StringSliceFlag{Name: "tracker", Aliases: []string{"t"}, Usage: "tracker URL, repeatable"},
+		&cli.StringSliceFlag{Name: "web-seed", Aliases: []string{"w"}, Usage: "web seed URL, repeatable"},
+	}
+}
+
+func createCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "create",
+		Usage:     "make a .torrent from a file or directory",
+		ArgsUsage: "<file-or-dir>",
+		Flags:     append(createFlags(), logFlags()...),
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usageError("create takes one file or directory")
+			}
+			mi, path, err := makeTorrent(c, c.Args().First())
+			if err != nil {
+				return err
+			}
+			ih := mi.HashInfoBytes()
+			fmt.Fprintf(c.App.ErrWriter, "wrote %s\n", path)
+			fmt.Fprintln(c.App.Writer, magnetFor(mi, ih, nil))
+			return nil
+		},
+	}
+}
+
+// makeTorrent hashes root and writes its .torrent, showing progress on a
+// terminal.
+func makeTorrent(c *cli.Context, root string) (*metainfo.MetaInfo, string, error) {
+	pl, err := parseRate(c.String("piece-length"))
+	if err != nil {
+		return nil, "", usageError("--piece-length: %v", err)
+	}
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil, "", err
+	}
+	out := c.String("output")
+	if out == "" {
+		out = safeFileName(filepath.Base(abs)) + ".torrent"
+	}
+	if !c.Bool("force") {
+		if _, err := os.Stat(out); err == nil {
+			return nil, "", fmt.Errorf("%s exists (use --force to overwrite)", out)
+		}
+	}
+	ev := newEvents(io.Discard, c.App.ErrWriter, false)
+	var mu sync.Mutex
+	last := time.Time{}
+	progress := func(done, total int64) {
+		if !ev.tty {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if time.Since(last) < 200*time.Millisecond && done < total {
+			return
+		}
+		last = time.Now()
+		fmt.Fprintf(c.App.ErrWriter, "\rhashing %s / %s\x1b[K", humanBytes(done), humanBytes(total))
+		if done >= total {
+			fmt.Fprintln(c.App.ErrWriter)
+		}
+	}
+	mi, err := torrentfile.Create(c.Context, abs, torrentfile.Options{
+		PieceLength: pl, Comment: c.String("comment"), Trackers: c.StringSlice("tracker"),
+		WebSeeds: c.StringSlice("web-seed"), Progress: progress,
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	if err := writeFileAtomic(out, func(w io.Writer) error { return torrentfile.Write(w, mi) }); err != nil {
+		return nil, "", err
+	}
+	return mi, out, nil
+}
+
+func writeFileAtomic(path string, write func(io.Writer) error) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, ".magnetget-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := write(tmp); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// magnetFor prints the magnet link for a torrent, with peer hints if any.
+func magnetFor(mi *metainfo.MetaInfo, ih [20]byte, peers []string) string {
+	m := &magnet.Magnet{InfoHash: ih, Peers: peers}
+	if info, err := mi.UnmarshalInfo(); err == nil {
+		m.Name = info.BestName()
+		m.Length = info.TotalLength()
+	}
+	for _, tier := range mi.UpvertedAnnounceList() {
+		m.Trackers = append(m.Trackers, tier...)
+	}
+	m.WebSeeds = mi.UrlList
+	return m.String()
+}
+
+var _ = context.Background

@@ -1,0 +1,298 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/multiformats/go-multiaddr"
+	"github.com/urfave/cli/v2"
+
+	"github.com/magnetget/magnetget"
+	"github.com/magnetget/magnetget/dht"
+	"github.com/magnetget/magnetget/internal/maddr"
+)
+
+func dhtFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringSliceFlag{Name: "listen", Aliases: []string{"l"}, Usage: "listen multiaddr, repeatable: /udp/ is a DHT socket, /tcp/ the peer listener; one alone implies the other on the same IP and port (default /ip4/0.0.0.0/udp/6881 and /ip6/::/udp/6881)"},
+		&cli.StringSliceFlag{Name: "bootstrap", Aliases: []string{"b"}, Usage: "bootstrap node multiaddr, repeatable, e.g. /ip4/127.0.0.1/udp/6881 (default: the embedded list)"},
+		&cli.PathFlag{Name: "bootstrap-file", Usage: "file of bootstrap multiaddrs, one a line, # comments"},
+		&cli.PathFlag{Name: "data-dir", Usage: "where routing.db is kept (default $XDG_DATA_HOME/magnetget)"},
+		&cli.Float64Flag{Name: "dht-rate", Value: 250, Usage: "outgoing DHT packets per second, per socket (negative: unlimited)"},
+	}
+}
+
+// dhtSet is the DHT nodes one process runs: one per UDP socket (IPv4 and,
+// for BEP 32, IPv6), plus the TCP addresses the peer listener should use.
+type dhtSet struct {
+	nodes []*dht.Node
+	conns []net.PacketConn
+	tcp   []netip.AddrPort
+	boot  int // resolved bootstrap addresses
+	log   *slog.Logger
+}
+
+func dataDir(c *cli.Context) (string, error) {
+	if d := c.Path("data-dir"); d != "" {
+		return d, nil
+	}
+	if x := os.Getenv("XDG_DATA_HOME"); x != "" {
+		return filepath.Join(x, "magnetget"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("no --data-dir and no home directory: %w", err)
+	}
+	return filepath.Join(home, ".local", "share", "magnetget"), nil
+}
+
+// bootstrapAddrs reads the bootstrap list the flags name (the embedded one
+// when none) and resolves it. Bad lines and names that do not resolve are
+// warnings: only an empty result matters, and the caller decides that.
+func bootstrapAddrs(ctx context.Context, c *cli.Context, log *slog.Logger) ([]netip.AddrPort, error) {
+	var mas []multiaddr.Multiaddr
+	addList := func(src, text string) {
+		good, bad := maddr.ParseList(strings.NewReader(text))
+		for _, e := range bad {
+			log.Warn("skipping bad bootstrap line", "source", src, "err", e)
+		}
+		mas = append(mas, good...)
+	}
+	given := false
+	for _, s := range c.StringSlice("bootstrap") {
+		given = true
+		addList("--bootstrap", s)
+	}
+	if f := c.Path("bootstrap-file"); f != "" {
+		given = true
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("bootstrap file: %w", err)
+		}
+		addList(f, string(b))
+	}
+	if !given {
+		addList("embedded bootstrap.txt", magnetget.DefaultBootstrap)
+	}
+	addrs, warns := maddr.ResolveAll(ctx, mas, "udp")
+	for _, w := range warns {
+		log.Warn("skipping bootstrap node", "err", w)
+	}
+	return addrs, nil
+}
+
+// listenUDP binds addr, falling back to a free port when the wanted one is
+// taken (a second magnetget on the same machine still works).
+func listenUDP(addr netip.AddrPort, log *slog.Logger) (net.PacketConn, error) {
+	pc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(addr))
+	if err != nil && errors.Is(err, syscall.EADDRINUSE) && addr.Port() != 0 {
+		log.Warn("DHT port taken, using a free one", "addr", addr)
+		pc, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr.Addr(), 0)))
+	}
+	if err != nil {
+		return nil, err
+	}
+	return pc, nil
+}
+
+// joinDHT starts the DHT nodes the flags ask for and bootstraps them.
+func joinDHT(ctx context.Context, c *cli.Context, log *slog.Logger, hooks dht.Config) (*dhtSet, error) {
+	udp, tcp, err := maddr.ParseListen(c.StringSlice("listen"))
+	if err != nil {
+		return nil, usageError("--listen: %v", err)
+	}
+	dir, err := dataDir(c)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	boot, err := bootstrapAddrs(ctx, c, log)
+	if err != nil {
+		return nil, err
+	}
+	s := &dhtSet{tcp: tcp, boot: len(boot), log: log}
+	v4db, v6db := false, false
+	for _, a := range udp {
+		pc, err := listenUDP(a, log)
+		if err != nil {
+			// The default IPv6 twin is optional: many hosts have no IPv6.
+			if a.Addr().Is6() && len(udp) > 1 {
+				log.Warn("no IPv6 DHT socket", "addr", a, "err", err)
+				continue
+			}
+			s.Close()
+			return nil, fmt.Errorf("listen %v: %w", maddr.FromAddrPort(a, "udp"), err)
+		}
+		// One routing table file per address family: BEP 32 keeps the two
+		// tables apart, and a second socket of one family shares nothing.
+		state := ""
+		if a.Addr().Unmap().Is4() && !v4db {
+			state, v4db = filepath.Join(dir, "routing.db"), true
+		} else if a.Addr().Is6() && !a.Addr().Is4In6() && !v6db {
+			state, v6db = filepath.Join(dir, "routing6.db"), true
+		}
+		var fam []netip.AddrPort
+		for _, b := range boot {
+			if b.Addr().Unmap().Is4() == a.Addr().Unmap().Is4() {
+				fam = append(fam, netip.AddrPortFrom(b.Addr().Unmap(), b.Port()))
+			}
+		}
+		cfg := hooks
+		cfg.Conn = pc
+		cfg.StateFile = state
+		cfg.Bootstrap = fam
+		cfg.Rate = c.Float64("dht-rate")
+		cfg.Logger = log
+		n, err := dht.New(cfg)
+		if err != nil {
+			pc.Close()
+			s.Close()
+			return nil, fmt.Errorf("DHT node on %v: %w", a, err)
+		}
+		s.nodes = append(s.nodes, n)
+		s.conns = append(s.conns, pc)
+	}
+	if len(s.nodes) == 0 {
+		return nil, errors.New("no DHT socket could be opened")
+	}
+	if len(boot) == 0 && s.Stats().Nodes == 0 {
+		s.Close()
+		return nil, errors.New("no bootstrap node left and no saved routing table: give --bootstrap")
+	}
+	var wg sync.WaitGroup
+	for _, n := range s.nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := n.Bootstrap(ctx); err != nil && ctx.Err() == nil {
+				log.Warn("bootstrap", "node", n.Addr(), "err", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Lookup runs a get_peers traversal on every node at once and calls fn once
+// per distinct peer, never concurrently. fn returning false stops them all.
+func (s *dhtSet) Lookup(ctx context.Context, ih [20]byte, fn func(dht.PeerResult) bool) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu   sync.Mutex
+		seen = map[netip.AddrPort]bool{}
+		wg   sync.WaitGroup
+		errs = make([]error, len(s.nodes))
+	)
+	for i, n := range s.nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = n.Lookup(ctx, ih, func(r dht.PeerResult) bool {
+				mu.Lock()
+				defer mu.Unlock()
+				if ctx.Err() != nil {
+					return false
+				}
+				if seen[r.Peer] {
+					return true
+				}
+				seen[r.Peer] = true
+				if !fn(r) {
+					cancel()
+					return false
+				}
+				return true
+			})
+		}()
+	}
+	wg.Wait()
+	for _, e := range errs {
+		if e != nil && !errors.Is(e, context.Canceled) {
+			return e
+		}
+	}
+	return nil
+}
+
+// Peers streams the peers a lookup finds on a channel that closes when the
+// lookup ends; it is the shape metadata.Fetch consumes.
+func (s *dhtSet) Peers(ctx context.Context, ih [20]byte) <-chan netip.AddrPort {
+	ch := make(chan netip.AddrPort)
+	go func() {
+		defer close(ch)
+		_ = s.Lookup(ctx, ih, func(r dht.PeerResult) bool {
+			select {
+			case ch <- r.Peer:
+				return true
+			case <-ctx.Done():
+				return false
+			}
+		})
+	}()
+	return ch
+}
+
+// Announce tells the DHT, on every socket, that we serve ih on port.
+func (s *dhtSet) Announce(ctx context.Context, ih [20]byte, port int) error {
+	var errs []error
+	for _, n := range s.nodes {
+		if err := n.Announce(ctx, ih, port); err != nil {
+			errs = append(errs, fmt.Errorf("announce via %v: %w", n.Addr(), err))
+		}
+	}
+	if len(errs) == len(s.nodes) {
+		return errors.Join(errs...)
+	}
+	return nil
+}
+
+func (s *dhtSet) Stats() dht.Stats {
+	var t dht.Stats
+	for _, n := range s.nodes {
+		st := n.Stats()
+		t.GoodNodes += st.GoodNodes
+		t.Nodes += st.Nodes
+		t.QueriesIn += st.QueriesIn
+		t.QueriesOut += st.QueriesOut
+		t.PeersStored += st.PeersStored
+		t.Infohashes += st.Infohashes
+	}
+	return t
+}
+
+// Close stops every node (each saves its table) and releases the sockets.
+func (s *dhtSet) Close() {
+	for _, n := range s.nodes {
+		if err := n.Close(); err != nil {
+			s.log.Warn("closing DHT node", "err", err)
+		}
+	}
+	for _, pc := range s.conns {
+		pc.Close()
+	}
+}
+
+// udpMultiaddrs names the sockets for users.
+func (s *dhtSet) udpMultiaddrs() []string {
+	var out []string
+	for _, n := range s.nodes {
+		out = append(out, maddr.FromAddrPort(n.Addr(), "udp").String())
+	}
+	return out
+}

@@ -1,0 +1,423 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/anacrolix/torrent/metainfo"
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/magnetget/magnetget/dht"
+	"github.com/magnetget/magnetget/internal/peerwire"
+	"github.com/magnetget/magnetget/magnet"
+	"github.com/magnetget/magnetget/metadata"
+	"github.com/magnetget/magnetget/swarm"
+	"github.com/magnetget/magnetget/torrentfile"
+)
+
+func getFlags() []cli.Flag {
+	return append(append(dhtFlags(), logFlags()...),
+		&cli.PathFlag{Name: "output", Aliases: []string{"o"}, Value: ".", Usage: "download into this directory"},
+		&cli.StringFlag{Name: "select", Usage: "only these files: indexes (0,2,4-6) or globs (*.mkv), comma-separated"},
+		&cli.BoolFlag{Name: "sequential", Usage: "fetch pieces in order (for streaming)"},
+		&cli.BoolFlag{Name: "seed", Usage: "keep seeding after the download completes"},
+		&cli.Float64Flag{Name: "seed-ratio", Usage: "with --seed: stop at this upload/download ratio (0: no limit)"},
+		&cli.DurationFlag{Name: "seed-time", Usage: "with --seed: stop after seeding this long (0: no limit)"},
+		&cli.IntFlag{Name: "max-peers", Value: 50, Usage: "most peer connections at once"},
+		&cli.StringFlag{Name: "download-limit", Usage: "bytes per second, e.g. 2M (0: unlimited)"},
+		&cli.StringFlag{Name: "upload-limit", Usage: "bytes per second, e.g. 500K (0: unlimited)"},
+		&cli.BoolFlag{Name: "json", Usage: "NDJSON progress events on stdout"},
+		&cli.IntFlag{Name: "max-metadata-size", Value: 16 << 20, Usage: "refuse info dicts larger than this many bytes"},
+	)
+}
+
+func getCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "get",
+		Usage:     "download a magnet link or .torrent file (the default command)",
+		ArgsUsage: "<magnet-uri | infohash | file.torrent>",
+		Flags:     getFlags(),
+		Action:    getAction,
+	}
+}
+
+// parseRate reads "2M", "500K", "1048576" as bytes per second.
+func parseRate(s string) (int64, error) {
+	s = strings.TrimSpace(strings.TrimSuffix(strings.TrimSuffix(strings.ToUpper(s), "B"), "I"))
+	if s == "" {
+		return 0, nil
+	}
+	mult := int64(1)
+	switch s[len(s)-1] {
+	case 'K':
+		mult = 1 << 10
+	case 'M':
+		mult = 1 << 20
+	case 'G':
+		mult = 1 << 30
+	}
+	if mult > 1 {
+		s = s[:len(s)-1]
+	}
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil || v < 0 {
+		return 0, fmt.Errorf("bad rate %q", s)
+	}
+	return int64(v * float64(mult)), nil
+}
+
+// target is what a download starts from: a .torrent's info or a magnet's
+// infohash (and then the metadata comes from peers).
+type target struct {
+	ih       [20]byte
+	info     []byte // nil until known
+	trackers []string
+	peers    []string
+	selected []magnet.Range
+}
+
+func loadTarget(arg string) (*target, error) {
+	if !strings.HasPrefix(strings.ToLower(arg), "magnet:") {
+		if st, err := os.Stat(arg); err == nil && !st.IsDir() {
+			mi, err := torrentfile.Load(arg)
+			if err != nil {
+				return nil, err
+			}
+			t := &target{ih: mi.HashInfoBytes(), info: mi.InfoBytes}
+			for _, tier := range mi.UpvertedAnnounceList() {
+				t.trackers = append(t.trackers, tier...)
+			}
+			return t, nil
+		}
+	}
+	m, err := magnet.ParseTarget(arg)
+	if err != nil {
+		return nil, err
+	}
+	return &target{ih: m.InfoHash, trackers: m.Trackers, peers: m.Peers, selected: m.Select}, nil
+}
+
+// selector builds the file filter from --select and the magnet's so=.
+func selector(spec string, so []magnet.Range, info *metainfo.Info) (func(int) bool, error) {
+	files := info.UpvertedFiles()
+	if spec == "" && len(so) == 0 {
+		return nil, nil
+	}
+	sel := make([]bool, len(files))
+	for _, r := range so {
+		for i := r.First; i <= r.Last && i < len(files); i++ {
+			sel[i] = true
+		}
+	}
+	for _, part := range strings.Split(spec, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		if lo, hi, ok := strings.Cut(part, "-"); ok {
+			a, err1 := strconv.Atoi(lo)
+			b, err2 := strconv.Atoi(hi)
+			if err1 == nil && err2 == nil {
+				if a > b || a < 0 {
+					return nil, fmt.Errorf("--select: bad range %q", part)
+				}
+				for i := a; i <= b && i < len(files); i++ {
+					sel[i] = true
+				}
+				continue
+			}
+		}
+		if i, err := strconv.Atoi(part); err == nil {
+			if i < 0 || i >= len(files) {
+				return nil, fmt.Errorf("--select: no file %d (the torrent has %d)", i, len(files))
+			}
+			sel[i] = true
+			continue
+		}
+		matched := false
+		for i, f := range files {
+			p := strings.Join(f.BestPath(), "/")
+			if len(info.Files) == 0 {
+				p = info.BestName()
+			}
+			full, _ := path.Match(part, p)
+			base, _ := path.Match(part, path.Base(p))
+			if full || base {
+				sel[i], matched = true, true
+			}
+		}
+		if !matched {
+			if _, err := path.Match(part, ""); err != nil {
+				return nil, fmt.Errorf("--select: bad pattern %q: %w", part, err)
+			}
+			return nil, fmt.Errorf("--select: no file matches %q", part)
+		}
+	}
+	return func(i int) bool { return i >= 0 && i < len(sel) && sel[i] }, nil
+}
+
+func listenTCP(addrs []netip.AddrPort, log *slog.Logger) (net.Listener, error) {
+	var firstErr error
+	for _, a := range addrs {
+		ln, err := net.Listen("tcp", a.String())
+		if err != nil && a.Port() != 0 {
+			log.Warn("peer port taken, using a free one", "addr", a, "err", err)
+			ln, err = net.Listen("tcp", netip.AddrPortFrom(a.Addr(), 0).String())
+		}
+		if err == nil {
+			return ln, nil
+		}
+		if firstErr == nil {
+			firstErr = err
+		}
+	}
+	if firstErr == nil {
+		firstErr = errors.New("no TCP listen address")
+	}
+	return nil, fmt.Errorf("peer listener: %w", firstErr)
+}
+
+func getAction(c *cli.Context) error {
+	if c.NArg() != 1 {
+		if c.NArg() == 0 {
+			return cli.ShowAppHelp(c)
+		}
+		return usageError("give one magnet URI, infohash or .torrent file")
+	}
+	t, err := loadTarget(c.Args().First())
+	if err != nil {
+		return usageError("%v", err)
+	}
+	down, err := parseRate(c.String("download-limit"))
+	if err != nil {
+		return usageError("--download-limit: %v", err)
+	}
+	up, err := parseRate(c.String("upload-limit"))
+	if err != nil {
+		return usageError("--upload-limit: %v", err)
+	}
+	log := logger(c)
+	ctx := c.Context
+	set, err := joinDHT(ctx, c, log, dht.Config{})
+	if err != nil {
+		return err
+	}
+	defer set.Close()
+	ln, err := listenTCP(set.tcp, log)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	peerID := newPeerID()
+	ev := newEvents(c.App.Writer, c.App.ErrWriter, c.Bool("json"))
+
+	direct := resolvePeers(ctx, t.peers, log)
+	var conns []*peerwire.Conn
+	if t.info == nil {
+		ev.event("metadata", map[string]any{"infohash": hex.EncodeToString(t.ih[:])})
+		mctx, cancel := context.WithCancel(ctx)
+		r, err := metadata.Fetch(mctx, t.ih, mergePeers(mctx, direct, set.Peers(mctx, t.ih)),
+			metadata.Options{MaxSize: c.Int("max-metadata-size"), PeerID: peerID, Logger: log})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("metadata: %w", err)
+		}
+		t.info, conns = r.Info, r.Conns
+	}
+	var info metainfo.Info
+	if err := metainfoUnmarshal(t.info, &info); err != nil {
+		closeAll(conns)
+		return err
+	}
+	sel, err := selector(c.String("select"), t.selected, &info)
+	if err != nil {
+		closeAll(conns)
+		return usageError("%v", err)
+	}
+	ev.event("start", map[string]any{"name": info.BestName(), "size": info.TotalLength(), "pieces": info.NumPieces(), "dir": c.Path("output")})
+	sw, err := swarm.New(swarm.Config{
+		InfoHash: t.ih, Info: t.info, Dir: c.Path("output"), Select: sel, Sequential: c.Bool("sequential"),
+		PeerID: peerID, Listener: ln, MaxPeers: c.Int("max-peers"), DownloadLimit: down, UploadLimit: up,
+		Seed: c.Bool("seed"), SeedRatio: c.Float64("seed-ratio"), SeedTime: c.Duration("seed-time"),
+		Logger: log, OnProgress: ev.progress,
+	})
+	if err != nil {
+		closeAll(conns)
+		return err
+	}
+	for _, pc := range conns {
+		sw.AddConn(pc)
+	}
+	for _, ap := range direct {
+		sw.AddPeer(ap)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		feedPeers(rctx, set, sw, t.ih, port, log)
+	}()
+	err = sw.Run(rctx)
+	cancel()
+	wg.Wait()
+	ev.done(err)
+	if err != nil {
+		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+			return cli.Exit("interrupted; run the same command again to resume", 130)
+		}
+		return err
+	}
+	return nil
+}
+
+func metainfoUnmarshal(b []byte, info *metainfo.Info) error {
+	mi, err := torrentfile.FromInfo(b, nil)
+	if err != nil {
+		return err
+	}
+	i, err := mi.UnmarshalInfo()
+	if err != nil {
+		return fmt.Errorf("info dict: %w", err)
+	}
+	*info = i
+	return nil
+}
+
+func closeAll(cs []*peerwire.Conn) {
+	for _, c := range cs {
+		c.Close()
+	}
+}
+
+// feedPeers keeps the swarm supplied: it announces our port and looks the
+// infohash up now and then, handing every peer found to the swarm, until ctx
+// ends. Lookups back off so an idle swarm does not hammer the DHT.
+func feedPeers(ctx context.Context, set *dhtSet, sw *swarm.Swarm, ih [20]byte, port int, log *slog.Logger) {
+	interval := 30 * time.Second
+	for {
+		_ = set.Lookup(ctx, ih, func(r dht.PeerResult) bool {
+			sw.AddPeer(r.Peer)
+			return true
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		if err := set.Announce(ctx, ih, port); err != nil && ctx.Err() == nil {
+			log.Info("announce", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval):
+		}
+		interval = min(interval*2, 15*time.Minute)
+	}
+}
+
+// events renders progress: NDJSON with --json, a redrawn bar on a terminal,
+// plain lines every few seconds otherwise.
+type events struct {
+	mu       sync.Mutex
+	out, err io.Writer
+	json     bool
+	tty      bool
+	last     time.Time
+	start    time.Time
+	enc      *json.Encoder
+}
+
+func newEvents(out, errw io.Writer, asJSON bool) *events {
+	e := &events{out: out, err: errw, json: asJSON, start: time.Now(), enc: json.NewEncoder(out)}
+	if f, ok := errw.(*os.File); ok {
+		_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+		e.tty = err == nil
+	}
+	return e
+}
+
+func (e *events) event(kind string, fields map[string]any) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.json {
+		fields["event"] = kind
+		fields["elapsed_ms"] = time.Since(e.start).Milliseconds()
+		_ = e.enc.Encode(fields)
+		return
+	}
+	switch kind {
+	case "metadata":
+		fmt.Fprintf(e.err, "fetching metadata for %s\n", fields["infohash"])
+	case "start":
+		fmt.Fprintf(e.err, "downloading %s (%s) into %s\n", fields["name"], humanBytes(fields["size"].(int64)), fields["dir"])
+	}
+}
+
+func (e *events) progress(p swarm.Progress) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.json {
+		_ = e.enc.Encode(map[string]any{"event": "progress", "done": p.Done, "total": p.Total, "down": p.Down, "up": p.Up,
+			"rate_down": int64(p.RateDown), "rate_up": int64(p.RateUp), "peers": p.Peers, "complete": p.Complete,
+			"elapsed_ms": time.Since(e.start).Milliseconds()})
+		return
+	}
+	now := time.Now()
+	if !e.tty && now.Sub(e.last) < 5*time.Second && !p.Complete {
+		return
+	}
+	e.last = now
+	pct := 100.0
+	if p.Total > 0 {
+		pct = 100 * float64(p.Done) / float64(p.Total)
+	}
+	eta := "-"
+	if p.RateDown > 0 && p.Total > p.Done {
+		eta = (time.Duration(float64(p.Total-p.Done)/p.RateDown) * time.Second).Round(time.Second).String()
+	}
+	line := fmt.Sprintf("%5.1f%% %s/%s  down %s/s  up %s/s  peers %d  eta %s",
+		pct, humanBytes(p.Done), humanBytes(p.Total), humanBytes(int64(p.RateDown)), humanBytes(int64(p.RateUp)), p.Peers, eta)
+	if e.tty {
+		const width = 24
+		n := int(pct / 100 * width)
+		bar := strings.Repeat("=", n) + strings.Repeat(" ", width-n)
+		fmt.Fprintf(e.err, "\r[%s] %s\x1b[K", bar, line)
+		return
+	}
+	fmt.Fprintln(e.err, line)
+}
+
+func (e *events) done(err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.json {
+		f := map[string]any{"event": "done", "ok": err == nil, "elapsed_ms": time.Since(e.start).Milliseconds()}
+		if err != nil {
+			f["error"] = err.Error()
+		}
+		_ = e.enc.Encode(f)
+		return
+	}
+	if e.tty {
+		fmt.Fprintln(e.err)
+	}
+	if err == nil {
+		fmt.Fprintf(e.err, "done in %v: every piece verified\n", time.Since(e.start).Round(time.Millisecond))
+	}
+}

@@ -1,0 +1,320 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/anacrolix/torrent/metainfo"
+	"github.com/urfave/cli/v2"
+
+	"github.com/magnetget/magnetget/dht"
+	"github.com/magnetget/magnetget/magnet"
+	"github.com/magnetget/magnetget/metadata"
+	"github.com/magnetget/magnetget/torrentfile"
+)
+
+func metaCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "meta",
+		Usage:     "fetch a torrent's metadata from peers and write a .torrent",
+		ArgsUsage: "<magnet-uri | infohash>...",
+		Flags: append(append(dhtFlags(), logFlags()...),
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "output file (- for stdout); with several targets a template with {name} and {infohash} (default {name}.torrent)"},
+			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "overwrite an existing file"},
+			&cli.StringFlag{Name: "from", Usage: "read magnets or infohashes from this file, one a line (- for stdin)"},
+			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Value: 32, Usage: "how many metadata fetches run at once"},
+			&cli.BoolFlag{Name: "print", Aliases: []string{"p"}, Usage: "also show name, size, piece length and files"},
+			&cli.BoolFlag{Name: "json", Usage: "one JSON result line per target"},
+			&cli.DurationFlag{Name: "timeout", Value: 2 * time.Minute, Usage: "give up on a target after this long"},
+			&cli.IntFlag{Name: "max-metadata-size", Value: 16 << 20, Usage: "refuse info dicts larger than this many bytes"},
+		),
+		Action: metaAction,
+	}
+}
+
+type metaFile struct {
+	Path   string `json:"path"`
+	Length int64  `json:"length"`
+}
+
+type metaResult struct {
+	Target      string     `json:"target"`
+	InfoHash    string     `json:"infohash"`
+	OK          bool       `json:"ok"`
+	Error       string     `json:"error,omitempty"`
+	File        string     `json:"file,omitempty"`
+	Name        string     `json:"name,omitempty"`
+	Size        int64      `json:"size,omitempty"`
+	PieceLength int64      `json:"piece_length,omitempty"`
+	Pieces      int        `json:"pieces,omitempty"`
+	Files       []metaFile `json:"files,omitempty"`
+	ElapsedMS   int64      `json:"elapsed_ms"`
+}
+
+// readTargets collects the command's targets: arguments, then --from.
+func readTargets(c *cli.Context) ([]string, error) {
+	targets := append([]string(nil), c.Args().Slice()...)
+	if f := c.String("from"); f != "" {
+		var r io.Reader = os.Stdin
+		if f != "-" {
+			fh, err := os.Open(f)
+			if err != nil {
+				return nil, fmt.Errorf("--from: %w", err)
+			}
+			defer fh.Close()
+			r = fh
+		}
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			if l := strings.TrimSpace(sc.Text()); l != "" && !strings.HasPrefix(l, "#") {
+				targets = append(targets, l)
+			}
+		}
+		if err := sc.Err(); err != nil {
+			return nil, fmt.Errorf("--from: %w", err)
+		}
+	}
+	return targets, nil
+}
+
+func metaAction(c *cli.Context) error {
+	targets, err := readTargets(c)
+	if err != nil {
+		return err
+	}
+	if len(targets) == 0 {
+		return usageError("meta needs a magnet URI or infohash (or --from FILE)")
+	}
+	out := c.String("output")
+	if out == "-" && len(targets) > 1 {
+		return usageError("-o - takes a single target")
+	}
+	if out != "" && out != "-" && len(targets) > 1 && !strings.Contains(out, "{infohash}") && !strings.Contains(out, "{name}") {
+		return usageError("with several targets -o must be a template with {name} or {infohash}")
+	}
+	// Parse everything first: a typo fails fast, before joining the DHT.
+	mags := make([]*magnet.Magnet, len(targets))
+	for i, t := range targets {
+		m, err := magnet.ParseTarget(t)
+		if err != nil {
+			if len(targets) == 1 {
+				return usageError("%v", err)
+			}
+			mags[i] = nil
+			continue
+		}
+		mags[i] = m
+	}
+	log := logger(c)
+	set, err := joinDHT(c.Context, c, log, dht.Config{})
+	if err != nil {
+		return err
+	}
+	defer set.Close()
+
+	jobs := max(c.Int("jobs"), 1)
+	results := make(chan metaResult)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, jobs)
+	var writeMu sync.Mutex // guards output file creation across jobs
+	for i, t := range targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			if mags[i] == nil {
+				_, err := magnet.ParseTarget(t)
+				results <- metaResult{Target: t, Error: err.Error()}
+				return
+			}
+			results <- fetchOne(c, set, t, mags[i], &writeMu)
+		}()
+	}
+	go func() { wg.Wait(); close(results) }()
+
+	failed := 0
+	enc := json.NewEncoder(c.App.Writer)
+	for r := range results {
+		if !r.OK {
+			failed++
+		}
+		switch {
+		case c.Bool("json"):
+			_ = enc.Encode(r)
+		case out == "-":
+			if !r.OK {
+				fmt.Fprintf(c.App.ErrWriter, "FAIL %s %s\n", r.InfoHash, r.Error)
+			}
+		case r.OK:
+			fmt.Fprintf(c.App.Writer, "OK   %s %s (%s, %s)\n", r.InfoHash, r.File, r.Name, humanBytes(r.Size))
+			if c.Bool("print") {
+				printMeta(c.App.Writer, r)
+			}
+		default:
+			fmt.Fprintf(c.App.Writer, "FAIL %s %s\n", orTarget(r), r.Error)
+		}
+	}
+	if failed > 0 {
+		if len(targets) == 1 {
+			return cli.Exit("", 1)
+		}
+		return cli.Exit(fmt.Sprintf("%d of %d failed", failed, len(targets)), 1)
+	}
+	return nil
+}
+
+func orTarget(r metaResult) string {
+	if r.InfoHash != "" {
+		return r.InfoHash
+	}
+	return r.Target
+}
+
+func printMeta(w io.Writer, r metaResult) {
+	fmt.Fprintf(w, "  name:         %s\n  total size:   %s (%d bytes)\n  piece length: %s (%d pieces)\n  files:\n", r.Name, humanBytes(r.Size), r.Size, humanBytes(r.PieceLength), r.Pieces)
+	for _, f := range r.Files {
+		fmt.Fprintf(w, "    %12d  %s\n", f.Length, f.Path)
+	}
+}
+
+// fetchOne resolves one magnet to a written .torrent.
+func fetchOne(c *cli.Context, set *dhtSet, target string, m *magnet.Magnet, writeMu *sync.Mutex) metaResult {
+	start := time.Now()
+	res := metaResult{Target: target, InfoHash: hex.EncodeToString(m.InfoHash[:])}
+	fail := func(err error) metaResult {
+		res.Error = err.Error()
+		res.ElapsedMS = time.Since(start).Milliseconds()
+		return res
+	}
+	ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
+	defer cancel()
+	log := logger(c)
+	direct := resolvePeers(ctx, m.Peers, log)
+	peers := mergePeers(ctx, direct, set.Peers(ctx, m.InfoHash))
+	r, err := metadata.Fetch(ctx, m.InfoHash, peers, metadata.Options{MaxSize: c.Int("max-metadata-size"), PeerID: newPeerID(), Logger: log})
+	for _, pc := range r.Conns {
+		pc.Close()
+	}
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return fail(fmt.Errorf("no metadata within %v", c.Duration("timeout")))
+		}
+		return fail(err)
+	}
+	mi, err := torrentfile.FromInfo(r.Info, m.Trackers)
+	if err != nil {
+		return fail(err)
+	}
+	info, err := mi.UnmarshalInfo()
+	if err != nil {
+		return fail(err)
+	}
+	fillMeta(&res, &info)
+	path, err := writeTorrent(c, mi, res, writeMu)
+	if err != nil {
+		return fail(err)
+	}
+	res.File, res.OK = path, true
+	res.ElapsedMS = time.Since(start).Milliseconds()
+	return res
+}
+
+func fillMeta(res *metaResult, info *metainfo.Info) {
+	res.Name = info.BestName()
+	res.Size = info.TotalLength()
+	res.PieceLength = info.PieceLength
+	res.Pieces = info.NumPieces()
+	for _, f := range info.UpvertedFiles() {
+		p := strings.Join(f.BestPath(), "/")
+		if len(info.Files) == 0 {
+			p = info.BestName()
+		}
+		res.Files = append(res.Files, metaFile{Path: p, Length: f.Length})
+	}
+}
+
+// safeFileName makes a torrent's name usable as one file name here.
+func safeFileName(name string) string {
+	name = strings.Map(func(r rune) rune {
+		if r == '/' || r == '\\' || r == 0 {
+			return '_'
+		}
+		return r
+	}, name)
+	name = strings.TrimLeft(name, ".")
+	if name == "" {
+		name = "torrent"
+	}
+	return name
+}
+
+// writeTorrent writes mi where -o says, never over an existing file unless
+// --force; the file appears whole or not at all.
+func writeTorrent(c *cli.Context, mi *metainfo.MetaInfo, res metaResult, writeMu *sync.Mutex) (string, error) {
+	out := c.String("output")
+	if out == "-" {
+		writeMu.Lock()
+		defer writeMu.Unlock()
+		return "-", torrentfile.Write(c.App.Writer, mi)
+	}
+	if out == "" {
+		out = "{name}.torrent"
+	}
+	path := strings.NewReplacer("{name}", safeFileName(res.Name), "{infohash}", res.InfoHash).Replace(out)
+	writeMu.Lock()
+	defer writeMu.Unlock()
+	if !c.Bool("force") {
+		if _, err := os.Stat(path); err == nil {
+			return "", fmt.Errorf("%s exists (use --force to overwrite)", path)
+		}
+	}
+	if d := filepath.Dir(path); d != "." {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return "", err
+		}
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".magnetget-*.torrent")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(tmp.Name())
+	if err := torrentfile.Write(tmp, mi); err != nil {
+		tmp.Close()
+		return "", err
+	}
+	if err := tmp.Close(); err != nil {
+		return "", err
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return "", err
+	}
+	return path, nil
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+
+	"github.com/magnetget/magnetget/internal/maddr"
+)
+
+// newPeerID makes an Azureus-style peer id: "-MG0001-" and 12 random bytes.
+func newPeerID() [20]byte {
+	var id [20]byte
+	copy(id[:], "-MG0001-")
+	_, _ = rand.Read(id[8:])
+	return id
+}
+
+// resolvePeers turns x.pe hints ("host:port") into addresses; a name that
+// does not resolve is skipped with a warning.
+func resolvePeers(ctx context.Context, hints []string, log *slog.Logger) []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, h := range hints {
+		if ap, err := maddr.ParseHostPort(h); err == nil {
+			out = append(out, ap)
+			continue
+		}
+		host, port, err := net.SplitHostPort(h)
+		if err != nil {
+			log.Warn("skipping peer hint", "peer", h, "err", err)
+			continue
+		}
+		p, err := strconv.ParseUint(port, 10, 16)
+		if err != nil {
+			log.Warn("skipping peer hint", "peer", h, "err", err)
+			continue
+		}
+		ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+		if err != nil {
+			log.Warn("skipping peer hint", "peer", h, "err", err)
+			continue
+		}
+		for _, ip := range ips {
+			out = append(out, netip.AddrPortFrom(ip.Unmap(), uint16(p)))
+		}
+	}
+	return out
+}
+
+// mergePeers yields the direct peers first, then whatever the sources
+// stream, each address once; the channel closes when every source has.
+func mergePeers(ctx context.Context, direct []netip.AddrPort, sources ...<-chan netip.AddrPort) <-chan netip.AddrPort {
+	out := make(chan netip.AddrPort)
+	var (
+		mu   sync.Mutex
+		seen = map[netip.AddrPort]bool{}
+		wg   sync.WaitGroup
+	)
+	send := func(ap netip.AddrPort) bool {
+		mu.Lock()
+		dup := seen[ap]
+		seen[ap] = true
+		mu.Unlock()
+		if dup {
+			return true
+		}
+		select {
+		case out <- ap:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for _, ap := range direct {
+			if !send(ap) {
+				return
+			}
+		}
+	}()
+	for _, src := range sources {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ap := range src {
+				if !send(ap) {
+					// Keep draining so the producer is never stuck.
+					for range src {
+					}
+					return
+				}
+			}
+		}()
+	}
+	go func() {
+		wg.Wait()
+		close(out)
+	}()
+	return out
+}

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/anacrolix/torrent/metainfo"
+	"github.com/urfave/cli/v2"
+
+	"github.com/magnetget/magnetget/dht"
+	"github.com/magnetget/magnetget/internal/maddr"
+	"github.com/magnetget/magnetget/swarm"
+	"github.com/magnetget/magnetget/torrentfile"
+)
+
+func seedCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "seed",
+		Usage:     "make a torrent of a file or directory (or use --torrent) and share it over the DHT",
+		ArgsUsage: "<file-or-dir>",
+		Flags: append(append(append(dhtFlags(), logFlags()...), createFlags()...),
+			&cli.PathFlag{Name: "torrent", Usage: "seed this existing .torrent: the data is verified first"},
+			&cli.BoolFlag{Name: "print-peer", Usage: "add our listen address to the magnet as x.pe"},
+			&cli.StringFlag{Name: "status-addr", Usage: "serve status as JSON at / and Prometheus text at /metrics on this multiaddr"},
+			&cli.StringFlag{Name: "upload-limit", Usage: "bytes per second, e.g. 500K (0: unlimited)"},
+			&cli.IntFlag{Name: "max-peers", Value: 100, Usage: "most peer connections at once"},
+			&cli.DurationFlag{Name: "announce-interval", Value: 15 * time.Minute, Usage: "how often to re-announce to the DHT"},
+		),
+		Action: seedAction,
+	}
+}
+
+func seedAction(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return usageError("seed takes one file or directory")
+	}
+	root, err := filepath.Abs(c.Args().First())
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(root); err != nil {
+		return err
+	}
+	up, err := parseRate(c.String("upload-limit"))
+	if err != nil {
+		return usageError("--upload-limit: %v", err)
+	}
+	var mi *metainfo.MetaInfo
+	if tf := c.Path("torrent"); tf != "" {
+		if mi, err = torrentfile.Load(tf); err != nil {
+			return err
+		}
+	} else {
+		var path string
+		if mi, path, err = makeTorrent(c, root); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.App.ErrWriter, "wrote %s\n", path)
+	}
+	ih := mi.HashInfoBytes()
+	log := logger(c)
+	ctx := c.Context
+	set, err := joinDHT(ctx, c, log, dht.Config{})
+	if err != nil {
+		return err
+	}
+	defer set.Close()
+	ln, err := listenTCP(set.tcp, log)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	tcpAddr := ln.Addr().(*net.TCPAddr).AddrPort()
+	var hints []string
+	if c.Bool("print-peer") {
+		hints = []string{maddr.FromAddrPort(tcpAddr, "tcp").String()}
+	}
+	fmt.Fprintln(c.App.Writer, magnetFor(mi, ih, hints))
+
+	var (
+		mu   sync.Mutex
+		last swarm.Progress
+	)
+	sw, err := swarm.New(swarm.Config{
+		InfoHash: ih, Info: mi.InfoBytes, Dir: filepath.Dir(root), PeerID: newPeerID(), Listener: ln,
+		MaxPeers: c.Int("max-peers"), UploadLimit: up, Seed: true, Logger: log,
+		OnProgress: func(p swarm.Progress) { mu.Lock(); last = p; mu.Unlock() },
+	})
+	if err != nil {
+		return err
+	}
+	figures := func() []metric {
+		mu.Lock()
+		p := last
+		mu.Unlock()
+		return append(dhtMetrics(set),
+			metric{Name: "uploaded_bytes_total", Help: "Bytes uploaded to peers.", Value: float64(p.Up)},
+			metric{Name: "upload_rate_bytes", Help: "Upload rate, bytes per second.", Value: p.RateUp, Gauge: true},
+			metric{Name: "peers", Help: "Connected peers.", Value: float64(p.Peers), Gauge: true},
+			metric{Name: "verified_bytes", Help: "Bytes verified and available.", Value: float64(p.Done), Gauge: true},
+		)
+	}
+	if a := c.String("status-addr"); a != "" {
+		addr, stop, err := serveStatus(ctx, a, figures, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		fmt.Fprintf(c.App.ErrWriter, "status on http://%s/metrics\n", addr)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		announceLoop(rctx, set, ih, tcpAddr.Port(), c.Duration("announce-interval"), log)
+	}()
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(10 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-rctx.Done():
+				return
+			case <-t.C:
+				mu.Lock()
+				p := last
+				mu.Unlock()
+				fmt.Fprintf(c.App.ErrWriter, "%s seeding: %s verified, uploaded %s (%s/s), peers %d\n",
+					time.Now().Format(time.TimeOnly), humanBytes(p.Done), humanBytes(p.Up), humanBytes(int64(p.RateUp)), p.Peers)
+			}
+		}
+	}()
+	fmt.Fprintf(c.App.ErrWriter, "seeding %s on %v; Ctrl-C to stop\n", ih, maddr.FromAddrPort(tcpAddr, "tcp"))
+	err = sw.Run(rctx)
+	cancel()
+	wg.Wait()
+	if err != nil && ctx.Err() == nil {
+		return err
+	}
+	return nil
+}
+
+// announceLoop announces at once (retrying soon while the table is cold),
+// then every interval.
+func announceLoop(ctx context.Context, set *dhtSet, ih [20]byte, port uint16, interval time.Duration, log interface{ Info(string, ...any) }) {
+	wait := 5 * time.Second
+	for {
+		err := set.Announce(ctx, ih, int(port))
+		if ctx.Err() != nil {
+			return
+		}
+		next := interval
+		if err != nil {
+			log.Info("announce failed, retrying", "err", err)
+			next, wait = wait, min(wait*2, interval)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(next):
+		}
+	}
+}
