@@ -23,6 +23,7 @@ import (
 
 	"github.com/magnetget/magnetget/dht"
 	"github.com/magnetget/magnetget/internal/peerwire"
+	"github.com/magnetget/magnetget/internal/trackers"
 	"github.com/magnetget/magnetget/magnet"
 	"github.com/magnetget/magnetget/metadata"
 	"github.com/magnetget/magnetget/swarm"
@@ -231,7 +232,8 @@ func getAction(c *cli.Context) error {
 	if t.info == nil {
 		ev.event("metadata", map[string]any{"infohash": hex.EncodeToString(t.ih[:])})
 		mctx, cancel := context.WithCancel(ctx)
-		r, err := metadata.Fetch(mctx, t.ih, mergePeers(mctx, direct, set.Peers(mctx, t.ih)),
+		r, err := metadata.Fetch(mctx, t.ih, mergePeers(mctx, direct, set.Peers(mctx, t.ih),
+			trackerPeers(mctx, t.trackers, t.ih, peerID, uint16(port), log)),
 			metadata.Options{MaxSize: c.Int("max-metadata-size"), PeerID: peerID, Logger: log})
 		cancel()
 		if err != nil {
@@ -269,10 +271,17 @@ func getAction(c *cli.Context) error {
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		feedPeers(rctx, set, sw, t.ih, port, log)
+	}()
+	go func() {
+		defer wg.Done()
+		trackers.Feed(rctx, t.trackers, func() trackers.Request {
+			p := ev.last()
+			return trackers.Request{InfoHash: t.ih, PeerID: peerID, Port: uint16(port), Uploaded: p.Up, Downloaded: p.Down, Left: p.Total - p.Done}
+		}, sw.AddPeer, log)
 	}()
 	err = sw.Run(rctx)
 	cancel()
@@ -338,8 +347,9 @@ type events struct {
 	out, err io.Writer
 	json     bool
 	tty      bool
-	last     time.Time
+	lastLine time.Time
 	start    time.Time
+	latest   swarm.Progress
 	enc      *json.Encoder
 }
 
@@ -369,9 +379,17 @@ func (e *events) event(kind string, fields map[string]any) {
 	}
 }
 
+// last returns the latest progress the swarm reported.
+func (e *events) last() swarm.Progress {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.latest
+}
+
 func (e *events) progress(p swarm.Progress) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.latest = p
 	if e.json {
 		_ = e.enc.Encode(map[string]any{"event": "progress", "done": p.Done, "total": p.Total, "down": p.Down, "up": p.Up,
 			"rate_down": int64(p.RateDown), "rate_up": int64(p.RateUp), "peers": p.Peers, "complete": p.Complete,
@@ -379,10 +397,10 @@ func (e *events) progress(p swarm.Progress) {
 		return
 	}
 	now := time.Now()
-	if !e.tty && now.Sub(e.last) < 5*time.Second && !p.Complete {
+	if !e.tty && now.Sub(e.lastLine) < 5*time.Second && !p.Complete {
 		return
 	}
-	e.last = now
+	e.lastLine = now
 	pct := 100.0
 	if p.Total > 0 {
 		pct = 100 * float64(p.Done) / float64(p.Total)

@@ -202,8 +202,9 @@ func fetchOne(c *cli.Context, set *dhtSet, target string, m *magnet.Magnet, writ
 	defer cancel()
 	log := logger(c)
 	direct := resolvePeers(ctx, m.Peers, log)
-	peers := mergePeers(ctx, direct, set.Peers(ctx, m.InfoHash))
-	r, err := metadata.Fetch(ctx, m.InfoHash, peers, metadata.Options{MaxSize: c.Int("max-metadata-size"), PeerID: newPeerID(), Logger: log})
+	peerID := newPeerID()
+	peers := mergePeers(ctx, direct, set.Peers(ctx, m.InfoHash), trackerPeers(ctx, m.Trackers, m.InfoHash, peerID, 6881, log))
+	r, err := metadata.Fetch(ctx, m.InfoHash, peers, metadata.Options{MaxSize: c.Int("max-metadata-size"), PeerID: peerID, Logger: log})
 	for _, pc := range r.Conns {
 		pc.Close()
 	}

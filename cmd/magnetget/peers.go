@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/magnetget/magnetget/internal/maddr"
+	"github.com/magnetget/magnetget/internal/trackers"
 )
 
 // newPeerID makes an Azureus-style peer id: "-MG0001-" and 12 random bytes.
@@ -103,4 +104,31 @@ func mergePeers(ctx context.Context, direct []netip.AddrPort, sources ...<-chan 
 		close(out)
 	}()
 	return out
+}
+
+// trackerPeers announces once to each tracker and streams the peers they
+// return; the channel closes when every tracker has answered or failed.
+func trackerPeers(ctx context.Context, urls []string, ih, peerID [20]byte, port uint16, log *slog.Logger) <-chan netip.AddrPort {
+	ch := make(chan netip.AddrPort)
+	var wg sync.WaitGroup
+	for _, u := range urls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			peers, _, err := trackers.Announce(ctx, u, trackers.Request{InfoHash: ih, PeerID: peerID, Port: port, Left: 1, Event: trackers.Started})
+			if err != nil {
+				log.Info("tracker", "err", err)
+				return
+			}
+			for _, p := range peers {
+				select {
+				case ch <- p:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(ch) }()
+	return ch
 }

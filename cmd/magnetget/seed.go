@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/magnetget/magnetget/dht"
 	"github.com/magnetget/magnetget/internal/maddr"
+	"github.com/magnetget/magnetget/internal/trackers"
 	"github.com/magnetget/magnetget/swarm"
 	"github.com/magnetget/magnetget/torrentfile"
 )
@@ -82,12 +84,13 @@ func seedAction(c *cli.Context) error {
 	}
 	fmt.Fprintln(c.App.Writer, magnetFor(mi, ih, hints))
 
+	peerID := newPeerID()
 	var (
 		mu   sync.Mutex
 		last swarm.Progress
 	)
 	sw, err := swarm.New(swarm.Config{
-		InfoHash: ih, Info: mi.InfoBytes, Dir: filepath.Dir(root), PeerID: newPeerID(), Listener: ln,
+		InfoHash: ih, Info: mi.InfoBytes, Dir: filepath.Dir(root), PeerID: peerID, Listener: ln,
 		MaxPeers: c.Int("max-peers"), UploadLimit: up, Seed: true, Logger: log,
 		OnProgress: func(p swarm.Progress) { mu.Lock(); last = p; mu.Unlock() },
 	})
@@ -115,8 +118,21 @@ func seedAction(c *cli.Context) error {
 	}
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var urls []string
+	for _, tier := range mi.UpvertedAnnounceList() {
+		urls = append(urls, tier...)
+	}
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		trackers.Feed(rctx, urls, func() trackers.Request {
+			mu.Lock()
+			p := last
+			mu.Unlock()
+			return trackers.Request{InfoHash: ih, PeerID: peerID, Port: tcpAddr.Port(), Uploaded: p.Up, Left: p.Total - p.Done}
+		}, func(netip.AddrPort) {}, log)
+	}()
 	go func() {
 		defer wg.Done()
 		announceLoop(rctx, set, ih, tcpAddr.Port(), c.Duration("announce-interval"), log)
