@@ -37,7 +37,7 @@ type dhtSet struct {
 	nodes []*dht.Node
 	conns []net.PacketConn
 	tcp   []netip.AddrPort
-	boot  int // resolved bootstrap addresses
+	boot  []netip.AddrPort // resolved bootstrap addresses
 	log   *slog.Logger
 }
 
@@ -121,7 +121,7 @@ func joinDHT(ctx context.Context, c *cli.Context, log *slog.Logger, hooks dht.Co
 	if err != nil {
 		return nil, err
 	}
-	s := &dhtSet{tcp: tcp, boot: len(boot), log: log}
+	s := &dhtSet{tcp: tcp, boot: boot, log: log}
 	v4db, v6db := false, false
 	for _, a := range udp {
 		pc, err := listenUDP(a, log)
@@ -287,6 +287,9 @@ func (s *dhtSet) Close() {
 		pc.Close()
 	}
 }
+
+// seeds is where a crawl walk starts: the bootstrap nodes.
+func (s *dhtSet) seeds() []netip.AddrPort { return s.boot }
 
 // udpMultiaddrs names the sockets for users.
 func (s *dhtSet) udpMultiaddrs() []string {

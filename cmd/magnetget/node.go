@@ -6,6 +6,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/magnetget/magnetget/crawl"
 	"github.com/magnetget/magnetget/dht"
 )
 
@@ -16,6 +17,8 @@ func nodeCommand() *cli.Command {
 		Flags: append(append(dhtFlags(), logFlags()...),
 			&cli.StringFlag{Name: "status-addr", Usage: "serve status as JSON at / and Prometheus text at /metrics on this multiaddr, e.g. /ip4/127.0.0.1/tcp/9090"},
 			&cli.DurationFlag{Name: "status-interval", Value: time.Minute, Usage: "how often to log the status line"},
+			&cli.BoolFlag{Name: "harvest", Usage: "record the infohashes other nodes ask for and announce into the crawl index"},
+			crawlDBFlag(),
 		),
 		Action: nodeAction,
 	}
@@ -39,7 +42,18 @@ func nodeAction(c *cli.Context) error {
 	}
 	log := logger(c)
 	ctx := c.Context
-	set, err := joinDHT(ctx, c, log, dht.Config{})
+	var hooks dht.Config
+	var cr *crawl.Crawler
+	if c.Bool("harvest") {
+		x, err := openIndex(c)
+		if err != nil {
+			return err
+		}
+		defer x.Close()
+		cr = &crawl.Crawler{Index: x, Logger: log}
+		hooks = harvestHooks(cr)
+	}
+	set, err := joinDHT(ctx, c, log, hooks)
 	if err != nil {
 		return err
 	}
@@ -63,8 +77,12 @@ func nodeAction(c *cli.Context) error {
 			return nil
 		case <-tick.C:
 			st := set.Stats()
-			fmt.Fprintf(c.App.ErrWriter, "%s nodes %d/%d good/total, queries in %d out %d, peers stored %d (%d infohashes)\n",
-				time.Now().Format(time.TimeOnly), st.GoodNodes, st.Nodes, st.QueriesIn, st.QueriesOut, st.PeersStored, st.Infohashes)
+			harvested := ""
+			if cr != nil {
+				harvested = fmt.Sprintf(", harvested %d new infohashes", cr.Progress().Found)
+			}
+			fmt.Fprintf(c.App.ErrWriter, "%s nodes %d/%d good/total, queries in %d out %d, peers stored %d (%d infohashes)%s\n",
+				time.Now().Format(time.TimeOnly), st.GoodNodes, st.Nodes, st.QueriesIn, st.QueriesOut, st.PeersStored, st.Infohashes, harvested)
 		}
 	}
 }
