@@ -1,0 +1,390 @@
+package peerwire
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// DefaultTimeout is the dial + handshake deadline when Options.Timeout is zero.
+const DefaultTimeout = 10 * time.Second
+
+// Options configure Dial and Accept. The zero value works.
+type Options struct {
+	// PeerID is sent in our handshake; zero means a random "-MG0100-" id per connection.
+	PeerID [20]byte
+	// ExtHandshake is the BEP 10 handshake we send when both sides support extensions. An empty
+	// YourIP is filled in with the peer's address.
+	ExtHandshake ExtHandshake
+	// Timeout bounds dialling plus the handshake; zero means DefaultTimeout.
+	Timeout time.Duration
+	// DHT sets the BEP 5 reserved bit (we accept Port messages and run a DHT node).
+	DHT bool
+	// DisableFast clears the BEP 6 reserved bit, which is set by default.
+	DisableFast bool
+}
+
+func (o Options) timeout() time.Duration {
+	if o.Timeout <= 0 {
+		return DefaultTimeout
+	}
+	return o.Timeout
+}
+
+func (o Options) reserved() [8]byte {
+	var r [8]byte
+	r[reservedExtByte] |= reservedExtMask
+	if !o.DisableFast {
+		r[reservedFastByte] |= reservedFastMask
+	}
+	if o.DHT {
+		r[reservedDHTByte] |= reservedDHTMask
+	}
+	return r
+}
+
+func (o Options) peerID() [20]byte {
+	if o.PeerID != ([20]byte{}) {
+		return o.PeerID
+	}
+	var id [20]byte
+	copy(id[:], "-MG0100-")
+	rand.Read(id[8:])
+	return id
+}
+
+// Conn is a handshaken peer connection for one infohash.
+//
+// ReadMsg and Unread must be called from one goroutine at a time (the reader). WriteMsg, WriteMsgs,
+// PeerExt, Close, SetDeadline and the getters are safe from any goroutine, concurrently with the
+// reader: writes are serialised by a mutex, so one reader goroutine plus any number of writers is
+// fine.
+type Conn struct {
+	nc       net.Conn
+	br       *bufio.Reader // used only by the reader goroutine
+	ih       [20]byte
+	peerID   [20]byte
+	ourRes   [8]byte
+	theirRes [8]byte
+	remote   netip.AddrPort
+	local    ExtHandshake // what we advertised; read-only after the handshake
+
+	wmu  sync.Mutex // guards bw and wbuf
+	bw   *bufio.Writer
+	wbuf []byte
+
+	mu      sync.Mutex // guards peerExt and pending
+	peerExt ExtHandshake
+	pending []Message
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+func newConn(nc net.Conn, o Options) *Conn {
+	c := &Conn{
+		nc:     nc,
+		br:     bufio.NewReaderSize(nc, 32<<10),
+		bw:     bufio.NewWriterSize(nc, 32<<10), // a 16 KiB block and its header in one write
+		ourRes: o.reserved(),
+		local:  o.ExtHandshake,
+	}
+	c.remote = addrPortOf(nc.RemoteAddr())
+	if len(c.local.YourIP) == 0 && c.remote.IsValid() {
+		c.local.YourIP = c.remote.Addr().Unmap().AsSlice()
+	}
+	return c
+}
+
+func addrPortOf(a net.Addr) netip.AddrPort {
+	if t, ok := a.(*net.TCPAddr); ok {
+		ap := t.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	if a == nil {
+		return netip.AddrPort{}
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}
+
+// withDeadline runs fn with a deadline on nc and makes cancellation of ctx unblock it. It returns
+// parent's error (not the I/O error it caused) when parent was cancelled, and a timeout error when
+// only ctx's own deadline passed.
+func withDeadline(parent, ctx context.Context, nc net.Conn, fn func() error) error {
+	if d, ok := ctx.Deadline(); ok {
+		nc.SetDeadline(d)
+	}
+	hookDone := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(hookDone)
+		nc.SetDeadline(time.Unix(1, 0))
+	})
+	err := fn()
+	if !stop() {
+		// The hook ran or is running: wait so no goroutine of ours outlives the call, and treat
+		// nc's deadline as in the past for good.
+		<-hookDone
+		if perr := parent.Err(); perr != nil {
+			return perr
+		}
+		if err == nil {
+			err = ctx.Err()
+		}
+		return fmt.Errorf("handshake timed out: %w", err)
+	}
+	if err != nil {
+		return err
+	}
+	return nc.SetDeadline(time.Time{})
+}
+
+// Dial connects to addr, exchanges BEP 3 handshakes for ih and sends our extended handshake when
+// both sides support BEP 10. Cancelling ctx unblocks it and returns ctx.Err().
+func Dial(ctx context.Context, addr netip.AddrPort, ih [20]byte, o Options) (*Conn, error) {
+	hctx, cancel := context.WithTimeout(ctx, o.timeout())
+	defer cancel()
+	var d net.Dialer
+	nc, err := d.DialContext(hctx, "tcp", addr.String())
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("peerwire: dial %v: %w", addr, err)
+	}
+	c := newConn(nc, o)
+	c.ih = ih
+	err = withDeadline(ctx, hctx, nc, func() error {
+		hs := AppendHandshake(nil, Handshake{Reserved: c.ourRes, InfoHash: ih, PeerID: o.peerID()})
+		if _, err := nc.Write(hs); err != nil {
+			return err
+		}
+		var buf [HandshakeLen]byte
+		if _, err := io.ReadFull(c.br, buf[:]); err != nil {
+			return err
+		}
+		h, err := ParseHandshake(buf[:])
+		if err != nil {
+			return err
+		}
+		if h.InfoHash != ih {
+			return fmt.Errorf("%w: peer answered %x", ErrInfoHashMismatch, h.InfoHash)
+		}
+		c.theirRes, c.peerID = h.Reserved, h.PeerID
+		return c.sendExtHandshake()
+	})
+	if err != nil {
+		nc.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("peerwire: handshake with %v: %w", addr, err)
+	}
+	return c, nil
+}
+
+// Accept runs the receiving side of the handshake on nc: it reads the peer's handshake, checks with
+// known that we serve its infohash, answers, and sends our extended handshake when both sides
+// support BEP 10. On error nc is closed. Cancelling ctx unblocks it and returns ctx.Err().
+func Accept(ctx context.Context, nc net.Conn, known func([20]byte) bool, o Options) (*Conn, error) {
+	hctx, cancel := context.WithTimeout(ctx, o.timeout())
+	defer cancel()
+	c := newConn(nc, o)
+	err := withDeadline(ctx, hctx, nc, func() error {
+		var buf [HandshakeLen]byte
+		if _, err := io.ReadFull(c.br, buf[:handshakeHeadLen]); err != nil {
+			return err
+		}
+		h, err := parseHandshakeHead(buf[:handshakeHeadLen])
+		if err != nil {
+			return err
+		}
+		if known == nil || !known(h.InfoHash) {
+			return fmt.Errorf("%w: %x is not ours", ErrInfoHashMismatch, h.InfoHash)
+		}
+		c.ih, c.theirRes = h.InfoHash, h.Reserved
+		// Answer before reading their peer id: BEP 3 lets the initiator wait for ours.
+		c.wmu.Lock()
+		c.bw.Write(AppendHandshake(nil, Handshake{Reserved: c.ourRes, InfoHash: c.ih, PeerID: o.peerID()}))
+		c.wmu.Unlock()
+		if err := c.sendExtHandshake(); err != nil {
+			return err
+		}
+		if _, err := io.ReadFull(c.br, buf[handshakeHeadLen:]); err != nil {
+			return err
+		}
+		copy(c.peerID[:], buf[handshakeHeadLen:])
+		return nil
+	})
+	if err != nil {
+		nc.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("peerwire: accept from %v: %w", addrPortOf(nc.RemoteAddr()), err)
+	}
+	return c, nil
+}
+
+// sendExtHandshake sends our BEP 10 handshake if both sides support it, and flushes.
+func (c *Conn) sendExtHandshake() error {
+	if !c.SupportsExtensions() {
+		c.wmu.Lock()
+		defer c.wmu.Unlock()
+		return c.bw.Flush()
+	}
+	return c.WriteMsg(Message{ID: Extended, ExtID: 0, Payload: EncodeExtHandshake(c.local)})
+}
+
+// InfoHash is the torrent this connection is for.
+func (c *Conn) InfoHash() [20]byte { return c.ih }
+
+// RemoteAddr is the peer's address (IPv4-mapped addresses unmapped).
+func (c *Conn) RemoteAddr() netip.AddrPort { return c.remote }
+
+// PeerID is the id from the peer's handshake.
+func (c *Conn) PeerID() [20]byte { return c.peerID }
+
+// SupportsExtensions reports whether both sides set the BEP 10 bit.
+func (c *Conn) SupportsExtensions() bool {
+	return Handshake{Reserved: c.theirRes}.SupportsExtensions() && Handshake{Reserved: c.ourRes}.SupportsExtensions()
+}
+
+// SupportsFast reports whether both sides set the BEP 6 bit, so the fast-extension messages
+// (HaveAll, HaveNone, Reject, AllowedFast, Suggest) are in use.
+func (c *Conn) SupportsFast() bool {
+	return Handshake{Reserved: c.theirRes}.SupportsFast() && Handshake{Reserved: c.ourRes}.SupportsFast()
+}
+
+// SupportsDHT reports whether the peer set the BEP 5 bit (it may send a Port message).
+func (c *Conn) SupportsDHT() bool { return Handshake{Reserved: c.theirRes}.SupportsDHT() }
+
+// PeerExt is the peer's BEP 10 handshake, zero until ReadMsg has read it. A later extended
+// handshake from the peer replaces it.
+func (c *Conn) PeerExt() ExtHandshake {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.peerExt
+}
+
+// LocalExt is the BEP 10 handshake we sent (with YourIP filled in), so a handler knows which
+// extended ids it assigned (for example ut_metadata requests arrive with LocalExt().M["ut_metadata"]).
+func (c *Conn) LocalExt() ExtHandshake { return c.local }
+
+// ReadMsg returns the next pushed-back message (Unread), or reads one from the peer. Lengths are
+// checked before anything is allocated: see MaxMessageLen and MaxBitfieldLen. An extended handshake
+// (ID Extended, ExtID 0) is recorded for PeerExt and returned too. Deadlines come from SetDeadline.
+func (c *Conn) ReadMsg() (Message, error) {
+	c.mu.Lock()
+	if len(c.pending) > 0 {
+		m := c.pending[0]
+		c.pending[0] = Message{}
+		c.pending = c.pending[1:]
+		c.mu.Unlock()
+		return m, nil
+	}
+	c.mu.Unlock()
+
+	var hdr [4]byte
+	if _, err := io.ReadFull(c.br, hdr[:]); err != nil {
+		return Message{}, fmt.Errorf("peerwire: read: %w", err)
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n == 0 {
+		return Message{Keepalive: true}, nil
+	}
+	if n > MaxMessageLen {
+		// Only a Bitfield may be longer; look at its ID only when the length could be one, so a
+		// 4 GiB prefix fails at once.
+		if n > MaxBitfieldLen+1 {
+			return Message{}, fmt.Errorf("%w: length prefix %d", ErrMessageTooLarge, n)
+		}
+		id, err := c.br.Peek(1)
+		if err != nil {
+			return Message{}, fmt.Errorf("peerwire: read: %w", err)
+		}
+		if id[0] != Bitfield {
+			return Message{}, fmt.Errorf("%w: id %d with length %d", ErrMessageTooLarge, id[0], n)
+		}
+	}
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(c.br, buf); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return Message{}, fmt.Errorf("peerwire: read: %w", err)
+	}
+	m, err := DecodeMessage(buf)
+	if err != nil {
+		return Message{}, err
+	}
+	if m.ID == Extended && m.ExtID == 0 {
+		h, err := DecodeExtHandshake(m.Payload)
+		if err != nil {
+			return Message{}, err
+		}
+		c.mu.Lock()
+		c.peerExt = h
+		c.mu.Unlock()
+	}
+	return m, nil
+}
+
+// Unread pushes messages back: the next ReadMsg calls return ms in order, before any message
+// pushed back earlier and before anything on the wire.
+func (c *Conn) Unread(ms ...Message) {
+	if len(ms) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pending = append(append([]Message(nil), ms...), c.pending...)
+}
+
+// WriteMsg sends one message and flushes it.
+func (c *Conn) WriteMsg(m Message) error {
+	return c.WriteMsgs(m)
+}
+
+// WriteMsgs sends messages with one flush at the end (for example a batch of Requests).
+func (c *Conn) WriteMsgs(ms ...Message) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	for _, m := range ms {
+		if err := m.checkSendable(); err != nil {
+			return err
+		}
+		var tail []byte
+		c.wbuf, tail = m.appendHeader(c.wbuf[:0])
+		c.bw.Write(c.wbuf)
+		c.bw.Write(tail)
+	}
+	if err := c.bw.Flush(); err != nil {
+		return fmt.Errorf("peerwire: write: %w", err)
+	}
+	return nil
+}
+
+// Close closes the connection; it is safe to call more than once and from any goroutine, and
+// unblocks a pending ReadMsg or WriteMsg.
+func (c *Conn) Close() error {
+	c.closeOnce.Do(func() { c.closeErr = c.nc.Close() })
+	return c.closeErr
+}
+
+// SetDeadline sets the read and write deadline of the underlying connection.
+func (c *Conn) SetDeadline(t time.Time) error { return c.nc.SetDeadline(t) }
+
+// SetReadDeadline sets the read deadline of the underlying connection.
+func (c *Conn) SetReadDeadline(t time.Time) error { return c.nc.SetReadDeadline(t) }
+
+// SetWriteDeadline sets the write deadline of the underlying connection.
+func (c *Conn) SetWriteDeadline(t time.Time) error { return c.nc.SetWriteDeadline(t) }

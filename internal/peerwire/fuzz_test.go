@@ -1,0 +1,106 @@
+package peerwire
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"reflect"
+	"testing"
+)
+
+func FuzzParseHandshake(f *testing.F) {
+	var ih, id [20]byte
+	copy(ih[:], "infohash-infohash-ih")
+	copy(id[:], "-qB4650-abcdefghijkl")
+	f.Add(AppendHandshake(nil, Handshake{Reserved: Options{DHT: true}.reserved(), InfoHash: ih, PeerID: id}))
+	f.Add(AppendHandshake(nil, Handshake{}))
+	f.Add([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n-----------------------------------------"))
+	f.Add([]byte{19})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		h, err := ParseHandshake(b)
+		if err != nil {
+			if !errors.Is(err, ErrBadHandshake) {
+				t.Fatalf("error %v does not wrap ErrBadHandshake", err)
+			}
+			return
+		}
+		if out := AppendHandshake(nil, h); !bytes.Equal(out, b) {
+			t.Fatalf("re-encoded handshake differs:\n%x\n%x", b, out)
+		}
+	})
+}
+
+func FuzzDecodeMessage(f *testing.F) {
+	for _, m := range sampleMessages() {
+		f.Add(AppendMessage(nil, m)[4:])
+	}
+	f.Add([]byte{})
+	f.Add([]byte{Have, 1, 2})
+	f.Add([]byte{Extended})
+	f.Add([]byte{200, 1, 2, 3})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := DecodeMessage(b)
+		if err != nil {
+			if !errors.Is(err, ErrBadMessage) && !errors.Is(err, ErrMessageTooLarge) {
+				t.Fatalf("error %v wraps no sentinel", err)
+			}
+			return
+		}
+		enc := AppendMessage(nil, m)
+		if n := binary.BigEndian.Uint32(enc); int(n) != len(b) || !bytes.Equal(enc[4:], b) {
+			t.Fatalf("re-encoded %v differs:\n%x\n%x", m, b, enc)
+		}
+		m2, err := DecodeMessage(enc[4:])
+		if err != nil {
+			t.Fatalf("re-encoded message does not decode: %v", err)
+		}
+		if !reflect.DeepEqual(m, m2) {
+			t.Fatalf("decode(encode(m)) = %+v, want %+v", m2, m)
+		}
+	})
+}
+
+func FuzzDecodeExtHandshake(f *testing.F) {
+	f.Add(EncodeExtHandshake(ExtHandshake{M: map[string]int{"ut_metadata": 2, "ut_pex": 1}, MetadataSize: 31235, V: "qBittorrent/4.6.5", Port: 6881, Reqq: 500, YourIP: []byte{127, 0, 0, 1}}))
+	// libtorrent 2.0 style, with keys we ignore.
+	f.Add([]byte("d12:complete_agoi-1e1:md11:lt_donthavei7e10:share_modei8e11:upload_onlyi3e12:ut_holepunchi4e11:ut_metadatai2e6:ut_pexi1ee13:metadata_sizei5e1:pi6881e4:reqqi500e11:upload_onlyi1e1:v17:libtorrent/2.0.8.06:yourip4:\x7f\x00\x00\x01e"))
+	f.Add([]byte("d1:md11:ut_metadatai-1ee1:vi3ee"))
+	f.Add([]byte("de"))
+	f.Add([]byte("d1:m"))
+	f.Add([]byte("li1ee"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		h, err := DecodeExtHandshake(b)
+		if err != nil {
+			if !errors.Is(err, ErrBadExtHandshake) {
+				t.Fatalf("error %v does not wrap ErrBadExtHandshake", err)
+			}
+			return
+		}
+		h2, err := DecodeExtHandshake(EncodeExtHandshake(h))
+		if err != nil {
+			t.Fatalf("re-encoded handshake does not decode: %v", err)
+		}
+		if !reflect.DeepEqual(h, h2) {
+			t.Fatalf("decode(encode(h)) = %+v, want %+v", h2, h)
+		}
+	})
+}
+
+func sampleMessages() []Message {
+	return []Message{
+		{Keepalive: true},
+		{ID: Choke}, {ID: Unchoke}, {ID: Interested}, {ID: NotInterested},
+		{ID: HaveAll}, {ID: HaveNone},
+		{ID: Have, Index: 7}, {ID: Suggest, Index: 1 << 30}, {ID: AllowedFast, Index: 3},
+		{ID: Request, Index: 1, Begin: 16384, Length: 16384},
+		{ID: Cancel, Index: 1, Begin: 0, Length: 16384},
+		{ID: Reject, Index: 9, Begin: 32768, Length: 100},
+		{ID: Piece, Index: 2, Begin: 16384, Block: bytes.Repeat([]byte("x"), 16384)},
+		{ID: Piece, Index: 2, Begin: 0, Block: []byte{}},
+		{ID: Bitfield, Bitfield: []byte{0xff, 0x80}},
+		{ID: Port, Port: 6881},
+		{ID: Extended, ExtID: 0, Payload: EncodeExtHandshake(ExtHandshake{M: map[string]int{"ut_metadata": 3}})},
+		{ID: Extended, ExtID: 3, Payload: []byte("d8:msg_typei0e5:piecei0ee")},
+		{ID: 21, Payload: []byte("v2 hash request")},
+	}
+}
