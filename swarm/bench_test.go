@@ -1,0 +1,221 @@
+package swarm
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha1"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/anacrolix/torrent/bencode"
+	"github.com/anacrolix/torrent/metainfo"
+)
+
+// The benchmark downloads one large file from 1 and from 4 seeding Swarms. Seeders run in child
+// processes (this test binary re-executed into TestSeederProcess) so the CPU time and peak RSS
+// reported are the downloader's own. MAGNETGET_BENCH_MIB sets the size (default 1024);
+// MAGNETGET_BENCH_DIR the directory for data and downloads (default: the system temp dir; a
+// tmpfs such as /dev/shm takes the disk out of the measurement).
+
+const (
+	envSeederDir  = "MAGNETGET_SEEDER_DIR"
+	envSeederInfo = "MAGNETGET_SEEDER_INFO"
+	envSeederIP   = "MAGNETGET_SEEDER_IP"
+)
+
+// TestSeederProcess is not a test: it is the seeder child of BenchmarkDownload.
+func TestSeederProcess(t *testing.T) {
+	dir := os.Getenv(envSeederDir)
+	if dir == "" {
+		t.Skip("only run as a benchmark child process")
+	}
+	info, err := os.ReadFile(os.Getenv(envSeederInfo))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(os.Getenv(envSeederIP), "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var once sync.Once
+	s, err := New(Config{InfoHash: sha1.Sum(info), Info: info, Dir: dir, Listener: ln, Seed: true,
+		OnProgress: func(p Progress) {
+			if p.Complete { // data checked: ready to serve
+				once.Do(func() { fmt.Printf("LISTEN %s\n", ln.Addr()) })
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { // the parent closes our stdin to stop us
+		io.Copy(io.Discard, os.Stdin)
+		cancel()
+	}()
+	_ = s.Run(ctx)
+}
+
+type benchData struct {
+	dir  string
+	info []byte
+	ih   [20]byte
+	path string // info file
+	size int64
+}
+
+var (
+	benchOnce sync.Once
+	bench     benchData
+	benchErr  error
+)
+
+// makeBenchData writes size bytes of pseudo-random data in 1 MiB chunks (never the whole file
+// in memory) and builds its info dict.
+func makeBenchData(size int64) (benchData, error) {
+	dir, err := os.MkdirTemp(os.Getenv("MAGNETGET_BENCH_DIR"), "magnetget-bench-")
+	if err != nil {
+		return benchData{}, err
+	}
+	const pieceLen = 1 << 20
+	f, err := os.Create(filepath.Join(dir, "big.bin"))
+	if err != nil {
+		return benchData{}, err
+	}
+	defer f.Close()
+	rng := rand.NewChaCha8([32]byte{1})
+	buf := make([]byte, pieceLen)
+	var pieces []byte
+	for off := int64(0); off < size; off += pieceLen {
+		n := min(int64(pieceLen), size-off)
+		rng.Read(buf[:n])
+		h := sha1.Sum(buf[:n])
+		pieces = append(pieces, h[:]...)
+		if _, err := f.Write(buf[:n]); err != nil {
+			return benchData{}, err
+		}
+	}
+	info, err := bencode.Marshal(metainfo.Info{Name: "big.bin", PieceLength: pieceLen, Length: size, Pieces: pieces})
+	if err != nil {
+		return benchData{}, err
+	}
+	path := filepath.Join(dir, "info")
+	if err := os.WriteFile(path, info, 0o644); err != nil {
+		return benchData{}, err
+	}
+	return benchData{dir: dir, info: info, ih: sha1.Sum(info), path: path, size: size}, nil
+}
+
+// startSeederProcess runs a seeder child on ip and returns its address and a stop function.
+func startSeederProcess(b *testing.B, d benchData, ip string) (netip.AddrPort, func()) {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestSeederProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), envSeederDir+"="+d.dir, envSeederInfo+"="+d.path, envSeederIP+"="+ip)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	stop := func() {
+		stdin.Close()
+		_ = cmd.Wait()
+	}
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		if a, ok := strings.CutPrefix(sc.Text(), "LISTEN "); ok {
+			go io.Copy(io.Discard, stdout)
+			return netip.MustParseAddrPort(a), stop
+		}
+	}
+	stop()
+	b.Fatal("seeder process did not start")
+	return netip.AddrPort{}, nil
+}
+
+func BenchmarkDownload(b *testing.B) {
+	size := int64(1024)
+	if v, err := strconv.ParseInt(os.Getenv("MAGNETGET_BENCH_MIB"), 10, 64); err == nil && v > 0 {
+		size = v
+	}
+	size <<= 20
+	benchOnce.Do(func() { bench, benchErr = makeBenchData(size) })
+	if benchErr != nil {
+		b.Fatal(benchErr)
+	}
+	for _, n := range []int{1, 4} {
+		b.Run(fmt.Sprintf("seeders=%d", n), func(b *testing.B) {
+			var addrs []netip.AddrPort
+			for i := range n {
+				a, stop := startSeederProcess(b, bench, fmt.Sprintf("127.0.1.%d", i+1))
+				b.Cleanup(stop)
+				addrs = append(addrs, a)
+			}
+			b.SetBytes(bench.size)
+			b.ResetTimer()
+			var cpu time.Duration
+			var wall time.Duration
+			for range b.N {
+				b.StopTimer()
+				out, err := os.MkdirTemp(bench.dir, "out-")
+				if err != nil {
+					b.Fatal(err)
+				}
+				cfg := Config{InfoHash: bench.ih, Info: bench.info, Dir: out}
+				if os.Getenv("MAGNETGET_BENCH_VERBOSE") != "" {
+					cfg.OnProgress = func(p Progress) {
+						b.Logf("done %d MiB, %.0f MiB/s, %d peers", p.Done>>20, p.RateDown/(1<<20), p.Peers)
+					}
+				}
+				s, err := New(cfg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for _, a := range addrs {
+					s.AddPeer(a)
+				}
+				before := rusage()
+				start := time.Now()
+				b.StartTimer()
+				if err := s.Run(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				wall += time.Since(start)
+				cpu += rusage() - before
+				os.RemoveAll(out)
+				b.StartTimer()
+			}
+			var ru syscall.Rusage
+			_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+			b.ReportMetric(float64(bench.size*int64(b.N))/(1<<20)/wall.Seconds(), "MiB/s")
+			b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
+			b.ReportMetric(float64(ru.Maxrss)/1024, "peak-RSS-MiB")
+		})
+	}
+	os.RemoveAll(bench.dir)
+}
+
+// rusage returns this process's user+system CPU time so far.
+func rusage() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

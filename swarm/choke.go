@@ -1,0 +1,141 @@
+package swarm
+
+import (
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/magnetget/magnetget/internal/peerwire"
+)
+
+// unchokeIfFreeLocked unchokes a newly interested peer at once when a regular slot is free,
+// rather than making it wait for the next rechoke.
+func (s *Swarm) unchokeIfFreeLocked(p *peer) {
+	if !p.amChoking {
+		return
+	}
+	n := 0
+	for q := range s.peers {
+		if !q.amChoking && !q.optimistic {
+			n++
+		}
+	}
+	if n < unchokeSlots {
+		s.setChokeLocked(p, false)
+	}
+}
+
+// setChokeLocked chokes or unchokes p; choking drops its queued requests (rejected under BEP 6).
+func (s *Swarm) setChokeLocked(p *peer, choke bool) {
+	if p.amChoking == choke {
+		return
+	}
+	p.amChoking = choke
+	if !choke {
+		p.enqueue(peerwire.Message{ID: peerwire.Unchoke})
+		return
+	}
+	p.optimistic = false
+	p.qmu.Lock()
+	ups := p.uploads
+	p.uploads = nil
+	p.qmu.Unlock()
+	msgs := []peerwire.Message{{ID: peerwire.Choke}}
+	if p.fast {
+		for _, u := range ups {
+			msgs = append(msgs, peerwire.Message{ID: peerwire.Reject, Index: u.Index, Begin: u.Begin, Length: u.Length})
+		}
+	}
+	p.enqueue(msgs...)
+}
+
+// rechoke is tit-for-tat: the interested peers that give us the most (while downloading) or
+// take the most (while seeding) get the regular slots; one more, chosen at random every 30 s,
+// gets an optimistic unchoke so newcomers can prove themselves.
+func (s *Swarm) rechoke(newOptimistic bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seeding := s.picker.Missing() == 0
+	var cands []*peer
+	for p := range s.peers {
+		if p.peerInterested {
+			cands = append(cands, p)
+		}
+	}
+	slices.SortFunc(cands, func(a, b *peer) int {
+		ra, rb := a.downRate, b.downRate
+		if seeding {
+			ra, rb = a.upRate, b.upRate
+		}
+		switch {
+		case ra > rb:
+			return -1
+		case ra < rb:
+			return 1
+		}
+		return 0
+	})
+	keep := make(map[*peer]bool)
+	for _, p := range cands[:min(len(cands), unchokeSlots)] {
+		keep[p] = true
+	}
+	var opt *peer
+	for p := range s.peers {
+		if p.optimistic && p.peerInterested && !newOptimistic {
+			opt = p
+		}
+	}
+	if opt == nil {
+		var choked []*peer
+		for _, p := range cands {
+			if !keep[p] {
+				choked = append(choked, p)
+			}
+		}
+		if len(choked) > 0 {
+			opt = choked[rand.IntN(len(choked))]
+		}
+	}
+	for p := range s.peers {
+		switch {
+		case keep[p]:
+			s.setChokeLocked(p, false)
+			p.optimistic = false
+		case p == opt:
+			s.setChokeLocked(p, false)
+			p.optimistic = true
+		default:
+			s.setChokeLocked(p, true)
+		}
+	}
+}
+
+// updateRate refreshes p's rate estimates and sizes its request pipeline to about one second
+// of its current rate, within the peer's advertised reqq.
+func (p *peer) updateRate(dt float64) {
+	p.downRate = ewma(p.downRate, float64(p.downBytes-p.lastDownBytes)/dt)
+	p.upRate = ewma(p.upRate, float64(p.upBytes-p.lastUpBytes)/dt)
+	p.lastDownBytes, p.lastUpBytes = p.downBytes, p.upBytes
+	reqq := p.c.PeerExt().Reqq
+	if reqq <= 0 {
+		reqq = defaultReqq
+	}
+	want := int(p.downRate/blockSize) + minOutstanding
+	p.maxOut = max(minOutstanding, min(want, maxOutstanding, reqq))
+}
+
+// checkSnubbed disconnects peers that owe us blocks but have sent none for snubTimeout.
+func (s *Swarm) checkSnubbed(now time.Time) {
+	s.mu.Lock()
+	var stale []*peer
+	for p := range s.peers {
+		if len(p.outstanding) > 0 && now.Sub(p.lastBlock) > snubTimeout {
+			stale = append(stale, p)
+		}
+	}
+	s.mu.Unlock()
+	for _, p := range stale {
+		s.log.Debug("dropping snubbing peer", "peer", p.addr, "err", errSnubbed)
+		_ = p.c.Close()
+	}
+}

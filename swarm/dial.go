@@ -1,0 +1,161 @@
+package swarm
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/magnetget/magnetget/internal/peerwire"
+	"github.com/magnetget/magnetget/swarm/pex"
+)
+
+// dialMore starts dials from the pending queue while there is room under MaxPeers.
+func (s *Swarm) dialMore() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ctx == nil || s.stopped || s.ctx.Err() != nil {
+		return
+	}
+	if s.picker.Missing() == 0 {
+		return // complete: peers that want data come to us
+	}
+	for len(s.pending) > 0 && s.dialing < maxParallelDials && len(s.peers)+s.dialing < s.cfg.MaxPeers {
+		addr := s.pending[0]
+		s.pending = s.pending[1:]
+		if s.banned[addr.Addr()] {
+			delete(s.known, addr)
+			continue
+		}
+		s.dialing++
+		s.wg.Add(1)
+		go func(ctx context.Context) {
+			defer s.wg.Done()
+			c, err := peerwire.Dial(ctx, addr, s.cfg.InfoHash, s.opts)
+			s.mu.Lock()
+			s.dialing--
+			if err != nil {
+				delete(s.known, addr)
+			}
+			s.mu.Unlock()
+			if err != nil {
+				if ctx.Err() == nil {
+					s.log.Debug("dial failed", "peer", addr, "err", err)
+				}
+				s.nudge()
+				return
+			}
+			s.startPeerDir(c, false, true)
+		}(s.ctx)
+	}
+	if len(s.pending) == 0 {
+		s.pending = nil
+	}
+}
+
+// acceptLoop handshakes incoming connections from cfg.Listener.
+func (s *Swarm) acceptLoop(ctx context.Context) {
+	ln := s.cfg.Listener
+	// Unblock Accept on cancel without closing a listener we do not own, when we can.
+	type deadliner interface{ SetDeadline(time.Time) error }
+	stop := context.AfterFunc(ctx, func() {
+		if d, ok := ln.(deadliner); ok {
+			_ = d.SetDeadline(time.Unix(1, 0))
+		} else {
+			_ = ln.Close()
+		}
+	})
+	defer stop()
+	defer func() {
+		if d, ok := ln.(deadliner); ok {
+			_ = d.SetDeadline(time.Time{})
+		}
+	}()
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Temporary failure (e.g. out of file descriptors): back off, bounded.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			select {
+			case <-time.After(delay):
+			case <-ctx.Done():
+				return
+			}
+			continue
+		}
+		delay = 0
+		s.mu.Lock()
+		full := len(s.peers)+s.dialing >= s.cfg.MaxPeers || s.stopped
+		s.mu.Unlock()
+		if full {
+			_ = nc.Close()
+			continue
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			c, err := peerwire.Accept(ctx, nc, func(ih [20]byte) bool { return ih == s.cfg.InfoHash }, s.opts)
+			if err != nil {
+				s.log.Debug("incoming handshake failed", "err", err)
+				return
+			}
+			s.startPeerDir(c, false, false)
+		}()
+	}
+}
+
+// sendPex tells each peer that supports ut_pex which peers joined or left since last time.
+func (s *Swarm) sendPex() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	current := make(map[netip.AddrPort]bool)
+	for p := range s.peers {
+		if a := p.listenAddr(); a.IsValid() {
+			current[a] = true
+		}
+	}
+	for p := range s.peers {
+		if p.pexID == 0 {
+			continue
+		}
+		self := p.listenAddr()
+		var m pex.Message
+		for a := range current {
+			if a != self && !p.pexSent[a] && len(m.Added) < pexMaxAdd {
+				m.Added = append(m.Added, a)
+				p.pexSent[a] = true
+			}
+		}
+		for a := range p.pexSent {
+			if !current[a] && len(m.Dropped) < pexMaxAdd {
+				m.Dropped = append(m.Dropped, a)
+				delete(p.pexSent, a)
+			}
+		}
+		if len(m.Added)+len(m.Dropped) == 0 {
+			continue
+		}
+		p.enqueue(peerwire.Message{ID: peerwire.Extended, ExtID: byte(p.pexID), Payload: pex.Encode(m)})
+	}
+}
+
+// listenAddr is where others can dial p: the address we dialled, or for an incoming
+// connection its IP with the listen port from its extended handshake. An adopted connection
+// without that port was most likely dialled by metadata.Fetch, so its remote address is used.
+func (p *peer) listenAddr() netip.AddrPort {
+	if p.outgoing {
+		return p.addr
+	}
+	if port := p.c.PeerExt().Port; port > 0 {
+		return netip.AddrPortFrom(p.addr.Addr(), uint16(port))
+	}
+	if p.adopted {
+		return p.addr
+	}
+	return netip.AddrPort{}
+}

@@ -1,0 +1,809 @@
+package swarm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/magnetget/magnetget/internal/peerwire"
+	"github.com/magnetget/magnetget/metadata"
+	"github.com/magnetget/magnetget/swarm/pex"
+	"github.com/magnetget/magnetget/swarm/picker"
+)
+
+// Errors that end one peer connection (they are logged, not returned by Run).
+var (
+	errProtocol     = errors.New("protocol violation")
+	errBanned       = errors.New("peer banned")
+	errSnubbed      = errors.New("peer stopped sending")
+	errBothComplete = errors.New("both sides complete")
+)
+
+const (
+	maxBlockRequest = 128 << 10 // largest block a peer may request from us
+	maxWasted       = 16 << 20  // unrequested piece bytes tolerated before disconnecting
+	minOutstanding  = 16
+	maxOutstanding  = 512
+	initOutstanding = 64
+	defaultReqq     = 250
+	uploadBatch     = 8 // blocks read and sent per flush
+	maxAllowedFast  = 64
+	pexMaxAdd       = 50
+	pexMinInterval  = 45 * time.Second
+)
+
+type blockKey struct{ piece, begin uint32 }
+
+type request struct {
+	length uint32
+	at     time.Time
+}
+
+// peer is one connection. Fields under "guarded by s.mu" belong to the swarm's lock; the
+// outbound queue has its own small lock (always taken after s.mu, never before).
+type peer struct {
+	s        *Swarm
+	c        *peerwire.Conn
+	addr     netip.AddrPort
+	outgoing bool // we dialled it
+	adopted  bool // handed in by AddConn (usually dialled by metadata.Fetch)
+	fast     bool
+	ctx      context.Context
+	done     chan struct{} // closed when the reader ends
+
+	// guarded by s.mu
+	has            picker.Bitfield
+	hasCount       int
+	gotHas         bool // a bitfield, have_all or have_none arrived
+	useful         int  // pieces it has that we want and lack
+	peerChoking    bool
+	peerInterested bool
+	amChoking      bool
+	amInterested   bool
+	optimistic     bool
+	pieces         []int // pieces this peer is downloading for us, in pick order
+	outstanding    map[blockKey]request
+	allowedFast    map[int]bool
+	maxOut         int
+	lastBlock      time.Time
+	wasted         int64
+	downBytes      int64
+	upBytes        int64
+	lastDownBytes  int64
+	lastUpBytes    int64
+	downRate       float64
+	upRate         float64
+	pexID          int // their id for ut_pex; 0 = none
+	ourPexID       int // our id for ut_pex on this conn
+	pexSent        map[netip.AddrPort]bool
+	lastPexIn      time.Time
+	removed        bool
+
+	qmu     sync.Mutex // guards the following
+	q       []peerwire.Message
+	uploads []peerwire.Message
+	qsig    chan struct{}
+}
+
+// startPeer registers c and starts its goroutines; adopted marks a conn we did not
+// handshake ourselves (its extended handshake may lack ut_pex).
+func (s *Swarm) startPeer(c *peerwire.Conn, adopted bool) {
+	s.startPeerDir(c, adopted, false)
+}
+
+func (s *Swarm) startPeerDir(c *peerwire.Conn, adopted, outgoing bool) {
+	addr := c.RemoteAddr()
+	s.mu.Lock()
+	reason := ""
+	switch {
+	case s.stopped || s.ctx == nil:
+		reason = "swarm not running"
+	case s.banned[addr.Addr()]:
+		reason = "banned"
+	case len(s.peers) >= s.cfg.MaxPeers:
+		reason = "too many peers"
+	case c.PeerID() == s.cfg.PeerID:
+		reason = "connected to ourselves"
+	}
+	if reason == "" {
+		for q := range s.peers {
+			if q.c.PeerID() == c.PeerID() && q.addr.Addr() == addr.Addr() {
+				reason = "duplicate connection" // e.g. both sides dialled each other
+			}
+		}
+	}
+	if reason != "" {
+		if !s.stopped {
+			delete(s.known, addr)
+		}
+		s.mu.Unlock()
+		s.log.Debug("dropping connection", "peer", addr, "reason", reason)
+		_ = c.Close()
+		return
+	}
+	n := s.layout.NumPieces()
+	p := &peer{
+		s: s, c: c, addr: addr, outgoing: outgoing, adopted: adopted, fast: c.SupportsFast(), ctx: s.ctx,
+		done:        make(chan struct{}),
+		has:         picker.NewBitfield(n),
+		peerChoking: true, amChoking: true,
+		outstanding: make(map[blockKey]request),
+		allowedFast: make(map[int]bool),
+		maxOut:      initOutstanding,
+		pexSent:     make(map[netip.AddrPort]bool),
+		qsig:        make(chan struct{}, 1),
+	}
+	ours := c.LocalExt().M
+	p.ourPexID = ours["ut_pex"]
+	p.pexID = c.PeerExt().M["ut_pex"] // adopted conns have it already
+	if adopted && c.SupportsExtensions() && p.ourPexID == 0 {
+		// The metadata fetcher advertised only ut_metadata; BEP 10 lets us send a new
+		// handshake adding ut_pex and the metadata size we now have.
+		m := map[string]int{"ut_pex": 1}
+		for k, v := range ours {
+			m[k] = v
+			if v >= m["ut_pex"] {
+				m["ut_pex"] = v + 1
+			}
+		}
+		p.ourPexID = m["ut_pex"]
+		h := s.opts.ExtHandshake
+		h.M = m
+		p.q = append(p.q, peerwire.Message{ID: peerwire.Extended, Payload: peerwire.EncodeExtHandshake(h)})
+	}
+	p.q = append(p.q, s.haveMessageLocked(p)...)
+	s.peers[p] = struct{}{}
+	s.known[addr] = true
+	s.wg.Add(1)
+	s.mu.Unlock()
+	s.log.Debug("peer connected", "peer", addr, "fast", p.fast, "ext", c.SupportsExtensions())
+	go func() {
+		defer s.wg.Done()
+		p.run()
+	}()
+}
+
+// haveMessageLocked returns what tells a new peer which pieces we have.
+func (s *Swarm) haveMessageLocked(p *peer) []peerwire.Message {
+	have := s.picker.HaveField()
+	cnt := have.Count()
+	switch {
+	case p.fast && cnt == have.Len():
+		return []peerwire.Message{{ID: peerwire.HaveAll}}
+	case p.fast && cnt == 0:
+		return []peerwire.Message{{ID: peerwire.HaveNone}}
+	case cnt == 0:
+		return nil
+	}
+	return []peerwire.Message{{ID: peerwire.Bitfield, Bitfield: have.Bytes()}}
+}
+
+// run owns the connection: a writer goroutine plus the reader loop here.
+func (p *peer) run() {
+	s := p.s
+	stop := context.AfterFunc(p.ctx, func() { _ = p.c.Close() })
+	defer stop()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := p.writer(); err != nil {
+			_ = p.c.Close()
+		}
+	}()
+	err := p.reader()
+	_ = p.c.Close()
+	close(p.done)
+	wg.Wait()
+	s.removePeer(p)
+	if p.ctx.Err() == nil {
+		s.log.Debug("peer disconnected", "peer", p.addr, "err", err)
+	}
+}
+
+// enqueue adds messages to the outbound queue; it never blocks.
+func (p *peer) enqueue(ms ...peerwire.Message) {
+	if len(ms) == 0 {
+		return
+	}
+	p.qmu.Lock()
+	p.q = append(p.q, ms...)
+	p.qmu.Unlock()
+	p.signal()
+}
+
+func (p *peer) signal() {
+	select {
+	case p.qsig <- struct{}{}:
+	default:
+	}
+}
+
+// writer sends queued messages first, then serves queued uploads a few blocks at a time.
+func (p *peer) writer() error {
+	keepalive := time.NewTimer(keepaliveEvery)
+	defer keepalive.Stop()
+	var upBuf []byte // allocated on first upload, reused
+	for {
+		p.qmu.Lock()
+		q := p.q
+		p.q = nil
+		var ups []peerwire.Message
+		if len(q) == 0 {
+			k := min(len(p.uploads), uploadBatch)
+			ups = append(ups, p.uploads[:k]...)
+			p.uploads = p.uploads[k:]
+			if len(p.uploads) == 0 {
+				p.uploads = nil
+			}
+		}
+		p.qmu.Unlock()
+		if len(q) > 0 {
+			if err := p.c.WriteMsgs(q...); err != nil {
+				return err
+			}
+			keepalive.Reset(keepaliveEvery)
+			continue
+		}
+		if len(ups) > 0 {
+			if err := p.serveUploads(ups, &upBuf); err != nil {
+				return err
+			}
+			keepalive.Reset(keepaliveEvery)
+			continue
+		}
+		select {
+		case <-p.qsig:
+		case <-p.done:
+			return nil
+		case <-keepalive.C:
+			if err := p.c.WriteMsg(peerwire.Message{Keepalive: true}); err != nil {
+				return err
+			}
+			keepalive.Reset(keepaliveEvery)
+		}
+	}
+}
+
+// serveUploads reads the requested blocks from disk and sends them, if we still unchoke the
+// peer and have the pieces. Requests for adjacent blocks (the usual case) are read with one
+// pread into buf, the writer's reusable upload buffer.
+func (p *peer) serveUploads(reqs []peerwire.Message, buf *[]byte) error {
+	s := p.s
+	s.mu.Lock()
+	ok := reqs[:0]
+	for _, r := range reqs {
+		if !p.amChoking && s.picker.Have(int(r.Index)) {
+			ok = append(ok, r)
+		}
+	}
+	s.mu.Unlock()
+	if len(ok) == 0 {
+		return nil
+	}
+	need := 0
+	for _, r := range ok {
+		need += int(r.Length)
+	}
+	if cap(*buf) < need {
+		*buf = make([]byte, max(need, uploadBatch*blockSize))
+	}
+	b := (*buf)[:need]
+	out := make([]peerwire.Message, 0, len(ok))
+	pos := 0
+	for i := 0; i < len(ok); {
+		// Extend a run of requests that are contiguous in the torrent's byte stream.
+		start := int64(ok[i].Index)*s.layout.PieceLength + int64(ok[i].Begin)
+		end, j := start+int64(ok[i].Length), i+1
+		for j < len(ok) && int64(ok[j].Index)*s.layout.PieceLength+int64(ok[j].Begin) == end {
+			end += int64(ok[j].Length)
+			j++
+		}
+		run := b[pos : pos+int(end-start)]
+		if err := s.store.ReadAt(run, start); err != nil {
+			s.log.Warn("reading blocks for upload", "err", err)
+			i = j
+			continue
+		}
+		for _, r := range ok[i:j] {
+			out = append(out, peerwire.Message{ID: peerwire.Piece, Index: r.Index, Begin: r.Begin, Block: b[pos : pos+int(r.Length)]})
+			pos += int(r.Length)
+		}
+		i = j
+	}
+	total := 0
+	for _, m := range out {
+		if s.upLimit != nil {
+			if err := s.upLimit.WaitN(p.ctx, len(m.Block)); err != nil {
+				return err
+			}
+		}
+		total += len(m.Block)
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	if err := p.c.WriteMsgs(out...); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.up += int64(total)
+	p.upBytes += int64(total)
+	s.mu.Unlock()
+	return nil
+}
+
+// reader reads and handles messages until the connection fails.
+func (p *peer) reader() error {
+	var lastDeadline time.Time
+	for {
+		if now := time.Now(); now.Sub(lastDeadline) > idleTimeout/8 {
+			_ = p.c.SetDeadline(now.Add(idleTimeout))
+			lastDeadline = now
+		}
+		m, err := p.c.ReadMsg()
+		if err != nil {
+			return err
+		}
+		if err := p.handle(m); err != nil {
+			return err
+		}
+	}
+}
+
+// handle processes one message from the peer.
+func (p *peer) handle(m peerwire.Message) error {
+	s := p.s
+	if m.Keepalive {
+		return nil
+	}
+	n := s.layout.NumPieces()
+	switch m.ID {
+	case peerwire.Choke:
+		s.mu.Lock()
+		p.peerChoking = true
+		// Without the fast extension a choke discards our requests; with it the peer
+		// rejects each, but we do not rely on that.
+		for k := range p.outstanding {
+			if !p.allowedFast[int(k.piece)] {
+				s.dropRequestLocked(p, k)
+			}
+		}
+		s.mu.Unlock()
+	case peerwire.Unchoke:
+		s.mu.Lock()
+		p.peerChoking = false
+		s.fillLocked(p)
+		s.mu.Unlock()
+	case peerwire.Interested:
+		s.mu.Lock()
+		p.peerInterested = true
+		s.unchokeIfFreeLocked(p)
+		s.mu.Unlock()
+	case peerwire.NotInterested:
+		s.mu.Lock()
+		p.peerInterested = false
+		s.mu.Unlock()
+	case peerwire.Have:
+		if int64(m.Index) >= int64(n) {
+			return fmt.Errorf("%w: have %d of %d pieces", errProtocol, m.Index, n)
+		}
+		s.mu.Lock()
+		s.peerHasLocked(p, int(m.Index))
+		err := s.afterHasLocked(p)
+		s.mu.Unlock()
+		return err
+	case peerwire.Bitfield:
+		bf, err := picker.ParseBitfield(m.Bitfield, n)
+		if err != nil {
+			return fmt.Errorf("%w: %w", errProtocol, err)
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if p.gotHas {
+			return fmt.Errorf("%w: second bitfield", errProtocol)
+		}
+		p.gotHas = true
+		for i := range n {
+			if bf.Has(i) {
+				s.peerHasLocked(p, i)
+			}
+		}
+		return s.afterHasLocked(p)
+	case peerwire.HaveAll, peerwire.HaveNone:
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if p.gotHas {
+			return fmt.Errorf("%w: second have_all/have_none", errProtocol)
+		}
+		p.gotHas = true
+		if m.ID == peerwire.HaveAll {
+			for i := range n {
+				s.peerHasLocked(p, i)
+			}
+		}
+		return s.afterHasLocked(p)
+	case peerwire.Request:
+		return p.onRequest(m)
+	case peerwire.Cancel:
+		p.qmu.Lock()
+		for i, u := range p.uploads {
+			if u.Index == m.Index && u.Begin == m.Begin && u.Length == m.Length {
+				p.uploads = append(p.uploads[:i], p.uploads[i+1:]...)
+				break
+			}
+		}
+		p.qmu.Unlock()
+	case peerwire.Piece:
+		return p.onPiece(m)
+	case peerwire.Reject:
+		s.mu.Lock()
+		k := blockKey{m.Index, m.Begin}
+		if _, ok := p.outstanding[k]; ok {
+			s.dropRequestLocked(p, k)
+			if !p.peerChoking && int(m.Index) < n {
+				// A rejected request while unchoked: the peer will not serve that piece,
+				// so stop treating it as one it has and let others fetch it.
+				s.releasePieceLocked(p, int(m.Index))
+				s.peerLacksLocked(p, int(m.Index))
+			}
+			s.fillLocked(p)
+		}
+		s.mu.Unlock()
+	case peerwire.AllowedFast:
+		if int64(m.Index) < int64(n) {
+			s.mu.Lock()
+			if len(p.allowedFast) < maxAllowedFast {
+				p.allowedFast[int(m.Index)] = true
+			}
+			s.fillLocked(p)
+			s.mu.Unlock()
+		}
+	case peerwire.Extended:
+		return p.onExtended(m)
+	}
+	// Port, Suggest and unknown messages are ignored.
+	return nil
+}
+
+// onRequest queues an upload, or rejects it (BEP 6) when we cannot serve it.
+func (p *peer) onRequest(m peerwire.Message) error {
+	s := p.s
+	idx := int(m.Index)
+	if idx >= s.layout.NumPieces() || m.Length == 0 || m.Length > maxBlockRequest ||
+		int64(m.Begin)+int64(m.Length) > s.layout.PieceSize(idx) {
+		return fmt.Errorf("%w: request %d+%d of piece %d", errProtocol, m.Begin, m.Length, m.Index)
+	}
+	s.mu.Lock()
+	ok := !p.amChoking && s.picker.Have(idx)
+	s.mu.Unlock()
+	p.qmu.Lock()
+	if ok && len(p.uploads) < maxUploadQueue {
+		p.uploads = append(p.uploads, m)
+		p.qmu.Unlock()
+		p.signal()
+		return nil
+	}
+	p.qmu.Unlock()
+	if p.fast {
+		p.enqueue(peerwire.Message{ID: peerwire.Reject, Index: m.Index, Begin: m.Begin, Length: m.Length})
+	}
+	return nil
+}
+
+// onPiece stores a block that matches one of our outstanding requests.
+func (p *peer) onPiece(m peerwire.Message) error {
+	s := p.s
+	k := blockKey{m.Index, m.Begin}
+	s.mu.Lock()
+	r, ok := p.outstanding[k]
+	if !ok {
+		// Not requested (or cancelled, or choked away): never written.
+		p.wasted += int64(len(m.Block))
+		wasted := p.wasted
+		s.mu.Unlock()
+		if wasted > maxWasted {
+			return fmt.Errorf("%w: %d bytes of unrequested blocks", errProtocol, wasted)
+		}
+		return nil
+	}
+	if int(r.length) != len(m.Block) {
+		s.mu.Unlock()
+		return fmt.Errorf("%w: block of %d bytes for a request of %d", errProtocol, len(m.Block), r.length)
+	}
+	s.dropRequestLocked(p, k)
+	p.lastBlock = time.Now()
+	idx, b := int(m.Index), int(m.Begin/blockSize)
+	ps := s.pieces[idx]
+	if ps == nil || ps.claimed[b] || ps.verifying || s.picker.Have(idx) {
+		// End game: another peer delivered this block first.
+		s.fillLocked(p)
+		s.mu.Unlock()
+		return nil
+	}
+	ps.claimed[b] = true
+	ps.nclaimed++
+	if ps.reqs[b] == 0 {
+		ps.unrequested--
+	}
+	// Cancel the duplicates other peers still owe us.
+	for q := range ps.peers {
+		if q == p {
+			continue
+		}
+		if _, dup := q.outstanding[k]; dup {
+			s.dropRequestLocked(q, k)
+			q.enqueue(peerwire.Message{ID: peerwire.Cancel, Index: m.Index, Begin: m.Begin, Length: r.length})
+		}
+	}
+	s.fillLocked(p)
+	s.mu.Unlock()
+
+	if s.downLimit != nil {
+		if err := s.downLimit.WaitN(p.ctx, len(m.Block)); err != nil {
+			return err
+		}
+	}
+	off := int64(idx)*s.layout.PieceLength + int64(m.Begin)
+	if err := s.store.WriteAt(m.Block, off); err != nil {
+		s.setFatal(fmt.Errorf("%w: %w", ErrStorage, err))
+		return err
+	}
+	s.mu.Lock()
+	ps.written++
+	ps.contrib[p.addr.Addr()] = true
+	s.down += int64(len(m.Block))
+	p.downBytes += int64(len(m.Block))
+	verify := ps.written == len(ps.claimed)
+	if verify {
+		ps.verifying = true
+	}
+	s.mu.Unlock()
+	if verify {
+		select {
+		case s.verifyCh <- idx:
+		case <-p.ctx.Done():
+			return p.ctx.Err()
+		}
+	}
+	return nil
+}
+
+// onExtended handles BEP 10 messages: ut_metadata (answered with metadata.Serve, so peers can
+// get the info dict from us) and ut_pex.
+func (p *peer) onExtended(m peerwire.Message) error {
+	s := p.s
+	switch {
+	case m.ExtID == 0: // their handshake, recorded by peerwire
+		id := p.c.PeerExt().M["ut_pex"]
+		s.mu.Lock()
+		p.pexID = id
+		s.mu.Unlock()
+	case int(m.ExtID) == p.c.LocalExt().M[metadata.ExtName]:
+		if err := metadata.Serve(p.c, s.cfg.Info, m); err != nil {
+			return fmt.Errorf("%w: ut_metadata: %w", errProtocol, err)
+		}
+	case int(m.ExtID) == p.ourPexID:
+		s.mu.Lock()
+		tooSoon := !p.lastPexIn.IsZero() && time.Since(p.lastPexIn) < pexMinInterval
+		p.lastPexIn = time.Now()
+		s.mu.Unlock()
+		if tooSoon {
+			return nil
+		}
+		msg, err := pex.Decode(m.Payload)
+		if err != nil {
+			s.log.Debug("bad ut_pex message", "peer", p.addr, "err", err)
+			return nil
+		}
+		for i, a := range msg.Added {
+			if i >= pexMaxAdd {
+				break
+			}
+			s.AddPeer(a)
+		}
+	}
+	return nil
+}
+
+// peerHasLocked records that p has piece i.
+func (s *Swarm) peerHasLocked(p *peer, i int) {
+	if p.has.Has(i) {
+		return
+	}
+	p.has.Set(i)
+	p.hasCount++
+	s.picker.PeerHas(i)
+	if s.picker.Wanted(i) && !s.picker.Have(i) {
+		p.useful++
+	}
+}
+
+// peerLacksLocked forgets that p has piece i.
+func (s *Swarm) peerLacksLocked(p *peer, i int) {
+	if !p.has.Has(i) {
+		return
+	}
+	p.has.Clear(i)
+	p.hasCount--
+	s.picker.PeerLost(i)
+	if s.picker.Wanted(i) && !s.picker.Have(i) {
+		p.useful--
+		if p.useful == 0 && p.amInterested {
+			p.amInterested = false
+			p.enqueue(peerwire.Message{ID: peerwire.NotInterested})
+		}
+	}
+}
+
+// afterHasLocked updates our interest after p announced pieces and requests more. It returns
+// errBothComplete when p has every piece and we need none: the connection is useless.
+func (s *Swarm) afterHasLocked(p *peer) error {
+	if p.useful > 0 && !p.amInterested {
+		p.amInterested = true
+		p.enqueue(peerwire.Message{ID: peerwire.Interested})
+	}
+	if s.picker.Missing() == 0 && p.hasCount == s.layout.NumPieces() {
+		return errBothComplete
+	}
+	s.fillLocked(p)
+	return nil
+}
+
+// dropRequestLocked forgets our outstanding request k to p.
+func (s *Swarm) dropRequestLocked(p *peer, k blockKey) {
+	if _, ok := p.outstanding[k]; !ok {
+		return
+	}
+	delete(p.outstanding, k)
+	if ps := s.pieces[int(k.piece)]; ps != nil {
+		b := k.begin / blockSize
+		ps.reqs[b]--
+		if ps.reqs[b] == 0 && !ps.claimed[b] {
+			ps.unrequested++
+		}
+	}
+}
+
+// releasePieceLocked stops p downloading piece i.
+func (s *Swarm) releasePieceLocked(p *peer, i int) {
+	for j, x := range p.pieces {
+		if x != i {
+			continue
+		}
+		p.pieces = append(p.pieces[:j], p.pieces[j+1:]...)
+		for k := range p.outstanding {
+			if int(k.piece) == i {
+				s.dropRequestLocked(p, k)
+			}
+		}
+		ps := s.pieces[i]
+		if ps != nil {
+			delete(ps.peers, p)
+		}
+		s.picker.Stop(i, ps != nil && ps.nclaimed > 0)
+		return
+	}
+}
+
+// fillLocked sends p as many requests as its pipeline allows.
+func (s *Swarm) fillLocked(p *peer) {
+	if p.removed || !p.amInterested || s.stopped {
+		return
+	}
+	if p.peerChoking && len(p.allowedFast) == 0 {
+		return
+	}
+	var batch []peerwire.Message
+	for len(p.outstanding) < p.maxOut {
+		idx, b, ok := s.nextBlockLocked(p)
+		if !ok {
+			break
+		}
+		ps := s.pieces[idx]
+		begin := uint32(b * blockSize)
+		length := uint32(min(int64(blockSize), s.layout.PieceSize(idx)-int64(begin)))
+		if len(p.outstanding) == 0 {
+			p.lastBlock = time.Now() // the snub clock starts with the first request
+		}
+		p.outstanding[blockKey{uint32(idx), begin}] = request{length: length, at: time.Now()}
+		if ps.reqs[b] == 0 {
+			ps.unrequested--
+		}
+		ps.reqs[b]++
+		batch = append(batch, peerwire.Message{ID: peerwire.Request, Index: uint32(idx), Begin: begin, Length: length})
+		if s.onRequest != nil {
+			s.onRequest(idx)
+		}
+	}
+	p.enqueue(batch...)
+}
+
+// nextBlockLocked returns a block for p to request: from the pieces it is downloading, else
+// from a newly picked piece.
+func (s *Swarm) nextBlockLocked(p *peer) (piece, block int, ok bool) {
+	for {
+		for _, i := range p.pieces {
+			if p.peerChoking && !p.allowedFast[i] {
+				continue
+			}
+			ps := s.pieces[i]
+			if ps == nil || ps.verifying || ps.nclaimed == len(ps.claimed) {
+				continue
+			}
+			if ps.unrequested > 0 {
+				for b, c := range ps.claimed {
+					if !c && ps.reqs[b] == 0 {
+						return i, b, true
+					}
+				}
+			}
+			if len(ps.peers) < 2 {
+				continue // not shared: every unclaimed block is already requested from p
+			}
+			// End game: duplicate a block another peer owes us.
+			for b, c := range ps.claimed {
+				if !c {
+					if _, mine := p.outstanding[blockKey{uint32(i), uint32(b * blockSize)}]; !mine {
+						return i, b, true
+					}
+				}
+			}
+		}
+		i, _, ok := s.picker.Pick(func(i int) bool {
+			if !p.has.Has(i) || p.peerChoking && !p.allowedFast[i] {
+				return false
+			}
+			if ps := s.pieces[i]; ps != nil && (ps.verifying || ps.peers[p]) {
+				return false
+			}
+			return true
+		})
+		if !ok {
+			return 0, 0, false
+		}
+		ps := s.pieces[i]
+		if ps == nil {
+			nb := int((s.layout.PieceSize(i) + blockSize - 1) / blockSize)
+			ps = &pieceState{claimed: make([]bool, nb), reqs: make([]int, nb), unrequested: nb,
+				peers: make(map[*peer]bool), contrib: make(map[netip.Addr]bool)}
+			s.pieces[i] = ps
+		}
+		ps.peers[p] = true
+		p.pieces = append(p.pieces, i)
+		s.picker.Start(i)
+	}
+}
+
+// removePeer forgets a disconnected peer: its pieces return to the picker, partial ones first.
+func (s *Swarm) removePeer(p *peer) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p.removed = true
+	delete(s.peers, p)
+	delete(s.known, p.addr)
+	for i := range s.layout.NumPieces() {
+		if p.has.Has(i) {
+			s.picker.PeerLost(i)
+		}
+	}
+	for len(p.pieces) > 0 {
+		s.releasePieceLocked(p, p.pieces[0])
+	}
+	for q := range s.peers {
+		s.fillLocked(q)
+	}
+	s.nudge()
+}
+
+func (s *Swarm) setFatal(err error) {
+	s.mu.Lock()
+	if s.fatal == nil {
+		s.fatal = err
+	}
+	s.mu.Unlock()
+	s.nudge()
+}

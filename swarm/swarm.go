@@ -1,0 +1,600 @@
+// Package swarm downloads and seeds one torrent over the BitTorrent peer wire protocol.
+//
+// Vocabulary: a "peer" is a remote BitTorrent client on TCP; a "piece" is a PieceLength slice of
+// the torrent's byte stream, checked by its SHA-1 in the info dictionary; a "block" is the
+// 16 KiB unit peers request and send.
+//
+// Shape: the Swarm owns every goroutine it starts. Each peer has a reader goroutine (parses
+// messages, writes received blocks straight to disk with WriteAt) and a writer goroutine (drains
+// a per-peer queue of control messages and serves uploads). Which piece a peer fetches next is
+// decided by the pure picker package; bookkeeping lives in one Swarm mutex that is never held
+// across network or disk I/O. A piece whose blocks are all on disk is hashed by a pool of
+// GOMAXPROCS verifier goroutines reading it back, off the network path; a piece that fails is
+// fetched again and peers that keep sending bad data are banned. Verified pieces are recorded
+// in a resume file in the output directory so a rerun never fetches them again.
+package swarm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/magnetget/magnetget/internal/peerwire"
+	"github.com/magnetget/magnetget/swarm/picker"
+	"github.com/magnetget/magnetget/swarm/storage"
+)
+
+// Errors callers may branch on.
+var (
+	// ErrStorage wraps disk errors (full disk, unwritable directory) that stop a download.
+	ErrStorage = errors.New("swarm: storage error")
+	// ErrInfoHash is returned by New when Info does not hash to InfoHash.
+	ErrInfoHash = errors.New("swarm: info dictionary does not match infohash")
+)
+
+// Config describes one torrent to download or seed. The zero value of each optional field is
+// documented next to it.
+type Config struct {
+	InfoHash [20]byte
+	Info     []byte // verbatim bencoded info dict; must hash to InfoHash
+
+	Dir        string                   // output directory; created if missing
+	Select     func(fileIndex int) bool // files to download; nil = all
+	Sequential bool                     // fetch pieces in order instead of rarest-first
+
+	PeerID   [20]byte     // zero: random
+	Listener net.Listener // incoming peer connections; nil = none. Not closed by Run.
+
+	MaxPeers      int   // connected peers; 0 = 50
+	DownloadLimit int64 // bytes/s of piece payload; 0 = unlimited
+	UploadLimit   int64 // bytes/s of piece payload; 0 = unlimited
+
+	Seed      bool          // keep uploading once complete, until SeedRatio, SeedTime or ctx ends
+	SeedRatio float64       // stop seeding once uploaded/size reaches this; 0 = no ratio limit
+	SeedTime  time.Duration // stop seeding after this long; 0 = no time limit
+
+	Logger     *slog.Logger   // nil = discard
+	OnProgress func(Progress) // called from one goroutine, at most about twice a second
+}
+
+// Progress is a snapshot for display. Done and Total count bytes of selected pieces.
+type Progress struct {
+	Done, Total, Down, Up int64
+	RateDown, RateUp      float64 // bytes/s of piece payload
+	Peers                 int
+	Complete              bool
+}
+
+const (
+	blockSize        = 16 << 10
+	maxUploadQueue   = 1024 // requests we queue per peer; advertised as reqq
+	defaultMaxPeers  = 50
+	maxPendingAddrs  = 2000
+	maxParallelDials = 16
+	dialTimeout      = 10 * time.Second
+	unchokeSlots     = 4
+	rechokeEvery     = 10 * time.Second
+	optimisticEvery  = 30 * time.Second
+	pexEvery         = 60 * time.Second
+	snubTimeout      = 60 * time.Second
+	idleTimeout      = 3 * time.Minute
+	keepaliveEvery   = 90 * time.Second
+	resumeEvery      = 2 * time.Second
+	progressEvery    = 500 * time.Millisecond
+	banStrikes       = 4 // a sole sender of a bad piece earns 2 strikes, a co-sender 1
+	extMetadataID    = 1 // our ids for ut_metadata and ut_pex in our extended handshake
+	extPexID         = 2
+)
+
+// Swarm downloads (and optionally seeds) one torrent. Create it with New, feed it peers with
+// AddPeer/AddConn (before or during Run) and call Run once.
+type Swarm struct {
+	cfg    Config
+	log    *slog.Logger
+	layout *storage.Layout
+	store  *storage.Storage
+	opts   peerwire.Options
+	total  int64 // bytes of wanted pieces
+
+	downLimit, upLimit *rate.Limiter // nil = unlimited
+
+	verifyCh chan int       // pieces whose blocks are all on disk
+	wg       sync.WaitGroup // every goroutine Run starts
+	wake     chan struct{}  // nudges the run loop (dial more, completion)
+
+	mu               sync.Mutex // guards everything below
+	picker           *picker.Picker
+	pieces           map[int]*pieceState // pieces being downloaded
+	peers            map[*peer]struct{}
+	known            map[netip.AddrPort]bool // connected or being dialled
+	pending          []netip.AddrPort        // to dial
+	dialing          int
+	banned           map[netip.Addr]bool
+	strikes          map[netip.Addr]int
+	conns            []*peerwire.Conn // handed in before Run
+	running          bool             // Run has been called
+	stopped          bool             // Run is shutting down: start nothing new
+	ctx              context.Context  // Run's internal context, nil until peers may start
+	done             int64            // verified wanted bytes
+	down, up         int64            // payload bytes
+	dirty            bool             // resume state changed since last save
+	fatal            error            // a storage error that stops Run
+	rateDown, rateUp float64
+	lastProgress     time.Time
+	lastDown, lastUp int64
+
+	// test hooks, set by tests in this package before Run
+	onRequest func(piece int)
+	onBan     func(netip.Addr)
+}
+
+// pieceState tracks the blocks of one piece being downloaded.
+type pieceState struct {
+	claimed     []bool // block data received (being written or written)
+	reqs        []int  // outstanding requests for each block, across peers
+	nclaimed    int    // claimed blocks
+	unrequested int    // blocks neither claimed nor requested from anyone
+	written     int    // blocks written to disk
+	peers       map[*peer]bool
+	contrib     map[netip.Addr]bool
+	verifying   bool
+}
+
+// New checks cfg and the info dictionary (names that would escape Dir are refused here, before
+// anything is written) and prepares storage.
+func New(cfg Config) (*Swarm, error) {
+	if err := checkInfoHash(cfg.InfoHash, cfg.Info); err != nil {
+		return nil, err
+	}
+	layout, err := storage.ParseInfo(cfg.Info)
+	if err != nil {
+		return nil, fmt.Errorf("swarm: %w", err)
+	}
+	if cfg.Dir == "" {
+		cfg.Dir = "."
+	}
+	store, err := storage.Open(cfg.Dir, layout)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrStorage, err)
+	}
+	if cfg.MaxPeers <= 0 {
+		cfg.MaxPeers = defaultMaxPeers
+	}
+	if cfg.PeerID == ([20]byte{}) {
+		cfg.PeerID = randomPeerID()
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Swarm{
+		cfg: cfg, log: log, layout: layout, store: store,
+		verifyCh: make(chan int, 64),
+		wake:     make(chan struct{}, 1),
+		pieces:   make(map[int]*pieceState),
+		peers:    make(map[*peer]struct{}),
+		known:    make(map[netip.AddrPort]bool),
+		banned:   make(map[netip.Addr]bool),
+		strikes:  make(map[netip.Addr]int),
+	}
+	wanted := s.wantedPieces()
+	s.picker = picker.New(layout.NumPieces(), wanted, cfg.Sequential, rand.Uint64())
+	for i := range layout.NumPieces() {
+		if wanted(i) {
+			s.total += layout.PieceSize(i)
+		}
+	}
+	s.downLimit = limiter(cfg.DownloadLimit)
+	s.upLimit = limiter(cfg.UploadLimit)
+	ext := peerwire.ExtHandshake{
+		M:            map[string]int{"ut_metadata": extMetadataID, "ut_pex": extPexID},
+		MetadataSize: len(cfg.Info),
+		V:            "magnetget",
+		Reqq:         maxUploadQueue,
+	}
+	if cfg.Listener != nil {
+		if ta, ok := cfg.Listener.Addr().(*net.TCPAddr); ok {
+			ext.Port = ta.Port
+		}
+	}
+	s.opts = peerwire.Options{PeerID: cfg.PeerID, ExtHandshake: ext, Timeout: dialTimeout}
+	return s, nil
+}
+
+func limiter(bps int64) *rate.Limiter {
+	if bps <= 0 {
+		return nil
+	}
+	// The burst must hold the largest block we send or receive in one WaitN.
+	return rate.NewLimiter(rate.Limit(bps), int(max(bps, maxBlockRequest)))
+}
+
+// wantedPieces returns whether each piece overlaps a selected, non-empty file.
+func (s *Swarm) wantedPieces() func(int) bool {
+	if s.cfg.Select == nil {
+		return func(int) bool { return true }
+	}
+	want := make([]bool, s.layout.NumPieces())
+	for f := range s.layout.Files {
+		if !s.cfg.Select(f) {
+			continue
+		}
+		if first, last, ok := s.layout.FilePieces(f); ok {
+			for i := first; i <= last; i++ {
+				want[i] = true
+			}
+		}
+	}
+	return func(i int) bool { return want[i] }
+}
+
+// selected reports whether file f is to be downloaded.
+func (s *Swarm) selected(f int) bool { return s.cfg.Select == nil || s.cfg.Select(f) }
+
+// AddPeer queues addr to be dialled, at most MaxPeers connections at a time. Known, banned and
+// already queued addresses are ignored, as is everything past a bounded queue.
+func (s *Swarm) AddPeer(addr netip.AddrPort) {
+	if !addr.IsValid() || addr.Port() == 0 || addr.Addr().IsUnspecified() {
+		return
+	}
+	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
+	s.mu.Lock()
+	if !s.known[addr] && !s.banned[addr.Addr()] && len(s.pending) < maxPendingAddrs {
+		s.known[addr] = true
+		s.pending = append(s.pending, addr)
+	}
+	s.mu.Unlock()
+	s.nudge()
+}
+
+// AddConn hands the swarm an open connection (from metadata.Fetch or peerwire.Accept) for this
+// torrent. The swarm owns and closes it.
+func (s *Swarm) AddConn(c *peerwire.Conn) {
+	if c.InfoHash() != s.cfg.InfoHash {
+		_ = c.Close()
+		return
+	}
+	s.mu.Lock()
+	if !s.running {
+		s.conns = append(s.conns, c)
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	s.startPeer(c, true)
+}
+
+func (s *Swarm) nudge() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run downloads every selected piece. It returns nil once they are all verified and the files
+// are synced and closed, or, with Seed, once seeding has ended by SeedRatio or SeedTime. When ctx
+// ends first it saves the resume state, closes the files and returns ctx.Err() (also when the
+// download was complete and only seeding was interrupted). Run may be called once.
+func (s *Swarm) Run(ctx context.Context) (err error) {
+	s.mu.Lock()
+	if s.running {
+		s.mu.Unlock()
+		return errors.New("swarm: Run called twice")
+	}
+	s.running = true
+	s.mu.Unlock()
+
+	ictx, cancel := context.WithCancel(ctx)
+	defer func() {
+		s.mu.Lock()
+		s.stopped = true
+		conns := s.conns
+		s.conns = nil
+		s.mu.Unlock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		cancel()
+		s.wg.Wait()
+		if serr := s.saveResume(); serr != nil && err == nil {
+			err = serr
+		}
+		if cerr := s.store.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("%w: %w", ErrStorage, cerr)
+		}
+		s.mu.Lock()
+		if s.fatal != nil && (err == nil || errors.Is(err, context.Canceled)) && ctx.Err() == nil {
+			err = s.fatal
+		}
+		s.mu.Unlock()
+		s.progress(true)
+	}()
+
+	if err := s.store.CreateEmpty(s.selected); err != nil {
+		return fmt.Errorf("%w: %w", ErrStorage, err)
+	}
+	for range runtime.GOMAXPROCS(0) {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.verifier(ictx)
+		}()
+	}
+	// Pieces on disk are checked before any peer starts, so none of them is fetched again.
+	if err := s.checkExisting(ictx); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+
+	s.mu.Lock()
+	s.ctx = ictx
+	conns := s.conns
+	s.conns = nil
+	s.mu.Unlock()
+	for _, c := range conns {
+		s.startPeer(c, true)
+	}
+	if s.cfg.Listener != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.acceptLoop(ictx)
+		}()
+	}
+	return s.loop(ctx, ictx)
+}
+
+// loop runs timers until the download (and seeding) ends or ctx is done.
+func (s *Swarm) loop(ctx, ictx context.Context) error {
+	tick := time.NewTicker(progressEvery)
+	defer tick.Stop()
+	var (
+		lastRechoke, lastOptimistic, lastPex, lastResume time.Time
+		lastRate                                         = time.Now()
+		completeAt                                       time.Time
+		synced                                           bool
+		saving                                           atomic.Bool
+	)
+	s.dialMore()
+	for {
+		s.mu.Lock()
+		complete := s.picker.Missing() == 0
+		fatal := s.fatal
+		s.mu.Unlock()
+		if fatal != nil {
+			return fatal
+		}
+		if complete && !synced {
+			// Everything selected is verified: flush before reporting success.
+			if err := s.store.TrimFiles(s.selected); err != nil {
+				return fmt.Errorf("%w: %w", ErrStorage, err)
+			}
+			if err := s.store.Sync(); err != nil {
+				return fmt.Errorf("%w: %w", ErrStorage, err)
+			}
+			s.mu.Lock()
+			s.dirty = true
+			s.mu.Unlock()
+			if err := s.saveResume(); err != nil {
+				return err
+			}
+			synced = true
+			completeAt = time.Now()
+			s.log.Info("download complete", "bytes", s.total)
+			s.progress(true)
+			if !s.cfg.Seed {
+				return nil
+			}
+		}
+		if complete && s.cfg.Seed && s.seedDone(completeAt) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ictx.Done():
+			return ictx.Err()
+		case <-s.wake:
+			s.dialMore()
+		case now := <-tick.C:
+			if dt := now.Sub(lastRate).Seconds(); dt >= 1 {
+				s.updateRates(dt)
+				lastRate = now
+				s.checkSnubbed(now)
+			}
+			if now.Sub(lastRechoke) >= rechokeEvery {
+				optimistic := now.Sub(lastOptimistic) >= optimisticEvery
+				if optimistic {
+					lastOptimistic = now
+				}
+				s.rechoke(optimistic)
+				lastRechoke = now
+			}
+			if now.Sub(lastPex) >= pexEvery {
+				s.sendPex()
+				lastPex = now
+			}
+			if now.Sub(lastResume) >= resumeEvery && !saving.Load() {
+				// fsync can take long on a slow disk: save off the loop, one at a time.
+				saving.Store(true)
+				lastResume = now
+				s.wg.Add(1)
+				go func() {
+					defer s.wg.Done()
+					defer saving.Store(false)
+					if err := s.saveResumeIfDirty(); err != nil {
+						s.log.Warn("saving resume state", "err", err)
+					}
+				}()
+			}
+			s.dialMore()
+			s.progress(false)
+		}
+	}
+}
+
+// seedDone reports whether seeding has reached SeedRatio or SeedTime.
+func (s *Swarm) seedDone(completeAt time.Time) bool {
+	if s.cfg.SeedTime > 0 && time.Since(completeAt) >= s.cfg.SeedTime {
+		return true
+	}
+	if s.cfg.SeedRatio > 0 {
+		s.mu.Lock()
+		up := s.up
+		s.mu.Unlock()
+		return float64(up) >= s.cfg.SeedRatio*float64(max(s.total, 1))
+	}
+	return false
+}
+
+// progress reports to OnProgress (outside the lock).
+func (s *Swarm) progress(final bool) {
+	if s.cfg.OnProgress == nil {
+		return
+	}
+	s.mu.Lock()
+	p := Progress{Done: s.done, Total: s.total, Down: s.down, Up: s.up, RateDown: s.rateDown,
+		RateUp: s.rateUp, Peers: len(s.peers), Complete: s.picker.Missing() == 0}
+	now := time.Now()
+	skip := !final && now.Sub(s.lastProgress) < progressEvery*8/10
+	if !skip {
+		s.lastProgress = now
+	}
+	s.mu.Unlock()
+	if !skip {
+		s.cfg.OnProgress(p)
+	}
+}
+
+// updateRates refreshes the swarm's and every peer's rate estimates (exponential average).
+func (s *Swarm) updateRates(dt float64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rateDown = ewma(s.rateDown, float64(s.down-s.lastDown)/dt)
+	s.rateUp = ewma(s.rateUp, float64(s.up-s.lastUp)/dt)
+	s.lastDown, s.lastUp = s.down, s.up
+	for p := range s.peers {
+		p.updateRate(dt)
+	}
+}
+
+func ewma(old, cur float64) float64 { return 0.4*old + 0.6*cur }
+
+// saveResumeIfDirty syncs data and saves the resume file when pieces were verified since.
+func (s *Swarm) saveResumeIfDirty() error {
+	s.mu.Lock()
+	dirty := s.dirty
+	s.mu.Unlock()
+	if !dirty {
+		return nil
+	}
+	return s.saveResume()
+}
+
+// saveResume syncs the files (so every piece recorded is on disk) and writes the resume file.
+func (s *Swarm) saveResume() error {
+	s.mu.Lock()
+	s.dirty = false
+	have := s.picker.HaveField()
+	s.mu.Unlock()
+	if err := s.store.Sync(); err != nil {
+		return fmt.Errorf("%w: %w", ErrStorage, err)
+	}
+	if err := s.store.SaveResume(s.cfg.InfoHash, have.Has); err != nil {
+		if errors.Is(err, storage.ErrClosed) {
+			return nil
+		}
+		return fmt.Errorf("%w: %w", ErrStorage, err)
+	}
+	return nil
+}
+
+// checkExisting marks pieces already on disk as verified: those the resume file vouches for
+// directly, the others by hashing them on a pool of GOMAXPROCS goroutines.
+func (s *Swarm) checkExisting(ctx context.Context) error {
+	rs, err := s.store.LoadResume(s.cfg.InfoHash)
+	if err != nil {
+		s.log.Warn("ignoring resume file", "err", err)
+	}
+	stats := make([]storage.FileStat, len(s.layout.Files))
+	for i := range stats {
+		stats[i] = s.store.Stat(i)
+	}
+	var check []int
+	s.mu.Lock()
+	for i := range s.layout.NumPieces() {
+		switch {
+		case rs.Verified[i]:
+			s.markHaveLocked(i)
+		case rs.Known[i]:
+			// Unchanged since the resume file recorded it unverified: no need to hash.
+		case s.store.PieceOnDisk(i, stats):
+			check = append(check, i)
+		}
+	}
+	s.mu.Unlock()
+	if len(check) == 0 {
+		return nil
+	}
+	s.log.Debug("checking pieces on disk", "pieces", len(check))
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, hashBuf)
+			for i := range work {
+				if ok, err := s.store.HashPiece(i, buf); err == nil && ok {
+					s.mu.Lock()
+					s.markHaveLocked(i)
+					s.mu.Unlock()
+				}
+			}
+		}()
+	}
+feed:
+	for _, i := range check {
+		select {
+		case work <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(work)
+	wg.Wait()
+	s.mu.Lock()
+	s.dirty = true
+	s.mu.Unlock()
+	return ctx.Err()
+}
+
+// markHaveLocked records piece i as verified.
+func (s *Swarm) markHaveLocked(i int) {
+	if s.picker.Have(i) {
+		return
+	}
+	s.picker.SetHave(i)
+	if s.picker.Wanted(i) {
+		s.done += s.layout.PieceSize(i)
+	}
+}
+
+func checkInfoHash(ih [20]byte, info []byte) error {
+	if sha1Sum(info) != ih {
+		return ErrInfoHash
+	}
+	return nil
+}

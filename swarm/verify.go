@@ -1,0 +1,123 @@
+package swarm
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha1"
+	"fmt"
+	"net/netip"
+
+	"github.com/magnetget/magnetget/internal/peerwire"
+)
+
+// hashBuf is each verifier's read buffer: memory stays flat whatever the piece length.
+const hashBuf = 256 << 10
+
+// verifier hashes pieces whose blocks are all on disk.
+func (s *Swarm) verifier(ctx context.Context) {
+	buf := make([]byte, hashBuf)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case i := <-s.verifyCh:
+			ok, err := s.store.HashPiece(i, buf)
+			if err != nil {
+				s.setFatal(fmt.Errorf("%w: reading back piece %d: %w", ErrStorage, i, err))
+				return
+			}
+			s.pieceChecked(i, ok)
+		}
+	}
+}
+
+// pieceChecked records a verification result. A good piece is announced to every peer; a bad
+// one is forgotten (so it is fetched again) and its senders earn strikes toward a ban.
+func (s *Swarm) pieceChecked(i int, ok bool) {
+	var toClose []*peerwire.Conn
+	s.mu.Lock()
+	ps := s.pieces[i]
+	if ps == nil {
+		s.mu.Unlock()
+		return
+	}
+	for p := range ps.peers {
+		var cancels []peerwire.Message
+		for k, r := range p.outstanding {
+			if int(k.piece) == i { // end-game duplicates still in flight
+				cancels = append(cancels, peerwire.Message{ID: peerwire.Cancel, Index: k.piece, Begin: k.begin, Length: r.length})
+			}
+		}
+		p.enqueue(cancels...)
+		s.releasePieceLocked(p, i)
+	}
+	delete(s.pieces, i)
+	if ok {
+		s.markHaveLocked(i)
+		s.dirty = true
+		for p := range s.peers {
+			if p.has.Has(i) {
+				p.useful--
+				if p.useful == 0 && p.amInterested {
+					p.amInterested = false
+					p.enqueue(peerwire.Message{ID: peerwire.NotInterested})
+				}
+			} else {
+				p.enqueue(peerwire.Message{ID: peerwire.Have, Index: uint32(i)})
+			}
+		}
+	} else {
+		s.picker.Stop(i, false) // nothing of it is trusted now
+		strike := 1
+		if len(ps.contrib) == 1 {
+			strike = 2 // sole sender: certainly at fault
+		}
+		for ip := range ps.contrib {
+			s.strikes[ip] += strike
+			s.log.Info("piece failed verification", "piece", i, "peer", ip, "strikes", s.strikes[ip])
+			if s.strikes[ip] >= banStrikes && !s.banned[ip] {
+				s.banned[ip] = true
+				s.log.Warn("banning peer that sent bad data", "peer", ip)
+				for p := range s.peers {
+					if p.addr.Addr() == ip {
+						toClose = append(toClose, p.c)
+					}
+				}
+				if s.onBan != nil {
+					s.onBan(ip)
+				}
+			}
+		}
+	}
+	for p := range s.peers {
+		s.fillLocked(p)
+	}
+	complete := s.picker.Missing() == 0
+	s.mu.Unlock()
+	for _, c := range toClose {
+		_ = c.Close()
+	}
+	if complete {
+		s.nudge()
+	}
+}
+
+// Banned returns the addresses banned for sending data that failed verification.
+func (s *Swarm) Banned() []netip.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]netip.Addr, 0, len(s.banned))
+	for ip := range s.banned {
+		out = append(out, ip)
+	}
+	return out
+}
+
+func sha1Sum(b []byte) [20]byte { return sha1.Sum(b) }
+
+func randomPeerID() [20]byte {
+	var id [20]byte
+	copy(id[:], "-MG0100-")
+	_, _ = rand.Read(id[8:])
+	return id
+}
