@@ -1,0 +1,91 @@
+package dht
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"time"
+)
+
+// guardedConn wraps the node's socket for the library's read loop. The library panics when
+// ReadFrom fails before its Close (a transient ICMP error, or a socket closed under it), so this
+// wrapper retries transient errors and reports an error only once the node itself closes. It also
+// lets Close wait until the read loop has left ReadFrom.
+type guardedConn struct {
+	net.PacketConn
+
+	closeOnce sync.Once
+	closed    chan struct{}
+	closeErr  error
+
+	// ReadFrom calls in progress. A counter under a mutex rather than a WaitGroup: the read
+	// loop may start a new ReadFrom while Close waits, which a WaitGroup forbids.
+	mu      sync.Mutex
+	readers int
+	idle    *sync.Cond // signalled when readers drops to 0
+}
+
+func newGuardedConn(pc net.PacketConn) *guardedConn {
+	c := &guardedConn{PacketConn: pc, closed: make(chan struct{})}
+	c.idle = sync.NewCond(&c.mu)
+	return c
+}
+
+func (c *guardedConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	c.mu.Lock()
+	c.readers++
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.readers--
+		if c.readers == 0 {
+			c.idle.Broadcast()
+		}
+		c.mu.Unlock()
+	}()
+	backoff := time.Millisecond
+	for {
+		n, addr, err := c.PacketConn.ReadFrom(b)
+		if err == nil {
+			return n, addr, nil
+		}
+		select {
+		case <-c.closed:
+			return 0, nil, net.ErrClosed
+		default:
+		}
+		if errors.Is(err, net.ErrClosed) {
+			// Closed by someone else (a caller-supplied conn): nothing more will arrive. Park
+			// until the node closes rather than letting the library panic.
+			<-c.closed
+			return 0, nil, net.ErrClosed
+		}
+		// Transient (for example ECONNREFUSED from an earlier send): pause briefly and retry.
+		t := time.NewTimer(backoff)
+		select {
+		case <-c.closed:
+			t.Stop()
+			return 0, nil, net.ErrClosed
+		case <-t.C:
+		}
+		backoff = min(2*backoff, 100*time.Millisecond)
+	}
+}
+
+// Close closes the socket once; the library's own (asynchronous) Close call lands here too.
+func (c *guardedConn) Close() error {
+	c.closeOnce.Do(func() {
+		close(c.closed)
+		c.closeErr = c.PacketConn.Close()
+	})
+	return c.closeErr
+}
+
+// waitReaders blocks until no ReadFrom is in progress. Call after Close.
+func (c *guardedConn) waitReaders() {
+	c.mu.Lock()
+	for c.readers > 0 {
+		c.idle.Wait()
+	}
+	c.mu.Unlock()
+}

@@ -1,0 +1,23 @@
+// Package dht runs one BitTorrent Mainline DHT node (BEP 5) on one UDP socket, built on
+// github.com/anacrolix/dht/v2 with the traps of that library worked around.
+//
+// Vocabulary: a "node" is a DHT participant reached over UDP (an id and an address); a "peer" is a
+// BitTorrent client reached over TCP, stored in the DHT under an infohash.
+//
+// Flow: New opens (or adopts) the socket, loads the routing state file (node id and the nodes that
+// answered last time) and seeds the routing table with those nodes. Bootstrap walks toward our own
+// id, starting from the saved nodes and falling back to the bootstrap list when nothing answers.
+// Lookup walks toward an infohash with get_peers and streams the peers it meets; Announce does the
+// same walk and then sends announce_peer, with the tokens collected, to the closest nodes.
+//
+// The library answers ping. find_node, get_peers, announce_peer and BEP 51 sample_infohashes are
+// answered by this package from the library's query hook, writing replies on the socket itself:
+// nodes are chosen by XOR distance among the nodes that answered us (the library's choice walks
+// its buckets in one direction only and is unsorted, which leaves lookups short in small
+// networks), peers come from our own store (keyed by ip:port, expiring, capped per infohash and
+// in total) in bounded replies, and announce tokens are our own HMACs of the querier's IP.
+//
+// Each Node has its own send limiter (the library's default is one limiter shared by the whole
+// process), tracks when each remote node last answered (the library keeps no usable timestamps),
+// and owns every goroutine it starts: Close stops them, waits for them, then saves the state file.
+package dht

@@ -1,0 +1,207 @@
+package dht
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha1"
+	"encoding/binary"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/anacrolix/dht/v2/krpc"
+	"github.com/anacrolix/torrent/bencode"
+)
+
+// The node answers find_node, get_peers, announce_peer and sample_infohashes itself, from the
+// query hook, and leaves ping (and BEP 44) to the library. The library's answers pick "closest"
+// nodes by walking its buckets from the target's bucket toward bucket 0 only, unsorted, which in
+// small or young networks leaves lookups short of the nodes that hold the peers; it has no BEP 51;
+// and its get_peers would send every stored peer. Here the closest nodes are chosen by XOR
+// distance among nodes that answered us, values are bounded, and tokens are our own.
+
+// reply is a KRPC response; the encoder sorts keys. Compact fields are strings of concatenated
+// records, encoded by hand (krpc.CompactInfohashes.MarshalBinary panics).
+type reply struct {
+	R replyBody `bencode:"r"`
+	T string    `bencode:"t"`
+	Y string    `bencode:"y"`
+}
+
+type replyBody struct {
+	ID       string   `bencode:"id"`
+	Interval *int64   `bencode:"interval,omitempty"`
+	Nodes    string   `bencode:"nodes,omitempty"`
+	Nodes6   string   `bencode:"nodes6,omitempty"`
+	Num      *int64   `bencode:"num,omitempty"`
+	Samples  *string  `bencode:"samples,omitempty"` // always present in BEP 51 replies, even empty
+	Token    string   `bencode:"token,omitempty"`
+	Values   []string `bencode:"values,omitempty"`
+}
+
+type errorReply struct {
+	E []any  `bencode:"e"`
+	T string `bencode:"t"`
+	Y string `bencode:"y"`
+}
+
+// replyNodes is how many nodes a reply carries (BEP 5's K).
+const replyNodes = 8
+
+// tokenEpoch is how long a token stays current; the previous epoch's tokens are accepted too, so
+// a token lives 10 to 20 minutes, like libtorrent's.
+const tokenEpoch = 10 * time.Minute
+
+// tokens issues and checks announce tokens: HMAC of the querier's IP and the time epoch under a
+// per-node secret, so no state is kept per querier.
+type tokens struct {
+	secret [20]byte
+	now    func() time.Time
+}
+
+func newTokens() *tokens {
+	t := &tokens{now: time.Now}
+	_, _ = rand.Read(t.secret[:])
+	return t
+}
+
+func (t *tokens) forEpoch(ip netip.Addr, epoch int64) string {
+	m := hmac.New(sha1.New, t.secret[:])
+	var e [8]byte
+	binary.BigEndian.PutUint64(e[:], uint64(epoch))
+	m.Write(e[:])
+	a := ip.Unmap().As16()
+	m.Write(a[:])
+	return string(m.Sum(nil)[:8])
+}
+
+func (t *tokens) issue(ip netip.Addr) string {
+	return t.forEpoch(ip, t.now().UnixNano()/int64(tokenEpoch))
+}
+
+func (t *tokens) valid(tok string, ip netip.Addr) bool {
+	epoch := t.now().UnixNano() / int64(tokenEpoch)
+	return hmac.Equal([]byte(tok), []byte(t.forEpoch(ip, epoch))) ||
+		hmac.Equal([]byte(tok), []byte(t.forEpoch(ip, epoch-1)))
+}
+
+// handleQuery answers the queries the node implements itself and reports whether it did. It
+// runs under the library's lock: it touches only the node's own structures and the socket.
+func (n *Node) handleQuery(m *krpc.Msg, source net.Addr, from netip.AddrPort) bool {
+	switch m.Q {
+	case "find_node", "get_peers", "announce_peer", "sample_infohashes":
+	default:
+		return false
+	}
+	if m.A == nil {
+		n.sendError(source, m.T, krpc.ErrorCodeProtocolError, "missing arguments dict")
+		return true
+	}
+	body := replyBody{ID: string(n.id[:])}
+	switch m.Q {
+	case "find_node":
+		n.setNodes(&body, m.A.Target, from)
+	case "get_peers":
+		ih := m.A.InfoHash
+		n.emit(event{ih: ih, addr: from})
+		body.Token = n.tokens.issue(from.Addr())
+		for _, p := range n.peers.get(ih, maxValues) {
+			if p.Addr().Is4() == n.isV6() {
+				continue
+			}
+			// Compact peer info: address then big-endian port (netip's MarshalBinary is
+			// little-endian, so not that).
+			b := binary.BigEndian.AppendUint16(p.Addr().AsSlice(), p.Port())
+			body.Values = append(body.Values, string(b))
+		}
+		if len(body.Values) == 0 {
+			n.setNodes(&body, ih, from)
+		}
+	case "announce_peer":
+		if !n.tokens.valid(m.A.Token, from.Addr()) {
+			n.sendError(source, m.T, krpc.ErrorCodeProtocolError, "bad token")
+			return true
+		}
+		port := 0
+		if m.A.Port != nil {
+			port = *m.A.Port
+		}
+		if m.A.ImpliedPort {
+			port = int(from.Port())
+		}
+		if port <= 0 || port > 65535 {
+			n.sendError(source, m.T, krpc.ErrorCodeProtocolError, "bad port")
+			return true
+		}
+		peer := netip.AddrPortFrom(from.Addr(), uint16(port))
+		n.peers.add(m.A.InfoHash, peer)
+		n.emit(event{announce: true, ih: m.A.InfoHash, addr: peer})
+	case "sample_infohashes":
+		samples, num := n.peers.sample(maxSamples)
+		s := make([]byte, 0, 20*len(samples))
+		for _, ih := range samples {
+			s = append(s, ih[:]...)
+		}
+		str, interval, num64 := string(s), int64(SampleInterval/time.Second), int64(num)
+		body.Samples, body.Interval, body.Num = &str, &interval, &num64
+		n.setNodes(&body, m.A.Target, from)
+	}
+	n.send(source, reply{R: body, T: m.T, Y: "r"})
+	return true
+}
+
+// setNodes fills the nodes (or nodes6) field with the answered nodes nearest target.
+func (n *Node) setNodes(body *replyBody, target [20]byte, exclude netip.AddrPort) {
+	v6 := n.isV6()
+	ns := n.nodes.closest(target, replyNodes, func(ap netip.AddrPort) bool { return ap.Addr().Is4() != v6 && ap != exclude })
+	entries := make([]nodeEntry, len(ns))
+	for i, tn := range ns {
+		entries[i] = nodeEntry{tn.ID, tn.Addr}
+	}
+	if v6 {
+		body.Nodes6 = compactNodes(entries, true)
+	} else {
+		body.Nodes = compactNodes(entries, false)
+	}
+}
+
+type nodeEntry struct {
+	id   [20]byte
+	addr netip.AddrPort
+}
+
+// compactNodes encodes BEP 5 / BEP 32 compact node info: id, address, port; nodes of the other
+// family are skipped.
+func compactNodes(ns []nodeEntry, v6 bool) string {
+	b := make([]byte, 0, 38*len(ns))
+	for _, ne := range ns {
+		a := ne.addr.Addr().Unmap()
+		if a.Is4() == v6 {
+			continue
+		}
+		b = append(b, ne.id[:]...)
+		b = append(b, a.AsSlice()...)
+		b = binary.BigEndian.AppendUint16(b, ne.addr.Port())
+	}
+	return string(b)
+}
+
+func (n *Node) sendError(to net.Addr, t string, code int, msg string) {
+	n.send(to, errorReply{E: []any{code, msg}, T: t, Y: "e"})
+}
+
+// send encodes and writes one reply. Replies beyond the node's rate are dropped, as the library
+// does for its own replies: a reply is worth less than our own queries.
+func (n *Node) send(to net.Addr, v any) {
+	if !n.limiter.Allow() {
+		return
+	}
+	b, err := bencode.Marshal(v)
+	if err != nil {
+		n.log.Debug("dht: encoding reply", "err", err)
+		return
+	}
+	if _, err := n.conn.WriteTo(b, to); err != nil {
+		n.log.Debug("dht: sending reply", "to", to, "err", err)
+	}
+}

@@ -1,0 +1,509 @@
+package dht
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	anadht "github.com/anacrolix/dht/v2"
+	"github.com/anacrolix/dht/v2/krpc"
+	anlog "github.com/anacrolix/log"
+	"golang.org/x/time/rate"
+
+	"github.com/magnetget/magnetget/routing"
+)
+
+// Defaults for zero Config fields.
+const (
+	DefaultRate                = 250
+	DefaultResendDelay         = 2 * time.Second
+	DefaultMaxPeersPerInfohash = 1000
+	DefaultPeerTTL             = 30 * time.Minute
+	DefaultMaxPeers            = 200_000
+	DefaultSaveInterval        = 5 * time.Minute
+	// SavedNodes is how many nodes Save keeps in the state file.
+	SavedNodes = 4000
+	// SampleInterval is the BEP 51 interval we advertise: samples are drawn afresh per query, so
+	// a crawler gains nothing by asking more often than this.
+	SampleInterval         = time.Minute
+	DefaultMaintainerDelay = time.Minute
+	// tableSeed is how many saved nodes New offers the routing table.
+	tableSeed = 256
+)
+
+var (
+	// ErrNoResponses means no node answered during a traversal.
+	ErrNoResponses = errors.New("dht: no node responded")
+	// ErrNoNodes means there was nobody to start a traversal from: empty table, no saved nodes
+	// and no bootstrap addresses.
+	ErrNoNodes = errors.New("dht: no nodes to start from")
+	// ErrClosed is returned by operations on a closed Node.
+	ErrClosed = errors.New("dht: node closed")
+)
+
+// Config configures a Node. The zero value listens on 0.0.0.0:0 with a random id and no
+// persistence.
+type Config struct {
+	Conn                net.PacketConn   // nil: listen on Addr. The Node owns it: Close closes it.
+	Addr                netip.AddrPort   // used when Conn is nil; zero: 0.0.0.0:0
+	NodeID              [20]byte         // zero: loaded from StateFile, else random
+	StateFile           string           // routing.db path; "" = no persistence
+	Bootstrap           []netip.AddrPort // used when the table is empty or bootstrap got no responses
+	Rate                float64          // outgoing packets/s for this node only; 0 = default 250, <0 unlimited
+	ResendDelay         time.Duration    // 0 = 2s (tests use ~50ms); also the per-query timeout
+	MaxPeersPerInfohash int              // 0 = 1000
+	PeerTTL             time.Duration    // 0 = 30 min
+	Logger              *slog.Logger
+	OnAnnounce          func(ih [20]byte, peer netip.AddrPort) // passive harvesting; called outside any lock
+	OnGetPeers          func(ih [20]byte, from netip.AddrPort) // passive harvesting
+
+	// MaxPeers caps the peers stored over all infohashes; 0 = 200000.
+	MaxPeers int
+	// SaveInterval is how often StateFile is rewritten while running; 0 = 5 min.
+	SaveInterval time.Duration
+	// MaintainerDelay is how long after New the library's table maintainer (questionable-node
+	// pings, bucket refresh, periodic re-bootstrap) starts; 0 = 1 min. It starts late so its
+	// first round does not duplicate the caller's Bootstrap.
+	MaintainerDelay time.Duration
+}
+
+// PeerResult is one peer found by Lookup, with the node that reported it.
+type PeerResult struct{ Peer, From netip.AddrPort }
+
+// Stats is a snapshot for status lines and metrics.
+type Stats struct {
+	GoodNodes, Nodes        int   // routing table
+	QueriesIn, QueriesOut   int64 // KRPC queries received / sent since New
+	PeersStored, Infohashes int   // peer store
+	// QueriesInByType counts received queries by method: ping, find_node, get_peers,
+	// announce_peer, sample_infohashes, and "other".
+	QueriesInByType map[string]int64
+}
+
+// Sample is a BEP 51 sample_infohashes reply.
+type Sample struct {
+	Infohashes [][20]byte
+	Num        int           // infohashes the remote node holds
+	Interval   time.Duration // how long before asking that node again
+	Nodes      []netip.AddrPort
+}
+
+var queryTypes = [...]string{"ping", "find_node", "get_peers", "announce_peer", "sample_infohashes", "other"}
+
+// Node is one DHT node on one UDP socket.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	id      [20]byte
+	addr    netip.AddrPort
+	conn    *guardedConn
+	srv     *anadht.Server
+	limiter *rate.Limiter
+	peers   *peerStore
+	tokens  *tokens
+	nodes   *tracker
+	saved   []routing.Node // loaded from StateFile: traversal seeds beside the table
+	events  chan event     // for OnAnnounce/OnGetPeers, delivered by one goroutine
+
+	ctx    context.Context // cancelled by Close; parent of every operation
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // every goroutine the Node starts
+
+	queriesIn     atomic.Int64
+	queriesByType [len(queryTypes)]atomic.Int64
+	eventsDropped atomic.Int64
+
+	saveMu sync.Mutex // serialises Save
+
+	lifeMu  sync.Mutex // guards closing; held while adding to wg so Close's Wait sees every Add
+	closing bool
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+type event struct {
+	announce bool
+	ih       [20]byte
+	addr     netip.AddrPort
+}
+
+// New starts a node: loads StateFile, opens the socket, seeds the table with the saved nodes and
+// starts the table maintainer and the periodic save. It does not bootstrap: call Bootstrap.
+// A corrupt or locked StateFile is logged as a warning and the node starts fresh.
+func New(cfg Config) (*Node, error) {
+	if cfg.Rate == 0 {
+		cfg.Rate = DefaultRate
+	}
+	if cfg.ResendDelay <= 0 {
+		cfg.ResendDelay = DefaultResendDelay
+	}
+	if cfg.MaxPeersPerInfohash <= 0 {
+		cfg.MaxPeersPerInfohash = DefaultMaxPeersPerInfohash
+	}
+	if cfg.PeerTTL <= 0 {
+		cfg.PeerTTL = DefaultPeerTTL
+	}
+	if cfg.MaxPeers <= 0 {
+		cfg.MaxPeers = DefaultMaxPeers
+	}
+	if cfg.SaveInterval <= 0 {
+		cfg.SaveInterval = DefaultSaveInterval
+	}
+	if cfg.MaintainerDelay <= 0 {
+		cfg.MaintainerDelay = DefaultMaintainerDelay
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	n := &Node{cfg: cfg, log: logger, id: cfg.NodeID}
+
+	if cfg.StateFile != "" {
+		st, err := routing.Load(cfg.StateFile)
+		switch {
+		case errors.Is(err, routing.ErrLocked):
+			// Another process owns the file: run from memory and never write it, or our id
+			// would replace theirs.
+			logger.Warn("dht: routing state is locked by another process; starting fresh in memory, not saving", "file", cfg.StateFile, "err", err)
+			n.cfg.StateFile = ""
+		case err != nil:
+			logger.Warn("dht: routing state unusable; starting fresh", "file", cfg.StateFile, "err", err)
+		}
+		if n.id == ([20]byte{}) {
+			n.id = st.NodeID
+		}
+		n.saved = st.Nodes
+	}
+	if n.id == ([20]byte{}) {
+		if _, err := rand.Read(n.id[:]); err != nil {
+			return nil, fmt.Errorf("dht: node id: %w", err)
+		}
+	}
+
+	pc := cfg.Conn
+	if pc == nil {
+		addr := cfg.Addr
+		if !addr.IsValid() {
+			addr = netip.AddrPortFrom(netip.IPv4Unspecified(), 0)
+		}
+		network := "udp4"
+		if addr.Addr().Is6() && !addr.Addr().Is4In6() {
+			network = "udp6"
+		}
+		c, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(addr))
+		if err != nil {
+			return nil, fmt.Errorf("dht: listen %s: %w", addr, err)
+		}
+		pc = c
+	}
+	n.addr = addrPortOf(pc.LocalAddr())
+	n.conn = newGuardedConn(pc)
+	v6 := n.addr.Addr().Is6() && !n.addr.Addr().Is4In6()
+	// Keep saved nodes of our family only: an IPv4 socket cannot reach IPv6 nodes.
+	n.saved = sameFamily(n.saved, v6)
+
+	if cfg.Rate < 0 {
+		n.limiter = rate.NewLimiter(rate.Inf, 1)
+	} else {
+		n.limiter = rate.NewLimiter(rate.Limit(cfg.Rate), max(1, int(cfg.Rate/5)))
+	}
+	n.tokens = newTokens()
+	n.peers = newPeerStore(cfg.PeerTTL, cfg.MaxPeersPerInfohash, cfg.MaxPeers)
+	n.nodes = newTracker(4 * SavedNodes)
+	n.nodes.seed(n.saved)
+	if cfg.OnAnnounce != nil || cfg.OnGetPeers != nil {
+		n.events = make(chan event, 1024)
+	}
+
+	want := []krpc.Want{krpc.WantNodes}
+	if v6 {
+		want = []krpc.Want{krpc.WantNodes6}
+	}
+	alog := anlog.NewLogger("dht")
+	alog.SetHandlers(slogHandler{logger})
+	sc := &anadht.ServerConfig{
+		NodeId:     n.id,
+		Conn:       n.conn,
+		NoSecurity: true, // BEP 42 would reject most real nodes behind NAT; the library exempts loopback anyway
+		StartingNodes: func() ([]anadht.Addr, error) {
+			return toAnaAddrs(n.cfg.Bootstrap), nil
+		},
+		OnQuery:          n.onQuery,
+		QueryResendDelay: func() time.Duration { return n.cfg.ResendDelay },
+		Logger:           alog.FilterLevel(anlog.Warning),
+		DefaultWant:      want,
+		SendLimiter:      n.limiter,
+	}
+	srv, err := anadht.NewServer(sc)
+	if err != nil {
+		_ = pc.Close()
+		return nil, fmt.Errorf("dht: server: %w", err)
+	}
+	n.srv = srv
+	// Saved nodes come best first. The table keeps 8 per bucket, so only the best few hundred
+	// are worth offering it (each offer costs a bucket scan under the server lock); all of them
+	// stay traversal seeds through the tracker.
+	for _, sn := range n.saved[:min(len(n.saved), tableSeed)] {
+		_ = srv.AddNode(krpc.NodeInfo{ID: sn.ID, Addr: nodeAddr(sn.Addr)})
+	}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		// The maintainer's first round is a full bootstrap plus bucket refreshes. Starting it at
+		// once would duplicate the caller's Bootstrap exactly when the node (and, in tests, a
+		// whole network of nodes) is busiest, so it starts a little later.
+		t := time.NewTimer(n.cfg.MaintainerDelay)
+		defer t.Stop()
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		// Blocks until the server closes: pings questionable nodes, refreshes buckets each
+		// minute, re-bootstraps every 30 minutes (from the table, or StartingNodes when empty).
+		srv.TableMaintainer()
+	}()
+	n.wg.Add(1)
+	go n.housekeeping()
+	if n.events != nil {
+		n.wg.Add(1)
+		go n.deliverEvents()
+	}
+	logger.Debug("dht: node started", "addr", n.addr, "id", fmt.Sprintf("%x", n.id), "saved_nodes", len(n.saved))
+	return n, nil
+}
+
+// housekeeping expires stored peers and saves the state file periodically.
+func (n *Node) housekeeping() {
+	defer n.wg.Done()
+	expire := time.NewTicker(max(min(n.cfg.PeerTTL/4, time.Minute), time.Second))
+	defer expire.Stop()
+	save := time.NewTicker(n.cfg.SaveInterval)
+	defer save.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-expire.C:
+			n.peers.expire()
+		case <-save.C:
+			if err := n.Save(); err != nil {
+				n.log.Warn("dht: saving routing state", "err", err)
+			}
+		}
+	}
+}
+
+func (n *Node) deliverEvents() {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case e := <-n.events:
+			if e.announce {
+				n.cfg.OnAnnounce(e.ih, e.addr)
+			} else {
+				n.cfg.OnGetPeers(e.ih, e.addr)
+			}
+		}
+	}
+}
+
+// emit queues a harvesting callback without blocking the packet path; when the consumer is slow
+// events are dropped (and counted) rather than stalling the node.
+func (n *Node) emit(e event) {
+	if n.events == nil || (e.announce && n.cfg.OnAnnounce == nil) || (!e.announce && n.cfg.OnGetPeers == nil) {
+		return
+	}
+	select {
+	case n.events <- e:
+	default:
+		n.eventsDropped.Add(1)
+	}
+}
+
+// onQuery runs inside the library with its lock held: it must not call the Server.
+func (n *Node) onQuery(m *krpc.Msg, source net.Addr) bool {
+	n.queriesIn.Add(1)
+	i := len(queryTypes) - 1
+	for j, q := range queryTypes[:len(queryTypes)-1] {
+		if m.Q == q {
+			i = j
+			break
+		}
+	}
+	n.queriesByType[i].Add(1)
+	from := addrPortOf(source)
+	if m.A != nil && !m.ReadOnly {
+		n.nodes.queried(from, m.A.ID, time.Now())
+	}
+	// Returning false keeps the library from answering too.
+	return !n.handleQuery(m, source, from)
+}
+
+// ID returns the node id.
+func (n *Node) ID() [20]byte { return n.id }
+
+// Addr returns the local socket address.
+func (n *Node) Addr() netip.AddrPort { return n.addr }
+
+// Stats returns a snapshot of counters.
+func (n *Node) Stats() Stats {
+	ss := n.srv.Stats()
+	peers, ihs := n.peers.counts()
+	st := Stats{
+		GoodNodes:       ss.GoodNodes,
+		Nodes:           ss.Nodes,
+		QueriesIn:       n.queriesIn.Load(),
+		QueriesOut:      ss.OutboundQueriesAttempted,
+		PeersStored:     peers,
+		Infohashes:      ihs,
+		QueriesInByType: make(map[string]int64, len(queryTypes)),
+	}
+	for i, q := range queryTypes {
+		st.QueriesInByType[q] = n.queriesByType[i].Load()
+	}
+	return st
+}
+
+// AddNode pings addr in the background; when it answers, the library adds it to the table.
+func (n *Node) AddNode(addr netip.AddrPort) {
+	if !addr.IsValid() || !n.goTracked() {
+		return
+	}
+	go func() {
+		defer n.wg.Done()
+		ctx, cancel := context.WithTimeout(n.ctx, 2*n.cfg.ResendDelay+time.Second)
+		defer cancel()
+		res := n.srv.Query(ctx, anadht.NewAddr(net.UDPAddrFromAddrPort(addr)), "ping", anadht.QueryInput{NumTries: 2})
+		n.noteReply(addr, res)
+	}()
+}
+
+// goTracked reserves a slot in wg for a goroutine the caller is about to start, unless the node
+// is closing.
+func (n *Node) goTracked() bool {
+	n.lifeMu.Lock()
+	defer n.lifeMu.Unlock()
+	if n.closing {
+		return false
+	}
+	n.wg.Add(1)
+	return true
+}
+
+// noteReply records a response in the tracker.
+func (n *Node) noteReply(addr netip.AddrPort, res anadht.QueryResult) {
+	if res.Err == nil && res.Reply.R != nil {
+		n.nodes.responded(addr, res.Reply.R.ID, time.Now())
+	}
+}
+
+// Save writes StateFile now: our id and the best SavedNodes nodes, merged with the file.
+func (n *Node) Save() error {
+	if n.cfg.StateFile == "" {
+		return nil
+	}
+	n.saveMu.Lock()
+	defer n.saveMu.Unlock()
+	nodes := n.nodes.snapshot()
+	// Table nodes the maintainer found without us seeing the answer: no timestamps, so they
+	// rank below everything we heard from.
+	for _, ni := range n.srv.Nodes() {
+		ap := ni.Addr.ToNodeAddrPort().AddrPort
+		nodes = append(nodes, routing.Node{ID: ni.ID, Addr: ap})
+	}
+	st := routing.State{NodeID: n.id, Nodes: routing.Best(nodes, SavedNodes)}
+	if err := routing.Save(n.cfg.StateFile, st, SavedNodes); err != nil {
+		return fmt.Errorf("dht: save: %w", err)
+	}
+	return nil
+}
+
+// Close stops everything the node started, waits for it, closes the socket and saves the state.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		n.lifeMu.Lock()
+		n.closing = true
+		n.lifeMu.Unlock()
+		n.cancel()
+		n.srv.Close()
+		cerr := n.conn.Close()
+		n.conn.waitReaders()
+		n.wg.Wait()
+		var serr error
+		if n.cfg.StateFile != "" {
+			serr = n.Save()
+		}
+		if cerr != nil && !errors.Is(cerr, net.ErrClosed) {
+			cerr = fmt.Errorf("dht: close socket: %w", cerr)
+		} else {
+			cerr = nil
+		}
+		n.closeErr = errors.Join(cerr, serr)
+	})
+	return n.closeErr
+}
+
+func toAddrPort(na krpc.NodeAddr) (netip.AddrPort, bool) {
+	ip, ok := netip.AddrFromSlice(na.IP)
+	if !ok || na.Port <= 0 || na.Port > 65535 {
+		return netip.AddrPort{}, false
+	}
+	return netip.AddrPortFrom(ip.Unmap(), uint16(na.Port)), true
+}
+
+func nodeAddr(ap netip.AddrPort) krpc.NodeAddr {
+	var na krpc.NodeAddr
+	na.FromAddrPort(normAddrPort(ap))
+	return na
+}
+
+func addrPortOf(a net.Addr) netip.AddrPort {
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		return normAddrPort(a.AddrPort())
+	case nil:
+		return netip.AddrPort{}
+	default:
+		ap, _ := netip.ParseAddrPort(a.String())
+		return normAddrPort(ap)
+	}
+}
+
+func toAnaAddrs(aps []netip.AddrPort) []anadht.Addr {
+	out := make([]anadht.Addr, 0, len(aps))
+	for _, ap := range aps {
+		out = append(out, anadht.NewAddr(net.UDPAddrFromAddrPort(ap)))
+	}
+	return out
+}
+
+func sameFamily(ns []routing.Node, v6 bool) []routing.Node {
+	out := ns[:0:0]
+	for _, sn := range ns {
+		if sn.Addr.Addr().Unmap().Is4() != v6 {
+			out = append(out, sn)
+		}
+	}
+	return out
+}
+
+// slogHandler forwards the library's log records to the injected logger at debug level: the
+// library logs routine network noise at levels that are not ours to interpret.
+type slogHandler struct{ l *slog.Logger }
+
+func (h slogHandler) Handle(r anlog.Record) {
+	h.l.Debug("dht library: " + r.Text())
+}
