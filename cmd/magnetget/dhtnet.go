@@ -39,6 +39,9 @@ type dhtSet struct {
 	tcp   []netip.AddrPort
 	boot  []netip.AddrPort // resolved bootstrap addresses
 	log   *slog.Logger
+
+	wg       sync.WaitGroup // the bootstrap walks
+	stopBoot context.CancelFunc
 }
 
 func dataDir(c *cli.Context) (string, error) {
@@ -170,20 +173,34 @@ func joinDHT(ctx context.Context, c *cli.Context, log *slog.Logger, hooks dht.Co
 		s.Close()
 		return nil, errors.New("no bootstrap node left and no saved routing table: give --bootstrap")
 	}
-	var wg sync.WaitGroup
+	// A node with a saved table can look up at once: the saved nodes are
+	// closer to most targets than any bootstrap router, so waiting for the
+	// bootstrap walk would only delay the first peer. It still runs, in the
+	// background, to refresh the table. A cold node must bootstrap first.
+	warm := true
 	for _, n := range s.nodes {
-		wg.Add(1)
+		warm = warm && n.Stats().Nodes > 0
+	}
+	bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.stopBoot = cancel
+	for _, n := range s.nodes {
+		s.wg.Add(1)
 		go func() {
-			defer wg.Done()
-			if err := n.Bootstrap(ctx); err != nil && ctx.Err() == nil {
+			defer s.wg.Done()
+			if err := n.Bootstrap(bctx); err != nil && bctx.Err() == nil {
 				log.Warn("bootstrap", "node", n.Addr(), "err", err)
 			}
 		}()
 	}
-	wg.Wait()
-	if err := ctx.Err(); err != nil {
-		s.Close()
-		return nil, err
+	if !warm {
+		done := make(chan struct{})
+		go func() { s.wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			s.Close()
+			return nil, ctx.Err()
+		}
 	}
 	return s, nil
 }
@@ -278,6 +295,10 @@ func (s *dhtSet) Stats() dht.Stats {
 
 // Close stops every node (each saves its table) and releases the sockets.
 func (s *dhtSet) Close() {
+	if s.stopBoot != nil {
+		s.stopBoot()
+	}
+	s.wg.Wait()
 	for _, n := range s.nodes {
 		if err := n.Close(); err != nil {
 			s.log.Warn("closing DHT node", "err", err)
