@@ -1,0 +1,56 @@
+package crawl
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/anacrolix/torrent/bencode"
+	"github.com/anacrolix/torrent/metainfo"
+
+	"github.com/magnetget/magnetget/crawl/index"
+)
+
+// ErrBadInfo reports an info dictionary the crawler cannot summarise.
+var ErrBadInfo = errors.New("bad info dictionary")
+
+// MaxInfoSize bounds the info dictionaries ParseInfo accepts (BEP 9
+// metadata is fetched with the same 16 MiB cap by default).
+const MaxInfoSize = 16 << 20
+
+// ParseInfo summarises a bencoded info dictionary (as fetched over BEP 9)
+// for the index: its name, total size and file list. Single-file torrents
+// get one file whose path is the name.
+func ParseInfo(b []byte) (md index.Metadata, err error) {
+	if len(b) > MaxInfoSize {
+		return md, fmt.Errorf("%w: %d bytes", ErrBadInfo, len(b))
+	}
+	// The bencode decoder is not ours; a panic on hostile bytes must
+	// become an error, not a crash.
+	defer func() {
+		if r := recover(); r != nil {
+			md, err = index.Metadata{}, fmt.Errorf("%w: decoder panicked: %v", ErrBadInfo, r)
+		}
+	}()
+	var info metainfo.Info
+	if err := bencode.Unmarshal(b, &info); err != nil {
+		return md, fmt.Errorf("%w: %w", ErrBadInfo, err)
+	}
+	md.Name = info.BestName()
+	if len(info.Files) == 0 {
+		if info.Length < 0 {
+			return index.Metadata{}, fmt.Errorf("%w: negative length", ErrBadInfo)
+		}
+		md.Size = info.Length
+		md.Files = []index.File{{Path: []string{md.Name}, Length: info.Length}}
+		return md, nil
+	}
+	md.Files = make([]index.File, 0, len(info.Files))
+	for _, f := range info.Files {
+		if f.Length < 0 || md.Size+f.Length < md.Size {
+			return index.Metadata{}, fmt.Errorf("%w: bad file length", ErrBadInfo)
+		}
+		md.Size += f.Length
+		md.Files = append(md.Files, index.File{Path: f.BestPath(), Length: f.Length})
+	}
+	return md, nil
+}
