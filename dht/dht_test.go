@@ -405,3 +405,20 @@ func TestAddNode(t *testing.T) {
 		t.Fatalf("only %d good nodes after bootstrapping into 8", s.GoodNodes)
 	}
 }
+
+func TestNodesListsTheNetwork(t *testing.T) {
+	nodes := dhttest.Network(t, 16)
+	got := nodes[0].Nodes()
+	if len(got) < 4 {
+		t.Fatalf("a bootstrapped node knows %d nodes, want several", len(got))
+	}
+	all := map[netip.AddrPort]bool{}
+	for _, n := range nodes {
+		all[n.Addr()] = true
+	}
+	for _, a := range got {
+		if !all[a] {
+			t.Errorf("Nodes() returned %v, which is no node of the network", a)
+		}
+	}
+}

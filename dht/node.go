@@ -377,6 +377,19 @@ func (n *Node) Stats() Stats {
 	return st
 }
 
+// Nodes returns the addresses of the nodes this node has heard from,
+// the ones that answered our queries most recently first. A crawl starts
+// its walk from them.
+func (n *Node) Nodes() []netip.AddrPort {
+	snap := n.nodes.snapshot()
+	ns := routing.Best(snap, len(snap))
+	out := make([]netip.AddrPort, 0, len(ns))
+	for _, r := range ns {
+		out = append(out, r.Addr)
+	}
+	return out
+}
+
 // AddNode pings addr in the background; when it answers, the library adds it to the table.
 func (n *Node) AddNode(addr netip.AddrPort) {
 	if !addr.IsValid() || !n.goTracked() {
