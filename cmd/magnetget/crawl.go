@@ -117,7 +117,7 @@ func crawlAction(c *cli.Context) error {
 	}
 	defer x.Close()
 	cr := &crawl.Crawler{Index: x, Rate: c.Float64("rate"), Logger: log, ProgressInterval: c.Duration("progress-interval")}
-	set, err := joinDHT(ctx, c, log, harvestHooks(cr))
+	set, err := joinDHT(ctx, c, log, harvestHooks(cr), false)
 	if err != nil {
 		return err
 	}

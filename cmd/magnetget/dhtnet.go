@@ -108,7 +108,9 @@ func listenUDP(addr netip.AddrPort, log *slog.Logger) (net.PacketConn, error) {
 }
 
 // joinDHT starts the DHT nodes the flags ask for and bootstraps them.
-func joinDHT(ctx context.Context, c *cli.Context, log *slog.Logger, hooks dht.Config) (*dhtSet, error) {
+// With optional set (downloads and seeds, which also have x.pe peers and
+// trackers), a DHT with nowhere to start from is a warning, not an error.
+func joinDHT(ctx context.Context, c *cli.Context, log *slog.Logger, hooks dht.Config, optional bool) (*dhtSet, error) {
 	udp, tcp, err := maddr.ParseListen(c.StringSlice("listen"))
 	if err != nil {
 		return nil, usageError("--listen: %v", err)
@@ -170,8 +172,11 @@ func joinDHT(ctx context.Context, c *cli.Context, log *slog.Logger, hooks dht.Co
 		return nil, errors.New("no DHT socket could be opened")
 	}
 	if len(boot) == 0 && s.Stats().Nodes == 0 {
-		s.Close()
-		return nil, errors.New("no bootstrap node left and no saved routing table: give --bootstrap")
+		if !optional {
+			s.Close()
+			return nil, errors.New("no bootstrap node left and no saved routing table: give --bootstrap")
+		}
+		log.Warn("the DHT has no bootstrap node and no saved table: peers come only from the magnet's x.pe, trackers and incoming connections")
 	}
 	// A node with a saved table can look up at once: the saved nodes are
 	// closer to most targets than any bootstrap router, so waiting for the

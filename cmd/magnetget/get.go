@@ -213,7 +213,7 @@ func getAction(c *cli.Context) error {
 	}
 	log := logger(c)
 	ctx := c.Context
-	set, err := joinDHT(ctx, c, log, dht.Config{})
+	set, err := joinDHT(ctx, c, log, dht.Config{}, true)
 	if err != nil {
 		return err
 	}

@@ -47,7 +47,7 @@ func lookupAction(c *cli.Context) error {
 	ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
 	defer cancel()
 	start := time.Now()
-	set, err := joinDHT(ctx, c, log, dht.Config{})
+	set, err := joinDHT(ctx, c, log, dht.Config{}, false)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
 			return cli.Exit("no peers found: timed out joining the DHT", 1)

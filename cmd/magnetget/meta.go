@@ -117,7 +117,7 @@ func metaAction(c *cli.Context) error {
 		mags[i] = m
 	}
 	log := logger(c)
-	set, err := joinDHT(c.Context, c, log, dht.Config{})
+	set, err := joinDHT(c.Context, c, log, dht.Config{}, true)
 	if err != nil {
 		return err
 	}

@@ -53,7 +53,7 @@ func nodeAction(c *cli.Context) error {
 		cr = &crawl.Crawler{Index: x, Logger: log}
 		hooks = harvestHooks(cr)
 	}
-	set, err := joinDHT(ctx, c, log, hooks)
+	set, err := joinDHT(ctx, c, log, hooks, false)
 	if err != nil {
 		return err
 	}

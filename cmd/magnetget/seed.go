@@ -67,7 +67,7 @@ func seedAction(c *cli.Context) error {
 	ih := mi.HashInfoBytes()
 	log := logger(c)
 	ctx := c.Context
-	set, err := joinDHT(ctx, c, log, dht.Config{})
+	set, err := joinDHT(ctx, c, log, dht.Config{}, true)
 	if err != nil {
 		return err
 	}
