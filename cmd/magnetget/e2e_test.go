@@ -158,3 +158,30 @@ func TestCreateIsDeterministic(t *testing.T) {
 		t.Error("create overwrote an existing .torrent without --force")
 	}
 }
+
+// TestSeedExistingTorrentAndSelect seeds a .torrent made earlier from the
+// directory that holds its data, and downloads only some files of it.
+func TestSeedExistingTorrentAndSelect(t *testing.T) {
+	nodes := dhttest.Network(t, 8)
+	tmp := t.TempDir()
+	parent := filepath.Join(tmp, "data")
+	want := writeTree(t, filepath.Join(parent, "album"))
+	tf := filepath.Join(tmp, "album.torrent")
+	if r := runBin(t, 30*time.Second, "create", filepath.Join(parent, "album"), "-o", tf, "--piece-length", "16K"); r.code != 0 {
+		t.Fatalf("create: %s", r.stderr)
+	}
+	_, out, errb := startBin(t, "seed", "--torrent", tf, parent, "--print-peer", "--listen", "/ip4/127.0.207.1/udp/0",
+		"--bootstrap", bootFlag(nodes[0]), "--data-dir", t.TempDir())
+	uri := firstMagnet(t, out)
+
+	dl := filepath.Join(tmp, "dl")
+	r := runBin(t, 90*time.Second, "get", uri, "-o", dl, "--select", "*.txt", "--listen", "/ip4/127.0.207.2/udp/0",
+		"--bootstrap", bootFlag(nodes[1]), "--data-dir", t.TempDir())
+	if r.code != 0 {
+		t.Fatalf("get --select: exit %d\n%s\nseeder:\n%s", r.code, r.stderr, errb.String())
+	}
+	checkTree(t, filepath.Join(dl, "album"), map[string][]byte{"sub/deep/c.txt": want["sub/deep/c.txt"], "empty.txt": want["empty.txt"]})
+	if b, err := os.ReadFile(filepath.Join(dl, "album", "a.bin")); err == nil && bytes.Equal(b, want["a.bin"]) {
+		t.Error("an unselected 300 kB file was downloaded whole")
+	}
+}

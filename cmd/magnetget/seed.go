@@ -65,6 +65,16 @@ func seedAction(c *cli.Context) error {
 		fmt.Fprintf(c.App.ErrWriter, "wrote %s\n", path)
 	}
 	ih := mi.HashInfoBytes()
+	info, err := mi.UnmarshalInfo()
+	if err != nil {
+		return fmt.Errorf("torrent: %w", err)
+	}
+	// The path names the content itself (…/album for a torrent named
+	// "album"), or, with --torrent, the directory that holds it.
+	dataDir := filepath.Dir(root)
+	if filepath.Base(root) != info.BestName() {
+		dataDir = root
+	}
 	log := logger(c)
 	ctx := c.Context
 	set, err := joinDHT(ctx, c, log, dht.Config{}, true)
@@ -90,7 +100,7 @@ func seedAction(c *cli.Context) error {
 		last swarm.Progress
 	)
 	sw, err := swarm.New(swarm.Config{
-		InfoHash: ih, Info: mi.InfoBytes, Dir: filepath.Dir(root), PeerID: peerID, Listener: ln,
+		InfoHash: ih, Info: mi.InfoBytes, Dir: dataDir, PeerID: peerID, Listener: ln,
 		MaxPeers: c.Int("max-peers"), UploadLimit: up, Seed: true, Logger: log,
 		OnProgress: func(p swarm.Progress) { mu.Lock(); last = p; mu.Unlock() },
 	})
