@@ -171,6 +171,21 @@ func selector(spec string, so []magnet.Range, info *metainfo.Info) (func(int) bo
 	return func(i int) bool { return i >= 0 && i < len(sel) && sel[i] }, nil
 }
 
+// joinPeerNet joins the DHT (optional: peers may come from x.pe and
+// trackers) and opens the peer listener on the --listen TCP address.
+func joinPeerNet(ctx context.Context, c *cli.Context, log *slog.Logger) (*dhtSet, net.Listener, error) {
+	set, err := joinDHT(ctx, c, log, dht.Config{}, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	ln, err := listenTCP(set.tcp, log)
+	if err != nil {
+		set.Close()
+		return nil, nil, err
+	}
+	return set, ln, nil
+}
+
 func listenTCP(addrs []netip.AddrPort, log *slog.Logger) (net.Listener, error) {
 	var firstErr error
 	for _, a := range addrs {
@@ -213,15 +228,11 @@ func getAction(c *cli.Context) error {
 	}
 	log := logger(c)
 	ctx := c.Context
-	set, err := joinDHT(ctx, c, log, dht.Config{}, true)
+	set, ln, err := joinPeerNet(ctx, c, log)
 	if err != nil {
 		return err
 	}
 	defer set.Close()
-	ln, err := listenTCP(set.tcp, log)
-	if err != nil {
-		return err
-	}
 	defer ln.Close()
 	port := ln.Addr().(*net.TCPAddr).Port
 	peerID := newPeerID()

@@ -13,7 +13,6 @@ import (
 	"github.com/anacrolix/torrent/metainfo"
 	"github.com/urfave/cli/v2"
 
-	"github.com/magnetget/magnetget/dht"
 	"github.com/magnetget/magnetget/internal/maddr"
 	"github.com/magnetget/magnetget/internal/trackers"
 	"github.com/magnetget/magnetget/swarm"
@@ -77,15 +76,11 @@ func seedAction(c *cli.Context) error {
 	}
 	log := logger(c)
 	ctx := c.Context
-	set, err := joinDHT(ctx, c, log, dht.Config{}, true)
+	set, ln, err := joinPeerNet(ctx, c, log)
 	if err != nil {
 		return err
 	}
 	defer set.Close()
-	ln, err := listenTCP(set.tcp, log)
-	if err != nil {
-		return err
-	}
 	defer ln.Close()
 	tcpAddr := ln.Addr().(*net.TCPAddr).AddrPort()
 	var hints []string
