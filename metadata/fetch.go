@@ -3,6 +3,7 @@ package metadata
 import (
 	"context"
 	"crypto/sha1"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -344,7 +345,7 @@ func (f *fetcher) store(w *worker, pieces []piece) []byte {
 		return nil
 	}
 	f.att = nil
-	if sha1.Sum(att.buf) == f.ih {
+	if matchesInfoHash(att.buf, f.ih) {
 		for c := range att.contributors {
 			c.suspect = false
 		}
@@ -796,4 +797,16 @@ func (p *peerConn) fetchBatch(ctx context.Context, size int, batch []int) (piece
 		p.setDeadline(time.Now().Add(p.o.RequestTimeout))
 	}
 	return pieces, rejected, nil
+}
+
+// matchesInfoHash reports whether info is the dictionary ih names: its
+// SHA-1 (a v1 infohash), or, for a BEP 52 hybrid or v2 torrent, the first
+// 20 bytes of its SHA-256 — the key v2-aware clients such as libtorrent 2
+// announce in the DHT beside the v1 one, so crawls and lookups meet it.
+func matchesInfoHash(info []byte, ih [20]byte) bool {
+	if sha1.Sum(info) == ih {
+		return true
+	}
+	v2 := sha256.Sum256(info)
+	return [20]byte(v2[:20]) == ih
 }

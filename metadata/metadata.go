@@ -70,7 +70,7 @@ type Options struct {
 
 // Result is the outcome of Fetch.
 type Result struct {
-	Info  []byte           // bencoded info dict; SHA-1 equals the infohash
+	Info  []byte           // bencoded info dict; its SHA-1 is the infohash (or, for a v2/hybrid torrent asked for by its truncated v2 infohash, the first 20 bytes of its SHA-256)
 	Conns []*peerwire.Conn // still open, deadline cleared, ready for the swarm; owned by the caller
 }
 

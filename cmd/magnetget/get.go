@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/sha1"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -251,6 +252,13 @@ func getAction(c *cli.Context) error {
 			return fmt.Errorf("metadata: %w", err)
 		}
 		t.info, conns = r.Info, r.Conns
+		if v1 := sha1.Sum(t.info); v1 != t.ih {
+			// Asked for by a hybrid torrent's truncated v2 infohash: the swarm
+			// speaks v1, so it continues under the v1 infohash with new peers.
+			log.Info("hybrid torrent: continuing under its v1 infohash", "v1", hex.EncodeToString(v1[:]))
+			closeAll(conns)
+			conns, t.ih = nil, v1
+		}
 	}
 	var info metainfo.Info
 	if err := metainfoUnmarshal(t.info, &info); err != nil {

@@ -19,6 +19,9 @@ import (
 
 // Behavior selects how a Seeder deviates from an honest BEP 9 peer. The zero value is honest.
 type Behavior struct {
+	// InfoHash, when non-zero, is the infohash the seeder answers for instead of SHA-1(info):
+	// e.g. the truncated v2 (SHA-256) infohash of a hybrid torrent.
+	InfoHash [20]byte
 	// WrongBytes serves a copy of the same size with one byte changed (fails the hash).
 	WrongBytes bool
 	// MetadataSize, when non-zero, is announced instead of the real size, and a copy of that
@@ -88,6 +91,9 @@ func NewSeeder(t testing.TB, info []byte, b Behavior) *Seeder {
 		info:     info,
 		b:        b,
 		conns:    map[net.Conn]struct{}{},
+	}
+	if b.InfoHash != ([20]byte{}) {
+		s.InfoHash = b.InfoHash
 	}
 	if b.WrongBytes {
 		s.info = append([]byte(nil), info...)

@@ -39,6 +39,7 @@ type File struct {
 	Path   string // relative path with the OS separator, already checked safe
 	Length int64
 	Offset int64 // start in the torrent's byte stream
+	Pad    bool  // BEP 47 padding file: zeros, never read from or written to disk
 }
 
 // Layout is the geometry of a torrent: its files and pieces.
@@ -56,12 +57,27 @@ func ParseInfo(info []byte) (*Layout, error) {
 	if err := bencode.Unmarshal(info, &mi); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadInfo, err)
 	}
-	return NewLayout(&mi)
+	// metainfo.FileInfo has no attr field: read the BEP 47 attributes apart.
+	var attrs struct {
+		Files []struct {
+			Attr string `bencode:"attr,omitempty"`
+		} `bencode:"files"`
+	}
+	if err := bencode.Unmarshal(info, &attrs); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadInfo, err)
+	}
+	pad := make([]bool, len(attrs.Files))
+	for i, f := range attrs.Files {
+		pad[i] = strings.Contains(f.Attr, "p")
+	}
+	return newLayout(&mi, pad)
 }
 
 // NewLayout checks mi and builds its layout. Every name is sanitised here, before any file is
 // touched, so a hostile torrent is refused with nothing written.
-func NewLayout(mi *metainfo.Info) (*Layout, error) {
+func NewLayout(mi *metainfo.Info) (*Layout, error) { return newLayout(mi, nil) }
+
+func newLayout(mi *metainfo.Info, pad []bool) (*Layout, error) {
 	if mi.PieceLength <= 0 || mi.PieceLength > MaxPieceLength {
 		return nil, fmt.Errorf("%w: piece length %d", ErrBadInfo, mi.PieceLength)
 	}
@@ -107,6 +123,14 @@ func NewLayout(mi *metainfo.Info) (*Layout, error) {
 				parts = append(parts, sc)
 			}
 			rel := filepath.Join(parts...)
+			if i < len(pad) && pad[i] {
+				// Padding files share names (".pad/16384") and never touch the disk.
+				if err := add(rel, f.Length); err != nil {
+					return nil, err
+				}
+				l.Files[len(l.Files)-1].Pad = true
+				continue
+			}
 			key := rel
 			if seen[key] {
 				return nil, fmt.Errorf("%w: file %d: duplicate path %q", ErrUnsafePath, i, rel)
@@ -118,6 +142,9 @@ func NewLayout(mi *metainfo.Info) (*Layout, error) {
 		}
 		// A file that is also a directory of another file cannot be created.
 		for _, f := range l.Files {
+			if f.Pad {
+				continue
+			}
 			for d := filepath.Dir(f.Path); d != "." && d != name; d = filepath.Dir(d) {
 				if seen[d] {
 					return nil, fmt.Errorf("%w: %q is both a file and a directory", ErrUnsafePath, d)

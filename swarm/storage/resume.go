@@ -142,7 +142,7 @@ func (s *Storage) PieceOnDisk(i int, stats []FileStat) bool {
 	end := int64(i)*l.PieceLength + l.PieceSize(i)
 	for f := first; f <= last; f++ {
 		fi := l.Files[f]
-		if fi.Length == 0 {
+		if fi.Length == 0 || fi.Pad {
 			continue
 		}
 		need := min(fi.Length, end-fi.Offset)

@@ -64,7 +64,7 @@ func (s *Storage) FilePath(i int) string { return filepath.Join(s.dir, s.layout.
 // nothing else would ever create them.
 func (s *Storage) CreateEmpty(sel func(int) bool) error {
 	for i, f := range s.layout.Files {
-		if f.Length != 0 || (sel != nil && !sel(i)) {
+		if f.Length != 0 || f.Pad || (sel != nil && !sel(i)) {
 			continue
 		}
 		h, err := s.acquire(i, true)
@@ -208,6 +208,9 @@ func (s *Storage) span(off int64, n int, fn func(file int, fileOff int64, lo, hi
 // WriteAt writes p at stream offset off, creating files and directories as needed.
 func (s *Storage) WriteAt(p []byte, off int64) error {
 	return s.span(off, len(p), func(i int, fo int64, lo, hi int) error {
+		if s.layout.Files[i].Pad {
+			return nil
+		}
 		h, err := s.acquire(i, true)
 		if err != nil {
 			return err
@@ -227,6 +230,10 @@ func (s *Storage) WriteAt(p []byte, off int64) error {
 // io.ErrUnexpectedEOF or fs.ErrNotExist.
 func (s *Storage) ReadAt(p []byte, off int64) error {
 	return s.span(off, len(p), func(i int, fo int64, lo, hi int) error {
+		if s.layout.Files[i].Pad {
+			clear(p[lo:hi])
+			return nil
+		}
 		h, err := s.acquire(i, false)
 		if err != nil {
 			return err
@@ -284,7 +291,7 @@ func (s *Storage) Close() error {
 // e.g. left over from an older version, so a complete download is byte-identical.
 func (s *Storage) TrimFiles(sel func(int) bool) error {
 	for i, f := range s.layout.Files {
-		if sel != nil && !sel(i) {
+		if f.Pad || sel != nil && !sel(i) {
 			continue
 		}
 		if st := s.Stat(i); st.Size > f.Length {
