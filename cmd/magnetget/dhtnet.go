@@ -104,6 +104,10 @@ func listenUDP(addr netip.AddrPort, log *slog.Logger) (net.PacketConn, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A busy node (a batch of lookups, a crawl) gets replies in bursts; the
+	// default receive buffer drops some of them. Best effort: the kernel
+	// caps it at net.core.rmem_max.
+	_ = pc.SetReadBuffer(4 << 20)
 	return pc, nil
 }
 

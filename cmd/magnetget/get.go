@@ -316,15 +316,11 @@ func getAction(c *cli.Context) error {
 }
 
 func metainfoUnmarshal(b []byte, info *metainfo.Info) error {
-	mi, err := torrentfile.FromInfo(b, nil)
+	_, parsed, err := torrentfile.FromInfoParsed(b, nil)
 	if err != nil {
 		return err
 	}
-	i, err := mi.UnmarshalInfo()
-	if err != nil {
-		return fmt.Errorf("info dict: %w", err)
-	}
-	*info = i
+	*info = *parsed
 	return nil
 }
 

@@ -214,15 +214,11 @@ func fetchOne(c *cli.Context, set *dhtSet, target string, m *magnet.Magnet, writ
 		}
 		return fail(err)
 	}
-	mi, err := torrentfile.FromInfo(r.Info, m.Trackers)
+	mi, info, err := torrentfile.FromInfoParsed(r.Info, m.Trackers)
 	if err != nil {
 		return fail(err)
 	}
-	info, err := mi.UnmarshalInfo()
-	if err != nil {
-		return fail(err)
-	}
-	fillMeta(&res, &info)
+	fillMeta(&res, info)
 	path, err := writeTorrent(c, mi, res, writeMu)
 	if err != nil {
 		return fail(err)

@@ -326,6 +326,19 @@ def mode_download(cfg):
         emit("metadata", name=h.status().name)
     finished = False
     reconnect_at = time.monotonic() + 2
+
+    def got_metadata():
+        nonlocal t_meta
+        t_meta = now()
+        ti = h.torrent_file()
+        emit("metadata", name=ti.name())
+        if cfg.get("metadata_only"):
+            out = os.path.join(cfg["dir"], str(ti.info_hash()) + ".torrent")
+            write_torrent(ti, out)
+            emit("done", metadata=t_meta, torrent=out)
+            sys.stdout.flush()
+            os._exit(0)
+
     # The torrent's first DHT lookup fires at once, usually before the table
     # holds the nodes join() just queried: look again once it does.
     want_nodes = min(3, len(boot))
@@ -340,15 +353,7 @@ def mode_download(cfg):
                 h.connect_peer(ep(peer))
         for a in ses.pop_alerts():
             if isinstance(a, lt.metadata_received_alert) and t_meta is None:
-                t_meta = now()
-                ti = h.torrent_file()
-                emit("metadata", name=ti.name())
-                if cfg.get("metadata_only"):
-                    out = os.path.join(cfg["dir"], str(ti.info_hash()) + ".torrent")
-                    write_torrent(ti, out)
-                    emit("done", metadata=t_meta, torrent=out)
-                    sys.stdout.flush()
-                    os._exit(0)
+                got_metadata()
             elif isinstance(a, lt.torrent_finished_alert) and not finished:
                 finished = True
                 # Finished fires before the last blocks are on disk.
@@ -361,8 +366,10 @@ def mode_download(cfg):
                 fail("torrent error: %s" % a.message())
             elif isinstance(a, lt.file_error_alert):
                 fail("file error: %s" % a.message())
+        # The status poll can see the metadata before its alert arrives;
+        # whichever comes first finishes a metadata-only run.
         if t_meta is None and h.status().has_metadata:
-            t_meta = now()
+            got_metadata()
         time.sleep(0.02)
 
 
