@@ -266,8 +266,8 @@ func truncate(b []byte) string {
 // of "length" and "files", no two files at the same path, and a non-zero total length. A v2-only
 // info dict gives ErrUnsupported; a hybrid one is read as v1.
 func ParseInfo(b []byte) (*metainfo.Info, error) {
-	var raw map[string]bencode.Bytes
-	if err := unmarshal(b, &raw); err != nil {
+	raw, err := dictFields(b)
+	if err != nil {
 		return nil, fmt.Errorf("%w: info is not a dictionary: %v", ErrInvalid, err)
 	}
 	invalid := func(format string, args ...any) error {
@@ -361,14 +361,8 @@ func ParseInfo(b []byte) (*metainfo.Info, error) {
 
 // parseFiles decodes and checks the "files" list of a multi-file info dict.
 func parseFiles(b []byte) ([]metainfo.FileInfo, int64, error) {
-	type file struct {
-		Length   *int64   `bencode:"length"`
-		Path     []string `bencode:"path"`
-		PathUtf8 []string `bencode:"path.utf-8,omitempty"`
-		Attr     string   `bencode:"attr,omitempty"`
-	}
-	var files []file
-	if err := unmarshal(b, &files); err != nil {
+	files, err := decodeFiles(b)
+	if err != nil {
 		return nil, 0, fmt.Errorf("%w: info: bad \"files\" list: %v", ErrInvalid, err)
 	}
 	if len(files) == 0 {
