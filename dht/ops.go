@@ -332,8 +332,11 @@ func (n *Node) findNodeQuery(target [20]byte) doQuery {
 // getPeersQuery queries one node; peers in its answer go to results (when not nil).
 func (n *Node) getPeersQuery(ih [20]byte, results chan<- []PeerResult) doQuery {
 	return func(ctx context.Context, ap netip.AddrPort) traversal.QueryResult {
+		// Sent twice (after ResendDelay) when unanswered: a lost datagram on
+		// a busy socket must not cost the lookup the peers that node holds.
 		res := n.srv.Query(ctx, anadht.NewAddr(net.UDPAddrFromAddrPort(ap)), "get_peers", anadht.QueryInput{
-			MsgArgs: krpc.MsgArgs{InfoHash: ih, Want: n.want()},
+			MsgArgs:  krpc.MsgArgs{InfoHash: ih, Want: n.want()},
+			NumTries: 2,
 		})
 		n.noteReply(ap, res)
 		if r := res.Reply.R; r != nil && results != nil && len(r.Values) > 0 {
