@@ -24,7 +24,7 @@ import (
 )
 
 // The benchmark downloads one large file from 1 and from 4 seeding Swarms. Seeders run in child
-// processes (this test binary re-executed into TestSeederProcess) so the CPU time and peak RSS
+// processes (this test binary re-executed; TestMain runs runSeederProcess) so the CPU time and peak RSS
 // reported are the downloader's own. MAGNETGET_BENCH_MIB sets the size (default 1024);
 // MAGNETGET_BENCH_DIR the directory for data and downloads (default: the system temp dir; a
 // tmpfs such as /dev/shm takes the disk out of the measurement).
@@ -35,37 +35,38 @@ const (
 	envSeederIP   = "MAGNETGET_SEEDER_IP"
 )
 
-// TestSeederProcess is not a test: it is the seeder child of BenchmarkDownload.
-func TestSeederProcess(t *testing.T) {
-	dir := os.Getenv(envSeederDir)
-	if dir == "" {
-		t.Skip("only run as a benchmark child process")
-	}
+// runSeederProcess is the seeder child of BenchmarkDownload: TestMain runs it instead of the
+// tests when envSeederDir is set, so it never shows up as a (skipped) test. It prints
+// "LISTEN addr" once its data is checked and seeds until its stdin is closed.
+func runSeederProcess() error {
 	info, err := os.ReadFile(os.Getenv(envSeederInfo))
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(os.Getenv(envSeederIP), "0"))
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	defer ln.Close()
 	var once sync.Once
-	s, err := New(Config{InfoHash: sha1.Sum(info), Info: info, Dir: dir, Listener: ln, Seed: true,
+	s, err := New(Config{InfoHash: sha1.Sum(info), Info: info, Dir: os.Getenv(envSeederDir), Listener: ln, Seed: true,
 		OnProgress: func(p Progress) {
 			if p.Complete { // data checked: ready to serve
 				once.Do(func() { fmt.Printf("LISTEN %s\n", ln.Addr()) })
 			}
 		}})
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { // the parent closes our stdin to stop us
 		io.Copy(io.Discard, os.Stdin)
 		cancel()
 	}()
-	_ = s.Run(ctx)
+	if err := s.Run(ctx); err != nil && ctx.Err() == nil {
+		return err
+	}
+	return nil
 }
 
 type benchData struct {
@@ -120,7 +121,7 @@ func makeBenchData(size int64) (benchData, error) {
 
 // startSeederProcess runs a seeder child on ip and returns its address and a stop function.
 func startSeederProcess(b *testing.B, d benchData, ip string) (netip.AddrPort, func()) {
-	cmd := exec.Command(os.Args[0], "-test.run=^TestSeederProcess$", "-test.count=1")
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), envSeederDir+"="+d.dir, envSeederInfo+"="+d.path, envSeederIP+"="+ip)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

@@ -11,7 +11,16 @@ import (
 
 // TestMain fails the run when goroutines started by this package outlive the tests: Run must
 // wait for everything it starts.
+//
+// With envSeederDir set, the binary is BenchmarkDownload's seeder child instead.
 func TestMain(m *testing.M) {
+	if os.Getenv(envSeederDir) != "" {
+		if err := runSeederProcess(); err != nil {
+			fmt.Fprintln(os.Stderr, "seeder:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	code := m.Run()
 	if code == 0 {
 		if leaked := leakedGoroutines(); leaked != "" {

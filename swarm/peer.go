@@ -29,7 +29,8 @@ const (
 	maxOutstanding  = 512
 	initOutstanding = 64
 	defaultReqq     = 250
-	uploadBatch     = 8 // blocks read and sent per flush
+	uploadBatch     = 8  // blocks read and sent per flush
+	refillBatch     = 16 // free request slots that trigger a refill after a block
 	maxAllowedFast  = 64
 	pexMaxAdd       = 50
 	pexMinInterval  = 45 * time.Second
@@ -81,6 +82,14 @@ type peer struct {
 	pexSent        map[netip.AddrPort]bool
 	lastPexIn      time.Time
 	removed        bool
+
+	// reader goroutine only
+	recv   blockRun // received blocks not yet handed to the disk goroutine
+	runErr error    // an error from inside blockDst
+
+	diskq    chan blockRun // runs for the disk goroutine; closed by run when the reader ends
+	diskDone chan struct{} // closed when the disk goroutine ends
+	diskErr  error         // why the disk goroutine stopped early; read after diskDone
 
 	qmu     sync.Mutex // guards the following
 	q       []peerwire.Message
@@ -135,6 +144,8 @@ func (s *Swarm) startPeerDir(c *peerwire.Conn, adopted, outgoing bool) {
 		maxOut:      initOutstanding,
 		pexSent:     make(map[netip.AddrPort]bool),
 		qsig:        make(chan struct{}, 1),
+		diskq:       make(chan blockRun, diskQ),
+		diskDone:    make(chan struct{}),
 	}
 	ours := c.LocalExt().M
 	p.ourPexID = ours["ut_pex"]
@@ -194,8 +205,14 @@ func (p *peer) run() {
 			_ = p.c.Close()
 		}
 	}()
+	go p.disk()
 	err := p.reader()
 	_ = p.c.Close()
+	if ferr := p.flushRun(); ferr != nil && err == nil {
+		err = ferr
+	}
+	close(p.diskq)
+	<-p.diskDone // every block received is on disk (or the swarm is stopping)
 	close(p.done)
 	wg.Wait()
 	s.removePeer(p)
@@ -344,12 +361,21 @@ func (p *peer) reader() error {
 			_ = p.c.SetDeadline(now.Add(idleTimeout))
 			lastDeadline = now
 		}
-		m, err := p.c.ReadMsg()
+		m, err := p.c.ReadMsgInto(p.blockDst)
+		if p.runErr != nil {
+			return p.runErr
+		}
 		if err != nil {
 			return err
 		}
 		if err := p.handle(m); err != nil {
 			return err
+		}
+		if p.c.Buffered() == 0 {
+			// About to wait for the network: hold no blocks back meanwhile.
+			if err := p.flushRun(); err != nil {
+				return err
+			}
 		}
 	}
 }
@@ -403,9 +429,8 @@ func (p *peer) handle(m peerwire.Message) error {
 		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if p.gotHas {
-			return fmt.Errorf("%w: second bitfield", errProtocol)
-		}
+		// aria2 sends a fresh bitfield instead of 20 or more haves, any time:
+		// a later one only adds pieces.
 		p.gotHas = true
 		for i := range n {
 			if bf.Has(i) {
@@ -416,9 +441,8 @@ func (p *peer) handle(m peerwire.Message) error {
 	case peerwire.HaveAll, peerwire.HaveNone:
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if p.gotHas {
-			return fmt.Errorf("%w: second have_all/have_none", errProtocol)
-		}
+		// aria2 sends have_all once it completes, in place of its last haves;
+		// a late have_none adds nothing.
 		p.gotHas = true
 		if m.ID == peerwire.HaveAll {
 			for i := range n {
@@ -520,7 +544,7 @@ func (p *peer) onPiece(m peerwire.Message) error {
 	ps := s.pieces[idx]
 	if ps == nil || ps.claimed[b] || ps.verifying || s.picker.Have(idx) {
 		// End game: another peer delivered this block first.
-		s.fillLocked(p)
+		s.refillLocked(p)
 		s.mu.Unlock()
 		return nil
 	}
@@ -539,7 +563,10 @@ func (p *peer) onPiece(m peerwire.Message) error {
 			q.enqueue(peerwire.Message{ID: peerwire.Cancel, Index: m.Index, Begin: m.Begin, Length: r.length})
 		}
 	}
-	s.fillLocked(p)
+	ps.contrib[p.addr.Addr()] = true
+	s.down += int64(len(m.Block))
+	p.downBytes += int64(len(m.Block))
+	s.refillLocked(p)
 	s.mu.Unlock()
 
 	if s.downLimit != nil {
@@ -547,29 +574,14 @@ func (p *peer) onPiece(m peerwire.Message) error {
 			return err
 		}
 	}
-	off := int64(idx)*s.layout.PieceLength + int64(m.Begin)
-	if err := s.store.WriteAt(m.Block, off); err != nil {
-		s.setFatal(fmt.Errorf("%w: %w", ErrStorage, err))
+	if p.commitBlock(ps, m.Index, m.Begin, m.Block) {
+		return nil // written with the rest of its run
+	}
+	// A block that did not come through blockDst (pushed back by Unread): write it alone.
+	if err := p.flushRun(); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	ps.written++
-	ps.contrib[p.addr.Addr()] = true
-	s.down += int64(len(m.Block))
-	p.downBytes += int64(len(m.Block))
-	verify := ps.written == len(ps.claimed)
-	if verify {
-		ps.verifying = true
-	}
-	s.mu.Unlock()
-	if verify {
-		select {
-		case s.verifyCh <- idx:
-		case <-p.ctx.Done():
-			return p.ctx.Err()
-		}
-	}
-	return nil
+	return p.submit(blockRun{piece: m.Index, begin: m.Begin, n: len(m.Block), ps: ps, blocks: 1, single: m.Block})
 }
 
 // onExtended handles BEP 10 messages: ut_metadata (answered with metadata.Serve, so peers can
@@ -720,6 +732,14 @@ func (s *Swarm) fillLocked(p *peer) {
 		}
 	}
 	p.enqueue(batch...)
+}
+
+// refillLocked tops up p's requests after a block arrived, but only once a batch of slots is
+// free: requests then go out several per write instead of one write per received block.
+func (s *Swarm) refillLocked(p *peer) {
+	if p.maxOut-len(p.outstanding) >= max(1, min(refillBatch, p.maxOut/4)) {
+		s.fillLocked(p)
+	}
 }
 
 // nextBlockLocked returns a block for p to request: from the pieces it is downloading, else

@@ -5,13 +5,15 @@
 // 16 KiB unit peers request and send.
 //
 // Shape: the Swarm owns every goroutine it starts. Each peer has a reader goroutine (parses
-// messages, writes received blocks straight to disk with WriteAt) and a writer goroutine (drains
-// a per-peer queue of control messages and serves uploads). Which piece a peer fetches next is
-// decided by the pure picker package; bookkeeping lives in one Swarm mutex that is never held
-// across network or disk I/O. A piece whose blocks are all on disk is hashed by a pool of
-// GOMAXPROCS verifier goroutines reading it back, off the network path; a piece that fails is
-// fetched again and peers that keep sending bad data are banned. Verified pieces are recorded
-// in a resume file in the output directory so a rerun never fetches them again.
+// messages, reading received blocks straight into pooled run buffers), a disk goroutine (hashes
+// each run while it is in memory and writes it with one pwrite: see blockrun.go) and a writer
+// goroutine (drains a per-peer queue of control messages and serves uploads). Which piece a
+// peer fetches next is decided by the pure picker package; bookkeeping lives in one Swarm mutex
+// that is never held across network or disk I/O. A piece whose blocks are all on disk is
+// finished by a pool of GOMAXPROCS verifier goroutines, which read back only what was not
+// hashed in memory (blocks that arrived out of order); a piece that fails is fetched again and
+// peers that keep sending bad data are banned. Verified pieces are recorded in a resume file in
+// the output directory so a rerun never fetches them again.
 package swarm
 
 import (
@@ -108,7 +110,8 @@ type Swarm struct {
 
 	downLimit, upLimit *rate.Limiter // nil = unlimited
 
-	verifyCh chan int       // pieces whose blocks are all on disk
+	verifyCh chan verifyJob // pieces whose blocks are all on disk
+	runSlots chan struct{}  // one token per run buffer in use, at most maxRuns
 	wg       sync.WaitGroup // every goroutine Run starts
 	wake     chan struct{}  // nudges the run loop (dial more, completion)
 
@@ -148,6 +151,7 @@ type pieceState struct {
 	peers       map[*peer]bool
 	contrib     map[netip.Addr]bool
 	verifying   bool
+	hash        pieceHash // the piece's SHA-1 so far, fed as blocks are written in order
 }
 
 // New checks cfg and the info dictionary (names that would escape Dir are refused here, before
@@ -179,7 +183,8 @@ func New(cfg Config) (*Swarm, error) {
 	}
 	s := &Swarm{
 		cfg: cfg, log: log, layout: layout, store: store,
-		verifyCh: make(chan int, 64),
+		verifyCh: make(chan verifyJob, 64),
+		runSlots: make(chan struct{}, maxRuns),
 		wake:     make(chan struct{}, 1),
 		pieces:   make(map[int]*pieceState),
 		peers:    make(map[*peer]struct{}),
@@ -320,6 +325,9 @@ func (s *Swarm) Run(ctx context.Context) (err error) {
 		s.progress(true)
 	}()
 
+	// Selected files are fetched whole: reserving their space up front is cheaper than
+	// letting the filesystem allocate as blocks arrive.
+	s.store.Preallocate(s.selected)
 	if err := s.store.CreateEmpty(s.selected); err != nil {
 		return fmt.Errorf("%w: %w", ErrStorage, err)
 	}

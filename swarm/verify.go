@@ -13,20 +13,20 @@ import (
 // hashBuf is each verifier's read buffer: memory stays flat whatever the piece length.
 const hashBuf = 256 << 10
 
-// verifier hashes pieces whose blocks are all on disk.
+// verifier finishes the hashes of pieces whose blocks are all on disk.
 func (s *Swarm) verifier(ctx context.Context) {
 	buf := make([]byte, hashBuf)
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case i := <-s.verifyCh:
-			ok, err := s.store.HashPiece(i, buf)
+		case j := <-s.verifyCh:
+			ok, err := s.checkPiece(j, buf)
 			if err != nil {
-				s.setFatal(fmt.Errorf("%w: reading back piece %d: %w", ErrStorage, i, err))
+				s.setFatal(fmt.Errorf("%w: reading back piece %d: %w", ErrStorage, j.piece, err))
 				return
 			}
-			s.pieceChecked(i, ok)
+			s.pieceChecked(j.piece, ok)
 		}
 	}
 }

@@ -77,9 +77,10 @@ type Conn struct {
 	remote   netip.AddrPort
 	local    ExtHandshake // what we advertised; read-only after the handshake
 
-	wmu  sync.Mutex // guards bw and wbuf
+	wmu  sync.Mutex // guards bw, wbuf and iovs
 	bw   *bufio.Writer
 	wbuf []byte
+	iovs [][]byte
 
 	mu      sync.Mutex // guards peerExt and pending
 	peerExt ExtHandshake
@@ -91,8 +92,9 @@ type Conn struct {
 
 func newConn(nc net.Conn, o Options) *Conn {
 	c := &Conn{
-		nc:     nc,
-		br:     bufio.NewReaderSize(nc, 32<<10),
+		nc: nc,
+		// 64 KiB: several blocks per read syscall at full speed, still small per connection.
+		br:     bufio.NewReaderSize(nc, 64<<10),
 		bw:     bufio.NewWriterSize(nc, 32<<10), // a 16 KiB block and its header in one write
 		ourRes: o.reserved(),
 		local:  o.ExtHandshake,
@@ -282,7 +284,17 @@ func (c *Conn) LocalExt() ExtHandshake { return c.local }
 // ReadMsg returns the next pushed-back message (Unread), or reads one from the peer. Lengths are
 // checked before anything is allocated: see MaxMessageLen and MaxBitfieldLen. An extended handshake
 // (ID Extended, ExtID 0) is recorded for PeerExt and returned too. Deadlines come from SetDeadline.
-func (c *Conn) ReadMsg() (Message, error) {
+func (c *Conn) ReadMsg() (Message, error) { return c.ReadMsgInto(nil) }
+
+// BlockBuffer chooses where ReadMsgInto puts a Piece message's block of n bytes for piece index
+// at offset begin. It returns a slice of exactly n bytes, or nil to have a fresh one allocated.
+type BlockBuffer func(index, begin uint32, n int) []byte
+
+// ReadMsgInto is ReadMsg, except that a Piece message's block is read straight into the slice
+// dst returns (when dst is not nil and returns one), so a downloader can reuse its buffers
+// instead of allocating 16 KiB per block. The returned Message's Block then aliases that slice.
+// dst runs on the reader goroutine, between reading the Piece header and its block.
+func (c *Conn) ReadMsgInto(dst BlockBuffer) (Message, error) {
 	c.mu.Lock()
 	if len(c.pending) > 0 {
 		m := c.pending[0]
@@ -315,12 +327,14 @@ func (c *Conn) ReadMsg() (Message, error) {
 			return Message{}, fmt.Errorf("%w: id %d with length %d", ErrMessageTooLarge, id[0], n)
 		}
 	}
-	buf := make([]byte, n)
-	if _, err := io.ReadFull(c.br, buf); err != nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
+	if dst != nil && n > pieceHeaderLen {
+		if id, err := c.br.Peek(1); err == nil && id[0] == Piece {
+			return c.readPiece(n, dst)
 		}
-		return Message{}, fmt.Errorf("peerwire: read: %w", err)
+	}
+	buf := make([]byte, n)
+	if err := c.readFull(buf); err != nil {
+		return Message{}, err
 	}
 	m, err := DecodeMessage(buf)
 	if err != nil {
@@ -338,6 +352,43 @@ func (c *Conn) ReadMsg() (Message, error) {
 	return m, nil
 }
 
+// pieceHeaderLen is a Piece message's ID, index and begin.
+const pieceHeaderLen = 9
+
+// readPiece reads a Piece message of length n (already checked against MaxMessageLen) whose
+// block goes where dst says.
+func (c *Conn) readPiece(n uint32, dst BlockBuffer) (Message, error) {
+	var h [pieceHeaderLen]byte
+	if err := c.readFull(h[:]); err != nil {
+		return Message{}, err
+	}
+	m := Message{ID: Piece, Index: binary.BigEndian.Uint32(h[1:]), Begin: binary.BigEndian.Uint32(h[5:])}
+	size := int(n - pieceHeaderLen)
+	b := dst(m.Index, m.Begin, size)
+	if len(b) != size {
+		b = make([]byte, size)
+	}
+	if err := c.readFull(b); err != nil {
+		return Message{}, err
+	}
+	m.Block = b
+	return m, nil
+}
+
+func (c *Conn) readFull(b []byte) error {
+	if _, err := io.ReadFull(c.br, b); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return fmt.Errorf("peerwire: read: %w", err)
+	}
+	return nil
+}
+
+// Buffered reports how many bytes already received are waiting to be parsed: when it is zero
+// (and nothing was pushed back), the next ReadMsg will block on the network. Reader goroutine only.
+func (c *Conn) Buffered() int { return c.br.Buffered() }
+
 // Unread pushes messages back: the next ReadMsg calls return ms in order, before any message
 // pushed back earlier and before anything on the wire.
 func (c *Conn) Unread(ms ...Message) {
@@ -354,24 +405,80 @@ func (c *Conn) WriteMsg(m Message) error {
 	return c.WriteMsgs(m)
 }
 
-// WriteMsgs sends messages with one flush at the end (for example a batch of Requests).
+// WriteMsgs sends messages with one flush at the end (for example a batch of Requests). Large
+// payloads (blocks) are not copied: they go to the socket with the headers in one writev.
 func (c *Conn) WriteMsgs(ms ...Message) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	big := 0
 	for _, m := range ms {
 		if err := m.checkSendable(); err != nil {
 			return err
 		}
-		var tail []byte
-		c.wbuf, tail = m.appendHeader(c.wbuf[:0])
-		c.bw.Write(c.wbuf)
-		c.bw.Write(tail)
+		if _, tail := m.appendHeader(nil); len(tail) >= writevMin {
+			big++
+		}
 	}
-	if err := c.bw.Flush(); err != nil {
+	if big == 0 {
+		for _, m := range ms {
+			var tail []byte
+			c.wbuf, tail = m.appendHeader(c.wbuf[:0])
+			c.bw.Write(c.wbuf)
+			c.bw.Write(tail)
+		}
+		if err := c.bw.Flush(); err != nil {
+			return fmt.Errorf("peerwire: write: %w", err)
+		}
+		return nil
+	}
+	// Headers go into wbuf back to back; iovecs point into it, so size it first (it must not
+	// move while iovs reference it).
+	hlen := 0
+	for _, m := range ms {
+		hlen += maxHeaderLen
+		if _, tail := m.appendHeader(nil); len(tail) < writevMin {
+			hlen += len(tail)
+		}
+	}
+	if cap(c.wbuf) < hlen {
+		c.wbuf = make([]byte, 0, hlen)
+	}
+	if err := c.bw.Flush(); err != nil { // anything buffered earlier goes first
+		return fmt.Errorf("peerwire: write: %w", err)
+	}
+	w := c.wbuf[:0]
+	iovs := c.iovs[:0]
+	start := 0
+	for _, m := range ms {
+		var tail []byte
+		w, tail = m.appendHeader(w)
+		if len(tail) < writevMin {
+			w = append(w, tail...)
+			continue
+		}
+		iovs = append(iovs, w[start:], tail)
+		start = len(w)
+	}
+	if start < len(w) {
+		iovs = append(iovs, w[start:])
+	}
+	c.wbuf = w[:0]
+	bufs := net.Buffers(iovs)
+	_, err := bufs.WriteTo(c.nc)
+	clear(iovs) // do not keep blocks alive
+	c.iovs = iovs[:0]
+	if err != nil {
 		return fmt.Errorf("peerwire: write: %w", err)
 	}
 	return nil
 }
+
+// writevMin is the payload size from which WriteMsgs hands a payload to writev instead of
+// copying it; maxHeaderLen is the longest header appendHeader produces.
+const (
+	writevMin    = 4 << 10
+	maxHeaderLen = 4 + 1 + 12
+)
 
 // Close closes the connection; it is safe to call more than once and from any goroutine, and
 // unblocks a pending ReadMsg or WriteMsg.

@@ -433,3 +433,54 @@ func TestConcurrentReadWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestReadMsgIntoUsesCallerBuffers checks that blocks land in the buffers the caller chooses,
+// that other messages are unaffected, and that refusing (nil or a wrong length) still works.
+func TestReadMsgIntoUsesCallerBuffers(t *testing.T) {
+	d, a := pair(t, peerwire.Options{}, peerwire.Options{})
+	block := func(b byte, n int) []byte { return bytes.Repeat([]byte{b}, n) }
+	msgs := []peerwire.Message{
+		{ID: peerwire.Piece, Index: 0, Begin: 0, Block: block(1, 16384)},
+		{ID: peerwire.Have, Index: 7},
+		{ID: peerwire.Piece, Index: 0, Begin: 16384, Block: block(2, 16384)},
+		{ID: peerwire.Piece, Index: 5, Begin: 0, Block: block(3, 100)},   // caller returns nil
+		{ID: peerwire.Piece, Index: 6, Begin: 0, Block: block(4, 16384)}, // caller returns a wrong length
+		{ID: peerwire.Extended, ExtID: 3, Payload: block(5, 9000)},
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- d.WriteMsgs(msgs...) }()
+	if _, err := a.ReadMsg(); err != nil { // the extended handshake
+		t.Fatal(err)
+	}
+	run := make([]byte, 2*16384)
+	dst := func(index, begin uint32, n int) []byte {
+		switch index {
+		case 0:
+			return run[begin : int(begin)+n]
+		case 6:
+			return run[:1]
+		}
+		return nil
+	}
+	for _, want := range msgs {
+		got, err := a.ReadMsgInto(dst)
+		if err != nil {
+			t.Fatalf("reading %v: %v", want, err)
+		}
+		if !reflect.DeepEqual(normalize(got), normalize(want)) {
+			t.Fatalf("got %v, want %v", got, want)
+		}
+		if want.ID == peerwire.Piece && want.Index == 0 && &got.Block[0] != &run[want.Begin] {
+			t.Fatalf("block %v was not read into the caller's buffer", want)
+		}
+	}
+	if !bytes.Equal(run, append(block(1, 16384), block(2, 16384)...)) {
+		t.Fatal("caller's buffer does not hold both blocks")
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if n := a.Buffered(); n != 0 {
+		t.Fatalf("Buffered = %d after reading everything sent", n)
+	}
+}
