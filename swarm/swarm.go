@@ -17,6 +17,7 @@
 package swarm
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -25,6 +26,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -605,4 +607,31 @@ func checkInfoHash(ih [20]byte, info []byte) error {
 		return ErrInfoHash
 	}
 	return nil
+}
+
+// PeerStat is one connected peer's figures, for a per-peer display.
+type PeerStat struct {
+	Addr             netip.AddrPort
+	Client           string // the "v" of its extension handshake, if any
+	Down, Up         int64  // payload bytes this connection moved
+	RateDown, RateUp float64
+}
+
+// PeerStats returns the connected peers' figures, the largest uploaders
+// (from us) first.
+func (s *Swarm) PeerStats() []PeerStat {
+	s.mu.Lock()
+	out := make([]PeerStat, 0, len(s.peers))
+	conns := make([]*peerwire.Conn, 0, len(s.peers))
+	for p := range s.peers {
+		out = append(out, PeerStat{Addr: p.addr, Down: p.downBytes, Up: p.upBytes, RateDown: p.downRate, RateUp: p.upRate})
+		conns = append(conns, p.c)
+	}
+	s.mu.Unlock()
+	// The connection has a lock of its own: not taken under s.mu.
+	for i, c := range conns {
+		out[i].Client = c.PeerExt().V
+	}
+	slices.SortFunc(out, func(a, b PeerStat) int { return cmp.Compare(b.Up, a.Up) })
+	return out
 }

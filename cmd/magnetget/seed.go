@@ -31,6 +31,7 @@ func seedCommand() *cli.Command {
 			&cli.StringFlag{Name: "upload-limit", Usage: "bytes per second, e.g. 500K (0: unlimited)"},
 			&cli.IntFlag{Name: "max-peers", Value: 100, Usage: "most peer connections at once"},
 			&cli.DurationFlag{Name: "announce-interval", Value: 15 * time.Minute, Usage: "how often to re-announce to the DHT"},
+			&cli.DurationFlag{Name: "status-interval", Value: 10 * time.Second, Usage: "how often to print the upload figures (per peer with --verbose)"},
 		),
 		Action: seedAction,
 	}
@@ -144,7 +145,7 @@ func seedAction(c *cli.Context) error {
 	}()
 	go func() {
 		defer wg.Done()
-		t := time.NewTicker(10 * time.Second)
+		t := time.NewTicker(c.Duration("status-interval"))
 		defer t.Stop()
 		for {
 			select {
@@ -156,6 +157,16 @@ func seedAction(c *cli.Context) error {
 				mu.Unlock()
 				fmt.Fprintf(c.App.ErrWriter, "%s seeding: %s verified, uploaded %s (%s/s), peers %d\n",
 					time.Now().Format(time.TimeOnly), humanBytes(p.Done), humanBytes(p.Up), humanBytes(int64(p.RateUp)), p.Peers)
+				if c.Bool("verbose") {
+					for _, ps := range sw.PeerStats() {
+						client := ps.Client
+						if client == "" {
+							client = "-"
+						}
+						fmt.Fprintf(c.App.ErrWriter, "  peer %s %q: uploaded %s (%s/s), downloaded %s\n",
+							maddr.FromAddrPort(ps.Addr, "tcp"), client, humanBytes(ps.Up), humanBytes(int64(ps.RateUp)), humanBytes(ps.Down))
+					}
+				}
 			}
 		}
 	}()
