@@ -41,6 +41,7 @@ up=$(curl -s "$status/" | sed -n 's/.*"uploaded_bytes_total":\([0-9.e+]*\).*/\1/
 awk -v s="$start" -v e="$end" -v mib="$size_mib" -v n="$n" -v up="${up:-0}" 'BEGIN {
 	t = e - s
 	printf "all %d complete in %.2f s: %.0f MiB/s delivered in total (%.0f MiB/s per downloader)\n", n, t, n*mib/t, mib/t
-	printf "the seeder uploaded %.0f MiB (%.2f copies); the rest came from the downloaders trading pieces\n", up/1048576, up/1048576/mib
+	printf "the seeder uploaded %.0f MiB (%.2f of the %d copies delivered", up/1048576, up/1048576/mib, n
+	printf (up/1048576 < n*mib - 1 ? "; the rest the downloaders traded among themselves)\n" : ")\n")
 }'
 for i in $(seq 1 "$n"); do echo "downloader $i: $(cat "$work/get$i.time")"; done
