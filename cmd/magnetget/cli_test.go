@@ -242,3 +242,20 @@ func statusURL(t *testing.T, errb *syncBuffer) string {
 	})
 	return url
 }
+
+func TestGetRejectsBadTargetsClearly(t *testing.T) {
+	dir := t.TempDir()
+	cases := map[string]string{
+		"magnet:?xt=urn:btih:zz":        "bad infohash",
+		"magnet:?xt=urn:btmh:1220abcd":  "not supported",
+		filepath.Join(dir, "x.torrent"): "no such file",
+		dir:                             "is a directory",
+		"/etc/hostname":                 "not a bencoded dictionary",
+	}
+	for arg, want := range cases {
+		r := runBin(t, 10*time.Second, "get", arg, "--bootstrap", "/ip4/127.0.0.1/udp/9", "--data-dir", t.TempDir())
+		if r.code != 2 || !strings.Contains(r.stderr, want) || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+			t.Errorf("get %q: exit %d, want 2 and a one-line error with %q:\n%s", arg, r.code, want, r.stderr)
+		}
+	}
+}

@@ -108,6 +108,14 @@ func loadTarget(arg string) (*target, error) {
 	}
 	m, err := magnet.ParseTarget(arg)
 	if err != nil {
+		// Looks like a path: say what is wrong with the file, not the magnet.
+		if strings.HasSuffix(strings.ToLower(arg), ".torrent") || strings.ContainsRune(arg, os.PathSeparator) {
+			if st, serr := os.Stat(arg); serr != nil {
+				return nil, fmt.Errorf("%w (and it is not a magnet URI or infohash)", serr)
+			} else if st.IsDir() {
+				return nil, fmt.Errorf("%s is a directory, not a .torrent file or magnet URI (to share it: magnetget seed %s)", arg, arg)
+			}
+		}
 		return nil, err
 	}
 	return &target{ih: m.InfoHash, trackers: m.Trackers, peers: m.Peers, selected: m.Select}, nil
