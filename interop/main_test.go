@@ -8,13 +8,13 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/magnetget/magnetget/internal/clitest"
 	"github.com/magnetget/magnetget/internal/maddr"
 	"github.com/magnetget/magnetget/internal/realclient"
 	"github.com/magnetget/magnetget/internal/realclient/rctest"
@@ -24,20 +24,15 @@ import (
 var bin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "magnetget-interop-")
+	b, cleanup, err := clitest.Build("../cmd/magnetget")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	bin = filepath.Join(dir, "magnetget")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/magnetget").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building magnetget: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
+	bin = b
 	code := m.Run()
 	closeWorld()
-	os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }
 
@@ -175,23 +170,8 @@ func (r *running) waitLine(t *testing.T, prefix string, onStderr bool) string {
 	return ""
 }
 
-// syncBuffer is a bytes.Buffer a child process writes while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer collects a child's output while the test reads it.
+type syncBuffer = clitest.SyncBuffer
 
 // world is one libtorrent DHT and one libtorrent seeder of a v1 multi-file
 // payload announced into it, shared by every test in the package: starting

@@ -19,6 +19,7 @@ import (
 
 	"github.com/magnetget/magnetget/dht"
 	"github.com/magnetget/magnetget/dht/dhttest"
+	"github.com/magnetget/magnetget/internal/clitest"
 	"github.com/magnetget/magnetget/internal/maddr"
 )
 
@@ -26,21 +27,19 @@ import (
 var bin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "magnetget-cli")
+	b, cleanup, err := clitest.Build(".")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	bin = filepath.Join(dir, "magnetget")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "building magnetget: %v\n%s", err, out)
-		os.Exit(1)
-	}
+	bin = b
 	code := m.Run()
-	os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }
+
+// syncBuffer collects a child's output while the test reads it.
+type syncBuffer = clitest.SyncBuffer
 
 type result struct {
 	stdout, stderr string
