@@ -96,10 +96,16 @@ func bootstrapAddrs(ctx context.Context, c *cli.Context, log *slog.Logger) ([]ne
 // listenUDP binds addr, falling back to a free port when the wanted one is
 // taken (a second magnetget on the same machine still works).
 func listenUDP(addr netip.AddrPort, log *slog.Logger) (net.PacketConn, error) {
-	pc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(addr))
+	// One socket per family: "udp6" makes [::] IPv6-only, so it does not
+	// collide with the IPv4 socket on the same port (BEP 32 keeps two nodes).
+	network := "udp4"
+	if addr.Addr().Is6() && !addr.Addr().Is4In6() {
+		network = "udp6"
+	}
+	pc, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(addr))
 	if err != nil && errors.Is(err, syscall.EADDRINUSE) && addr.Port() != 0 {
 		log.Warn("DHT port taken, using a free one", "addr", addr)
-		pc, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr.Addr(), 0)))
+		pc, err = net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr.Addr(), 0)))
 	}
 	if err != nil {
 		return nil, err
@@ -196,8 +202,15 @@ func joinDHT(ctx context.Context, c *cli.Context, log *slog.Logger, hooks dht.Co
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			if err := n.Bootstrap(bctx); err != nil && bctx.Err() == nil {
-				log.Warn("bootstrap", "node", n.Addr(), "err", err)
+			err := n.Bootstrap(bctx)
+			switch {
+			case err == nil || bctx.Err() != nil:
+			case errors.Is(err, dht.ErrNoNodes):
+				// Typically the IPv6 socket when the list has no IPv6
+				// node: not worth a warning on every run.
+				log.Info("DHT socket has no node to start from", "node", maddr.FromAddrPort(n.Addr(), "udp"))
+			default:
+				log.Warn("bootstrap", "node", maddr.FromAddrPort(n.Addr(), "udp"), "err", err)
 			}
 		}()
 	}
