@@ -258,3 +258,41 @@ func TestGetRejectsBadTargetsClearly(t *testing.T) {
 		}
 	}
 }
+
+// TestTwoProcessesShareADataDir: two nodes on one data dir both run, both
+// save at exit without hanging on the file lock, and the table they leave
+// serves a warm lookup.
+func TestTwoProcessesShareADataDir(t *testing.T) {
+	nodes := dhttest.Network(t, 12)
+	data := t.TempDir()
+	var errs []*syncBuffer
+	var cmds []*exec.Cmd
+	for i := range 2 {
+		cmd, _, errb := startBin(t, "node", "--listen", fmt.Sprintf("/ip4/127.0.209.%d/udp/0", i+1), "--bootstrap", bootFlag(nodes[i]),
+			"--data-dir", data, "--status-interval", "300ms")
+		cmds, errs = append(cmds, cmd), append(errs, errb)
+	}
+	for i, errb := range errs {
+		waitFor(t, 20*time.Second, fmt.Sprintf("node %d's status line", i), func() bool { return strings.Contains(errb.String(), "good/total") })
+	}
+	for _, cmd := range cmds {
+		cmd.Process.Signal(os.Interrupt)
+	}
+	for i, errb := range errs {
+		waitFor(t, 15*time.Second, fmt.Sprintf("node %d to stop", i), func() bool { return strings.Contains(errb.String(), "stopping") })
+		if strings.Contains(errb.String(), "locked") {
+			t.Errorf("node %d met a locked routing.db:\n%s", i, errb.String())
+		}
+	}
+	ih := randomIH(t)
+	if err := nodes[4].Announce(context.Background(), ih, 6001); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "routing.db", func() bool { _, err := os.Stat(filepath.Join(data, "routing.db")); return err == nil })
+	time.Sleep(time.Second) // both finish saving
+	r := runBin(t, 60*time.Second, "lookup", "--listen", "/ip4/127.0.209.3/udp/0", "--bootstrap-file", os.DevNull,
+		"--data-dir", data, "--timeout", "20s", hex.EncodeToString(ih[:]))
+	if r.code != 0 || !strings.Contains(r.stdout, "/tcp/6001") {
+		t.Fatalf("lookup from the shared table: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+}
