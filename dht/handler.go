@@ -23,9 +23,20 @@ import (
 // reply is a KRPC response; the encoder sorts keys. Compact fields are strings of concatenated
 // records, encoded by hand (krpc.CompactInfohashes.MarshalBinary panics).
 type reply struct {
-	R replyBody `bencode:"r"`
-	T string    `bencode:"t"`
-	Y string    `bencode:"y"`
+	IP string    `bencode:"ip,omitempty"` // BEP 42: the querier's address as we see it
+	R  replyBody `bencode:"r"`
+	T  string    `bencode:"t"`
+	V  string    `bencode:"v,omitempty"` // client version: two letters and two bytes
+	Y  string    `bencode:"y"`
+}
+
+// ClientVersion is the "v" of our KRPC replies ("MG" and version 0.1).
+const ClientVersion = "MG\x00\x01"
+
+// compactAddr is an address in KRPC's compact form: IP, then big-endian port
+// (netip's MarshalBinary puts the port little-endian).
+func compactAddr(ap netip.AddrPort) string {
+	return string(binary.BigEndian.AppendUint16(ap.Addr().Unmap().AsSlice(), ap.Port()))
 }
 
 type replyBody struct {
@@ -109,10 +120,7 @@ func (n *Node) handleQuery(m *krpc.Msg, source net.Addr, from netip.AddrPort) bo
 			if p.Addr().Is4() == n.isV6() {
 				continue
 			}
-			// Compact peer info: address then big-endian port (netip's MarshalBinary is
-			// little-endian, so not that).
-			b := binary.BigEndian.AppendUint16(p.Addr().AsSlice(), p.Port())
-			body.Values = append(body.Values, string(b))
+			body.Values = append(body.Values, compactAddr(p))
 		}
 		if len(body.Values) == 0 {
 			n.setNodes(&body, ih, from)
@@ -146,7 +154,7 @@ func (n *Node) handleQuery(m *krpc.Msg, source net.Addr, from netip.AddrPort) bo
 		body.Samples, body.Interval, body.Num = &str, &interval, &num64
 		n.setNodes(&body, m.A.Target, from)
 	}
-	n.send(source, reply{R: body, T: m.T, Y: "r"})
+	n.send(source, reply{IP: compactAddr(from), R: body, T: m.T, V: ClientVersion, Y: "r"})
 	return true
 }
 

@@ -124,4 +124,13 @@ func TestAnnounceNeedsToken(t *testing.T) {
 	if len(gp.R.Values) != 1 || gp.R.Values[0].Port != 7777 {
 		t.Fatalf("get_peers values %v, want 127.0.5.4:7777", gp.R.Values)
 	}
+	// BEP 42: the reply tells the querier its address as we see it, and
+	// names our client.
+	me := c.LocalAddr().(*net.UDPAddr).AddrPort()
+	if !gp.IP.IP.Equal(net.IPv4(127, 0, 5, 4)) || gp.IP.Port != int(me.Port()) {
+		t.Errorf("reply ip %v, want %v", gp.IP, me)
+	}
+	if gp.ClientId != ClientVersion {
+		t.Errorf("reply v %q, want %q", gp.ClientId, ClientVersion)
+	}
 }
