@@ -570,7 +570,9 @@ func (f *fetcher) send(ctx context.Context, e event) bool {
 // runWorker is one peer's goroutine: connect, learn its metadata size, then serve batches until
 // ctx ends. It owns all reads on the connection.
 func (f *fetcher) runWorker(ctx context.Context, w *worker) {
-	dopt := peerwire.Options{PeerID: f.o.PeerID, ExtHandshake: LocalExtHandshake(0), Timeout: f.o.HandshakeTimeout}
+	// EncryptedRetry: peers set to require encryption hang up on a plaintext handshake.
+	dopt := peerwire.Options{PeerID: f.o.PeerID, ExtHandshake: LocalExtHandshake(0), Timeout: f.o.HandshakeTimeout,
+		EncryptedRetry: true}
 	c, err := peerwire.Dial(ctx, w.addr, f.ih, dopt)
 	if err != nil {
 		w.broken = true

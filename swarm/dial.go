@@ -32,7 +32,9 @@ func (s *Swarm) dialMore() {
 		s.wg.Add(1)
 		go func(ctx context.Context) {
 			defer s.wg.Done()
-			c, err := peerwire.Dial(ctx, addr, s.cfg.InfoHash, s.opts)
+			o := s.opts
+			o.EncryptedRetry = true // reach peers set to require encryption
+			c, err := peerwire.Dial(ctx, addr, s.cfg.InfoHash, o)
 			s.mu.Lock()
 			s.dialing--
 			if err != nil {
@@ -99,11 +101,16 @@ func (s *Swarm) acceptLoop(ctx context.Context) {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			c, err := peerwire.Accept(ctx, nc, func(ih [20]byte) bool { return ih == s.cfg.InfoHash }, s.opts)
+			// Answer MSE-first clients (libtorrent, aria2) at once instead of making them retry
+			// in plaintext.
+			o := s.opts
+			o.InfoHashes = func() [][20]byte { return [][20]byte{s.cfg.InfoHash} }
+			c, err := peerwire.Accept(ctx, nc, func(ih [20]byte) bool { return ih == s.cfg.InfoHash }, o)
 			if err != nil {
 				s.log.Debug("incoming handshake failed", "err", err)
 				return
 			}
+			s.log.Debug("incoming peer", "addr", c.RemoteAddr(), "crypto", c.Crypto())
 			s.startPeerDir(c, false, false)
 		}()
 	}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -30,6 +31,16 @@ type Options struct {
 	DHT bool
 	// DisableFast clears the BEP 6 reserved bit, which is set by default.
 	DisableFast bool
+	// InfoHashes lists the torrents Accept serves to peers that open with a Message Stream
+	// Encryption handshake (the secret key an MSE initiator proves it knows is the infohash, so
+	// the responder must try each). Nil means plaintext only: Accept refuses anything that does not
+	// start with a BEP 3 handshake. It is called once per encrypted incoming connection, from
+	// Accept's goroutine. Dial ignores it.
+	InfoHashes func() [][20]byte
+	// EncryptedRetry makes Dial, when a peer closes the connection in answer to our plaintext
+	// handshake (clients set to require encryption do), dial again at once and open with an MSE
+	// handshake offering plaintext and RC4. False means plaintext only.
+	EncryptedRetry bool
 }
 
 func (o Options) timeout() time.Duration {
@@ -76,6 +87,14 @@ type Conn struct {
 	theirRes [8]byte
 	remote   netip.AddrPort
 	local    ExtHandshake // what we advertised; read-only after the handshake
+	crypto   Crypto
+
+	// inner is, on an MSE connection, the buffered reader of the socket under br (br then reads the
+	// negotiated stream); Buffered counts both. Nil on plain connections. Reader goroutine only.
+	inner *bufio.Reader
+	// encW is the RC4 writer under bw on an MSE connection that negotiated RC4; WriteMsgs then
+	// never writes to nc directly. Nil otherwise.
+	encW *stickyWriter
 
 	wmu  sync.Mutex // guards bw, wbuf and iovs
 	bw   *bufio.Writer
@@ -150,10 +169,29 @@ func withDeadline(parent, ctx context.Context, nc net.Conn, fn func() error) err
 }
 
 // Dial connects to addr, exchanges BEP 3 handshakes for ih and sends our extended handshake when
-// both sides support BEP 10. Cancelling ctx unblocks it and returns ctx.Err().
+// both sides support BEP 10. Cancelling ctx unblocks it and returns ctx.Err(). It opens in
+// plaintext; with Options.EncryptedRetry a peer that hangs up on that is dialled once more with
+// an MSE handshake, within the same Timeout.
 func Dial(ctx context.Context, addr netip.AddrPort, ih [20]byte, o Options) (*Conn, error) {
 	hctx, cancel := context.WithTimeout(ctx, o.timeout())
 	defer cancel()
+	c, err := dialOnce(ctx, hctx, addr, ih, o, false)
+	if err != nil && o.EncryptedRetry && errors.Is(err, errHungUp) && hctx.Err() == nil {
+		c, err2 := dialOnce(ctx, hctx, addr, ih, o, true)
+		if err2 != nil {
+			return nil, fmt.Errorf("%w (after a plaintext attempt: %w)", err2, err)
+		}
+		return c, nil
+	}
+	return c, err
+}
+
+// errHungUp marks a plaintext handshake the peer answered by closing the connection, as clients
+// that require encryption do.
+var errHungUp = errors.New("peer closed the connection")
+
+// dialOnce is one connection attempt of Dial, in plaintext or opening with MSE.
+func dialOnce(ctx, hctx context.Context, addr netip.AddrPort, ih [20]byte, o Options, encrypt bool) (*Conn, error) {
 	var d net.Dialer
 	nc, err := d.DialContext(hctx, "tcp", addr.String())
 	if err != nil {
@@ -166,11 +204,18 @@ func Dial(ctx context.Context, addr netip.AddrPort, ih [20]byte, o Options) (*Co
 	c.ih = ih
 	err = withDeadline(ctx, hctx, nc, func() error {
 		hs := AppendHandshake(nil, Handshake{Reserved: c.ourRes, InfoHash: ih, PeerID: o.peerID()})
-		if _, err := nc.Write(hs); err != nil {
+		if encrypt {
+			if err := c.initiateEncrypted(ih, hs); err != nil {
+				return err
+			}
+		} else if _, err := nc.Write(hs); err != nil {
 			return err
 		}
 		var buf [HandshakeLen]byte
 		if _, err := io.ReadFull(c.br, buf[:]); err != nil {
+			if !encrypt && (errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)) {
+				return fmt.Errorf("%w: %w", errHungUp, err)
+			}
 			return err
 		}
 		h, err := ParseHandshake(buf[:])
@@ -201,6 +246,20 @@ func Accept(ctx context.Context, nc net.Conn, known func([20]byte) bool, o Optio
 	defer cancel()
 	c := newConn(nc, o)
 	err := withDeadline(ctx, hctx, nc, func() error {
+		plain, err := isPlainHandshake(c.br)
+		if err != nil {
+			return err
+		}
+		var mseIH [20]byte
+		if !plain {
+			if o.InfoHashes == nil {
+				b, _ := c.br.Peek(min(c.br.Buffered(), len(plainPrefix)))
+				return fmt.Errorf("%w: starts with %q (encrypted handshakes are off)", ErrBadHandshake, b)
+			}
+			if mseIH, err = c.acceptEncrypted(o.InfoHashes()); err != nil {
+				return err
+			}
+		}
 		var buf [HandshakeLen]byte
 		if _, err := io.ReadFull(c.br, buf[:handshakeHeadLen]); err != nil {
 			return err
@@ -208,6 +267,9 @@ func Accept(ctx context.Context, nc net.Conn, known func([20]byte) bool, o Optio
 		h, err := parseHandshakeHead(buf[:handshakeHeadLen])
 		if err != nil {
 			return err
+		}
+		if c.crypto != CryptoNone && h.InfoHash != mseIH {
+			return fmt.Errorf("%w: encrypted for %x, handshake names %x", ErrInfoHashMismatch, mseIH, h.InfoHash)
 		}
 		if known == nil || !known(h.InfoHash) {
 			return fmt.Errorf("%w: %x is not ours", ErrInfoHashMismatch, h.InfoHash)
@@ -387,7 +449,41 @@ func (c *Conn) readFull(b []byte) error {
 
 // Buffered reports how many bytes already received are waiting to be parsed: when it is zero
 // (and nothing was pushed back), the next ReadMsg will block on the network. Reader goroutine only.
-func (c *Conn) Buffered() int { return c.br.Buffered() }
+func (c *Conn) Buffered() int {
+	if c.inner != nil {
+		return c.br.Buffered() + c.inner.Buffered()
+	}
+	return c.br.Buffered()
+}
+
+// Crypto says how a connection's bytes travel.
+type Crypto uint8
+
+const (
+	// CryptoNone is a plain BEP 3 connection.
+	CryptoNone Crypto = iota
+	// CryptoMSEPlaintext is a connection that opened with a Message Stream Encryption handshake
+	// and then agreed to continue unencrypted.
+	CryptoMSEPlaintext
+	// CryptoMSERC4 is a Message Stream Encryption connection whose stream is RC4-encrypted.
+	CryptoMSERC4
+)
+
+// String names the method for logs.
+func (m Crypto) String() string {
+	switch m {
+	case CryptoNone:
+		return "plain"
+	case CryptoMSEPlaintext:
+		return "mse-plaintext"
+	case CryptoMSERC4:
+		return "mse-rc4"
+	}
+	return fmt.Sprintf("Crypto(%d)", uint8(m))
+}
+
+// Crypto reports whether the peer opened with an MSE handshake and what it negotiated.
+func (c *Conn) Crypto() Crypto { return c.crypto }
 
 // Unread pushes messages back: the next ReadMsg calls return ms in order, before any message
 // pushed back earlier and before anything on the wire.
@@ -415,7 +511,8 @@ func (c *Conn) WriteMsgs(ms ...Message) error {
 		if err := m.checkSendable(); err != nil {
 			return err
 		}
-		if _, tail := m.appendHeader(nil); len(tail) >= writevMin {
+		// writev goes to the socket, so an RC4 stream must take the copying path through bw.
+		if _, tail := m.appendHeader(nil); len(tail) >= writevMin && c.encW == nil {
 			big++
 		}
 	}

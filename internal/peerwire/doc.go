@@ -11,6 +11,13 @@
 //     theirs (protocol string, reserved bits, infohash), checks the infohash is one we serve, answers
 //     with our full handshake and then reads their peer id. Either way the deadline is Options.Timeout
 //     and cancelling ctx unblocks the I/O at once.
+//     Accept also answers Message Stream Encryption (MSE/PE, "protocol encryption"), which
+//     libtorrent and aria2 try first: when the first 20 bytes are not "\x13BitTorrent protocol"
+//     and Options.InfoHashes is set, it runs the MSE responder (anacrolix/torrent/mse) with those
+//     infohashes as secret keys, picks plaintext when the initiator offers it and RC4 otherwise,
+//     and reads the BEP 3 handshake from the resulting stream. Every later read and write of that
+//     Conn goes through the stream (an RC4 Conn gives up the writev path). Dial opens in plaintext
+//     and, with Options.EncryptedRetry, redials with MSE when a peer hangs up on that.
 //  2. When both sides set the extension-protocol reserved bit, each side then sends its BEP 10
 //     extended handshake (message 20, extended id 0). Dial and Accept send ours; ReadMsg records
 //     theirs (PeerExt) when it arrives, so callers read messages until PeerExt is filled in.
