@@ -65,7 +65,7 @@ func TestSampleReplyRoundTrip(t *testing.T) {
 
 // FuzzSampleReply feeds arbitrary packets through the decoding a SampleInfohashes caller does.
 func FuzzSampleReply(f *testing.F) {
-	b, _ := encodeSampleReply("tx", [20]byte{1}, [][20]byte{{2}, {3}}, 7, time.Hour, []nodeEntry{{[20]byte{4}, netip.MustParseAddrPort("1.2.3.4:5")}}, false)
+	b, _ := encodeSampleReply("tx", [20]byte{1}, [][20]byte{{2}, {3}}, 7, time.Hour, []nodeEntry{{[20]byte{4}, netip.MustParseAddrPort("127.1.2.3:5")}}, false)
 	f.Add(b)
 	f.Add([]byte("d1:rd2:id20:aaaaaaaaaaaaaaaaaaaa8:intervali-5e3:numi99999999999999999999e7:samples3:abce1:t1:x1:y1:re"))
 	f.Add([]byte("d1:rd2:id20:aaaaaaaaaaaaaaaaaaaa7:samples40:bbbbbbbbbbbbbbbbbbbbcccccccccccccccccccce1:t1:x1:y1:re"))

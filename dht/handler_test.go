@@ -15,9 +15,9 @@ func TestTokens(t *testing.T) {
 	tk := newTokens()
 	now := time.Unix(1_700_000_000, 0)
 	tk.now = func() time.Time { return now }
-	a, b := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
+	a, b := netip.MustParseAddr("127.10.0.1"), netip.MustParseAddr("127.10.0.2")
 	tok := tk.issue(a)
-	if !tk.valid(tok, a) || !tk.valid(tok, netip.MustParseAddr("::ffff:10.0.0.1")) {
+	if !tk.valid(tok, a) || !tk.valid(tok, netip.MustParseAddr("::ffff:127.10.0.1")) {
 		t.Fatal("fresh token rejected")
 	}
 	if tk.valid(tok, b) || tk.valid("", a) || tk.valid(tok[:4], a) {

@@ -25,17 +25,17 @@ func peer(i int) netip.AddrPort {
 func TestPeerStoreKeysByIPAndPort(t *testing.T) {
 	s, _ := newTestStore(time.Hour, 10, 100)
 	ih := [20]byte{1}
-	a := netip.MustParseAddrPort("10.0.0.1:6881")
-	b := netip.MustParseAddrPort("10.0.0.1:6882")
+	a := netip.MustParseAddrPort("127.10.0.1:6881")
+	b := netip.MustParseAddrPort("127.10.0.1:6882")
 	s.add(ih, a)
 	s.add(ih, b)
-	s.add(ih, netip.MustParseAddrPort("[::ffff:10.0.0.1]:6881")) // same as a once unmapped
+	s.add(ih, netip.MustParseAddrPort("[::ffff:127.10.0.1]:6881")) // same as a once unmapped
 	got := s.get(ih, 10)
 	slices.SortFunc(got, netip.AddrPort.Compare)
 	if !slices.Equal(got, []netip.AddrPort{a, b}) {
 		t.Fatalf("get = %v, want [%v %v]", got, a, b)
 	}
-	if s.add(ih, netip.MustParseAddrPort("10.0.0.2:0")) {
+	if s.add(ih, netip.MustParseAddrPort("127.10.0.2:0")) {
 		t.Fatal("stored a peer with port 0")
 	}
 }

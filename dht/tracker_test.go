@@ -27,7 +27,7 @@ func TestTrackerClosestMatchesFullSort(t *testing.T) {
 			all = append(all, routing.Node{ID: id, Addr: ap})
 		}
 		// A node that only queried us is not offered to others.
-		tr.queried(netip.MustParseAddrPort("10.9.9.9:9"), [20]byte{1}, now)
+		tr.queried(netip.MustParseAddrPort("127.9.9.9:9"), [20]byte{1}, now)
 		for range 50 {
 			var target [20]byte
 			for j := range target {
