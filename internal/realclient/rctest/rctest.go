@@ -136,29 +136,29 @@ func Compare(t testing.TB, p *realclient.Payload, dir string) {
 // error; the result's Dir is cfg.Dir.
 func Download(t testing.TB, cfg realclient.DownloadConfig) realclient.DownloadResult {
 	t.Helper()
-	Require(t, realclient.LibtorrentAvailable)
 	if cfg.Logger == nil {
 		cfg.Logger = Logger(t)
 	}
-	c, cancel := ctx(t)
-	defer cancel()
-	res, err := realclient.LibtorrentDownload(c, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res
+	return runClient(t, realclient.LibtorrentAvailable, cfg, realclient.LibtorrentDownload)
 }
 
 // Aria2 runs Aria2Download (bounded by StartTimeout) and fails t on error.
 func Aria2(t testing.TB, cfg realclient.Aria2Config) realclient.Aria2Result {
 	t.Helper()
-	Require(t, realclient.Aria2Available)
 	if cfg.Logger == nil {
 		cfg.Logger = Logger(t)
 	}
+	return runClient(t, realclient.Aria2Available, cfg, realclient.Aria2Download)
+}
+
+// runClient requires a client, runs one bounded job with it, and fails t on
+// error.
+func runClient[C, R any](t testing.TB, avail func() error, cfg C, job func(context.Context, C) (R, error)) R {
+	t.Helper()
+	Require(t, avail)
 	c, cancel := ctx(t)
 	defer cancel()
-	res, err := realclient.Aria2Download(c, cfg)
+	res, err := job(c, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
