@@ -1,0 +1,59 @@
+package netem
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync/atomic"
+)
+
+// Listener wraps every conn it accepts in Link (each with its own seed: Link.Seed plus the
+// conn's ordinal). Accepted conns belong to the caller, as with net.Listener.
+type Listener struct {
+	net.Listener
+	Link Link
+	n    atomic.Uint64
+}
+
+// NewListener wraps ln, which the Listener then owns.
+func NewListener(ln net.Listener, l Link) *Listener {
+	return &Listener{Listener: ln, Link: l}
+}
+
+// Accept waits for the next conn and wraps it.
+func (ln *Listener) Accept() (net.Conn, error) {
+	c, err := ln.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	l := ln.Link
+	l.Seed += ln.n.Add(1)
+	return NewConn(c, l), nil
+}
+
+// Dialer dials TCP through a Link; addresses for which Dead reports true never answer (the
+// dial waits until its context ends, like a SYN sent into a void).
+type Dialer struct {
+	Link   Link
+	Dead   func(netip.AddrPort) bool // nil: none
+	Dialer net.Dialer
+	n      atomic.Uint64
+}
+
+// DialContext dials address on network ("tcp", "tcp4", "tcp6") and wraps the conn.
+func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	if d.Dead != nil {
+		if ap, err := netip.ParseAddrPort(address); err == nil && d.Dead(ap) {
+			<-ctx.Done()
+			return nil, &net.OpError{Op: "dial", Net: network, Err: fmt.Errorf("netem: dead address: %w", ctx.Err())}
+		}
+	}
+	c, err := d.Dialer.DialContext(ctx, network, address)
+	if err != nil {
+		return nil, err
+	}
+	l := d.Link
+	l.Seed += d.n.Add(1)
+	return NewConn(c, l), nil
+}
