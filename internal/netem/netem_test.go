@@ -383,6 +383,7 @@ func TestLoopbackBytesPreserved(t *testing.T) {
 		err error
 	}
 	srv := make(chan res, 1)
+	clientDone := make(chan struct{})
 	go func() {
 		c, err := ln.Accept()
 		if err != nil {
@@ -390,6 +391,8 @@ func TestLoopbackBytesPreserved(t *testing.T) {
 			return
 		}
 		defer c.Close()
+		// Close drops what is still in the delay line: stay open until the client has it all.
+		defer func() { <-clientDone }()
 		go c.Write(data)
 		h := sha256.New()
 		_, err = io.CopyN(h, c, size)
@@ -410,6 +413,7 @@ func TestLoopbackBytesPreserved(t *testing.T) {
 	if _, err := io.CopyN(h, c, size); err != nil {
 		t.Fatalf("client read: %v", err)
 	}
+	close(clientDone)
 	if !bytes.Equal(h.Sum(nil), want[:]) {
 		t.Fatal("server->client bytes differ")
 	}
