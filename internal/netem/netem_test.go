@@ -492,3 +492,29 @@ func checkGoroutines(t *testing.T, before int) {
 	buf := make([]byte, 1<<16)
 	t.Fatalf("%d goroutines left behind:\n%s", runtime.NumGoroutine()-before, buf[:runtime.Stack(buf, true)])
 }
+
+// TestPacketSetLink: a link changed at run time delays what is sent afterwards, and a socket
+// closed under the PacketConn ends its reads instead of leaving them waiting.
+func TestPacketSetLink(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mn memNet
+		inner := mn.listen("b")
+		a := NewPacketConn(mn.listen("a"), Link{})
+		b := NewPacketConn(inner, Link{})
+		defer a.Close()
+		defer b.Close()
+		b.SetLink(Link{Recv: Dir{Delay: 40 * time.Millisecond}})
+		start := time.Now()
+		a.WriteTo([]byte("x"), memAddr("b"))
+		if _, _, err := b.ReadFrom(make([]byte, 4)); err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(start); d != 40*time.Millisecond {
+			t.Fatalf("after SetLink a datagram took %v, want 40ms", d)
+		}
+		inner.Close()
+		if _, _, err := b.ReadFrom(make([]byte, 4)); !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("read from a socket closed underneath: %v", err)
+		}
+	})
+}

@@ -1,6 +1,7 @@
 package netem
 
 import (
+	"errors"
 	"net"
 	"os"
 	"sync"
@@ -45,6 +46,24 @@ func NewPacketConn(pc net.PacketConn, l Link) *PacketConn {
 // dropped silently and the socket stays bound, so others see a node that never answers (as on
 // the Internet) rather than a refused port.
 func (p *PacketConn) SetDown(down bool) { p.down.Store(down) }
+
+// SetLink changes the link from now on. Datagrams already queued keep their release times, and
+// none sent later is released before them.
+func (p *PacketConn) SetLink(l Link) {
+	for _, x := range []struct {
+		ln     *line
+		d      Dir
+		stream uint64
+	}{{p.out, l.Send, 3}, {p.in, l.Recv, 4}} {
+		x.ln.mu.Lock()
+		last := x.ln.shaper.last
+		x.ln.shaper = newShaper(x.d, l.Seed, x.stream)
+		x.ln.shaper.last = last
+		x.ln.limit = x.d.buffer()
+		x.ln.signalLocked()
+		x.ln.mu.Unlock()
+	}
+}
 
 // PacketStats counts datagrams through a PacketConn.
 type PacketStats struct {
@@ -124,6 +143,14 @@ func (p *PacketConn) recvPump() {
 			return
 		default:
 		}
+		if errors.Is(err, net.ErrClosed) {
+			// The socket was closed under us: nothing more will arrive.
+			l.mu.Lock()
+			l.err = err
+			l.signalLocked()
+			l.mu.Unlock()
+			return
+		}
 		if err != nil {
 			// A transient error (an ICMP report on some systems): pause and go on until Close.
 			wait(nil, time.Now().Add(backoff), p.done)
@@ -164,6 +191,8 @@ func (p *PacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 			} else {
 				next = it.at
 			}
+		} else if l.err != nil {
+			return 0, nil, l.err
 		}
 		ch := l.wake
 		t := earliest(next, l.deadline)
