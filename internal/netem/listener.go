@@ -8,18 +8,23 @@ import (
 	"sync/atomic"
 )
 
-// Listener wraps every conn it accepts in Link (each with its own seed: Link.Seed plus the
+// Listener wraps every conn it accepts in its link (each with its own seed: Link.Seed plus the
 // conn's ordinal). Accepted conns belong to the caller, as with net.Listener.
 type Listener struct {
 	net.Listener
-	Link Link
+	link atomic.Pointer[Link]
 	n    atomic.Uint64
 }
 
 // NewListener wraps ln, which the Listener then owns.
 func NewListener(ln net.Listener, l Link) *Listener {
-	return &Listener{Listener: ln, Link: l}
+	wl := &Listener{Listener: ln}
+	wl.link.Store(&l)
+	return wl
 }
+
+// SetLink changes the link of conns accepted from now on; conns already accepted keep theirs.
+func (ln *Listener) SetLink(l Link) { ln.link.Store(&l) }
 
 // Accept waits for the next conn and wraps it.
 func (ln *Listener) Accept() (net.Conn, error) {
@@ -27,7 +32,7 @@ func (ln *Listener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := ln.Link
+	l := *ln.link.Load()
 	l.Seed += ln.n.Add(1)
 	return NewConn(c, l), nil
 }
