@@ -6,10 +6,13 @@ import (
 	"net"
 	"net/netip"
 	"sync/atomic"
+	"time"
 )
 
 // Listener wraps every conn it accepts in its link (each with its own seed: Link.Seed plus the
-// conn's ordinal). Accepted conns belong to the caller, as with net.Listener.
+// conn's ordinal), and makes up for the TCP handshake the kernel did at loopback speed: nothing
+// the dialer sends is delivered before an RTT plus the one-way delay after Accept. Accepted
+// conns belong to the caller, as with net.Listener.
 type Listener struct {
 	net.Listener
 	link atomic.Pointer[Link]
@@ -34,11 +37,19 @@ func (ln *Listener) Accept() (net.Conn, error) {
 	}
 	l := *ln.link.Load()
 	l.Seed += ln.n.Add(1)
-	return NewConn(c, l), nil
+	wc := NewConn(c, l)
+	// The kernel completed the TCP handshake at loopback speed. On the emulated link the dialer's
+	// connect would have returned one RTT later, so its first bytes arrive no earlier than an RTT
+	// plus the one-way delay from now.
+	wc.in.mu.Lock()
+	wc.in.shaper.last = time.Now().Add(l.Send.Delay + 2*l.Recv.Delay)
+	wc.in.mu.Unlock()
+	return wc, nil
 }
 
-// Dialer dials TCP through a Link; addresses for which Dead reports true never answer (the
-// dial waits until its context ends, like a SYN sent into a void).
+// Dialer dials TCP through a Link: a dial returns one emulated RTT after the real one, and
+// addresses for which Dead reports true never answer (the dial waits until its context ends,
+// like a SYN sent into a void).
 type Dialer struct {
 	Link   Link
 	Dead   func(netip.AddrPort) bool // nil: none
@@ -57,6 +68,17 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.
 	c, err := d.Dialer.DialContext(ctx, network, address)
 	if err != nil {
 		return nil, err
+	}
+	// The TCP handshake took loopback time; on the emulated link connect returns one RTT later.
+	if rtt := d.Link.Send.Delay + d.Link.Recv.Delay; rtt > 0 {
+		t := time.NewTimer(rtt)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			c.Close()
+			return nil, ctx.Err()
+		}
 	}
 	l := d.Link
 	l.Seed += d.n.Add(1)

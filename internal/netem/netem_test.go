@@ -518,3 +518,50 @@ func TestPacketSetLink(t *testing.T) {
 		}
 	})
 }
+
+// pipeListener hands out the server ends of net.Pipe pairs, for Listener tests in a bubble.
+type pipeListener struct {
+	conns chan net.Conn
+	done  chan struct{}
+}
+
+func (l *pipeListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+func (l *pipeListener) Close() error   { close(l.done); return nil }
+func (l *pipeListener) Addr() net.Addr { return memAddr("pipe") }
+
+// TestListenerCountsTheTCPHandshake: bytes a dialer sends right after connecting reach the
+// accepting side one RTT plus the one-way delay later, as on a real link, not just one way later.
+func TestListenerCountsTheTCPHandshake(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		pl := &pipeListener{conns: make(chan net.Conn, 1), done: make(chan struct{})}
+		ln := NewListener(pl, Symmetric(60*time.Millisecond, 0))
+		defer ln.Close()
+		srv, cli := net.Pipe()
+		defer cli.Close()
+		pl.conns <- srv
+		start := time.Now()
+		c, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		go cli.Write([]byte("hi"))
+		readN(t, c, 2)
+		if d := time.Since(start); d != 90*time.Millisecond {
+			t.Fatalf("first bytes after %v, want RTT 60ms + 30ms", d)
+		}
+		go cli.Write([]byte("more"))
+		before := time.Now()
+		readN(t, c, 4)
+		if d := time.Since(before); d != 30*time.Millisecond {
+			t.Fatalf("later bytes after %v, want the one-way 30ms", d)
+		}
+	})
+}
