@@ -63,6 +63,7 @@ func BenchmarkDHTStart(b *testing.B) {
 			ih := sha1.Sum(info)
 			announceSeeders(b, p, nodes, info, seedersN)
 			entry := nodes[0].Addr()
+			logLoad(b)
 
 			results := map[string][]startResult{}
 			run := 0
