@@ -610,3 +610,38 @@ func TestRelay(t *testing.T) {
 	<-echoDone
 	checkGoroutines(t, before)
 }
+
+// TestPacketConnLoopback: two wrapped real UDP sockets exchange datagrams intact, and Close
+// stops both pumps of each.
+func TestPacketConnLoopback(t *testing.T) {
+	before := runtime.NumGoroutine()
+	listen := func() *PacketConn {
+		pc, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return NewPacketConn(pc, Link{Send: Dir{Delay: time.Millisecond, Rate: 1 << 20}, Recv: Dir{Delay: time.Millisecond}})
+	}
+	a, b := listen(), listen()
+	b.SetReadDeadline(time.Now().Add(30 * time.Second))
+	for i := range 50 {
+		msg := bytes.Repeat([]byte{byte(i)}, 100+i)
+		if _, err := a.WriteTo(msg, b.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 1500)
+		n, from, err := b.ReadFrom(buf)
+		if err != nil {
+			t.Fatalf("datagram %d: %v", i, err)
+		}
+		if !bytes.Equal(buf[:n], msg) || from.String() != a.LocalAddr().String() {
+			t.Fatalf("datagram %d: %d bytes from %v, want %d from %v", i, n, from, len(msg), a.LocalAddr())
+		}
+	}
+	a.Close()
+	b.Close()
+	if _, _, err := b.ReadFrom(make([]byte, 10)); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("read after Close: %v", err)
+	}
+	checkGoroutines(t, before)
+}
