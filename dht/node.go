@@ -126,11 +126,11 @@ type Node struct {
 	// replies are budgeted apart from our queries: globally, and per source.
 	replyLimiter *rate.Limiter
 	sources      *sourceLimiter
-	peers   *peerStore
-	tokens  *tokens
-	nodes   *tracker
-	saved   []routing.Node // loaded from StateFile: traversal seeds beside the table
-	events  chan event     // for OnAnnounce/OnGetPeers, delivered by one goroutine
+	peers        *peerStore
+	tokens       *tokens
+	nodes        *tracker
+	saved        []routing.Node // loaded from StateFile: traversal seeds beside the table
+	events       chan event     // for OnAnnounce/OnGetPeers, delivered by one goroutine
 
 	ctx    context.Context // cancelled by Close; parent of every operation
 	cancel context.CancelFunc
@@ -140,8 +140,8 @@ type Node struct {
 	repliesSent    atomic.Int64
 	repliesDropped atomic.Int64
 	packetsDropped atomic.Int64
-	queriesByType [len(queryTypes)]atomic.Int64
-	eventsDropped atomic.Int64
+	queriesByType  [len(queryTypes)]atomic.Int64
+	eventsDropped  atomic.Int64
 
 	saveMu sync.Mutex // serialises Save
 
