@@ -1,6 +1,7 @@
 package dht
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -321,4 +323,65 @@ func TestSpoofedQueriesKeepNodeID(t *testing.T) {
 			t.Fatalf("routing.db holds the spoofed id at %v", sn.Addr)
 		}
 	}
+}
+
+// FuzzNodePackets sends each input as a UDP packet to a running node, then a ping: the ping must
+// still be answered, the packet must cost a bounded number of bytes per input byte, and no
+// goroutine may be left behind.
+func FuzzNodePackets(f *testing.F) {
+	n, err := New(Config{Addr: netip.MustParseAddrPort("127.0.6.50:0"), Rate: -1, SourceRate: -1})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { n.Close() })
+	p := newRawPeer(f, "127.0.6.51")
+	id := p.id
+	for _, s := range []string{
+		"d1:t134217000:xx",
+		"d1:rd2:id20:abcdefghij01234567895:nodes99999999:e1:t2:aa1:y1:re",
+		"d1:ad2:id20:abcdefghij01234567896:target20:mnopqrstuvwxyz123456e1:q9:find_node1:t2:aa1:y1:qe",
+		"d1:ad2:id20:abcdefghij01234567899:info_hash20:mnopqrstuvwxyz123456e1:q9:get_peers1:t2:aa1:y1:qe",
+		"d1:ad2:id20:abcdefghij012345678912:implied_porti1e9:info_hash20:mnopqrstuvwxyz1234564:porti6881e5:token8:xxxxxxxxe1:q13:announce_peer1:t2:aa1:y1:qe",
+		"d1:ad2:id20:abcdefghij01234567896:target20:mnopqrstuvwxyz123456e1:q17:sample_infohashes1:t2:aa1:y1:qe",
+		"d1:ad2:id20:abcdefghij01234567891:v" + strings.Repeat("l", 40) + strings.Repeat("e", 40) + "e1:q3:put1:t2:aa1:y1:qe",
+		"d1:eli201e5:oopse1:t2:aa1:y1:ee",
+		"d1:q9:get_peers1:t0:1:y1:qe",
+	} {
+		f.Add([]byte(s))
+	}
+	ping := queryBytes(id, "ping", "", "sync")
+	sync := func(t *testing.T) {
+		if _, err := p.c.WriteToUDPAddrPort(ping, n.Addr()); err != nil {
+			t.Fatal(err)
+		}
+		for range 100 {
+			b := p.recv(10 * time.Second)
+			if b == nil {
+				break
+			}
+			if bytes.Contains(b, []byte("1:t4:sync")) {
+				return
+			}
+		}
+		t.Fatal("ping unanswered after the input")
+	}
+	baseline := runtime.NumGoroutine()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) > 65000 {
+			return
+		}
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		if _, err := p.c.WriteToUDPAddrPort(b, n.Addr()); err != nil {
+			return // empty or oversized datagram
+		}
+		sync(t)
+		runtime.ReadMemStats(&after)
+		if got := after.TotalAlloc - before.TotalAlloc; got > 256<<10+64*uint64(len(b)) {
+			t.Fatalf("a %d-byte packet cost %d bytes", len(b), got)
+		}
+		if g := runtime.NumGoroutine(); g > baseline+8 {
+			t.Fatalf("%d goroutines, %d at the start", g, baseline)
+		}
+	})
 }
