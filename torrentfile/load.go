@@ -138,14 +138,17 @@ func checkDict(data []byte, what string) error {
 // scanValue checks the bencoded value starting at data[off] without allocating, iteratively so that
 // hostile nesting cannot exhaust the stack, and returns the offset just after it. It enforces
 // integer syntax, string lengths within the input, string dict keys and maxDepth.
-func scanValue(data []byte, off int) (int, error) {
+func scanValue(data []byte, off int) (int, error) { return scanBencode(data, off, ErrInvalid) }
+
+// scanBencode is scanValue with errors wrapping base.
+func scanBencode(data []byte, off int, base error) (int, error) {
 	type frame struct {
 		dict   bool
 		keyNow bool // in a dict: the next value must be a key
 	}
 	var stack []frame
 	bad := func(what string) error {
-		return fmt.Errorf("%w: bencode syntax error at offset %d: %s", ErrInvalid, off, what)
+		return fmt.Errorf("%w: bencode syntax error at offset %d: %s", base, off, what)
 	}
 	for {
 		if off >= len(data) {
