@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/anacrolix/torrent/bencode"
 )
@@ -37,4 +38,74 @@ func DecodeBounded(b []byte, v any) (err error) {
 		return fmt.Errorf("%w: %w", ErrBencode, err)
 	}
 	return nil
+}
+
+// CheckBencode reports whether b holds exactly one syntactically valid bencoded value, with
+// nesting and string lengths bounded as in DecodeBounded. It allocates nothing.
+func CheckBencode(b []byte) error {
+	end, err := scanBencode(b, 0, ErrBencode)
+	if err != nil {
+		return err
+	}
+	if end != len(b) {
+		return fmt.Errorf("%w: %d bytes of trailing garbage", ErrBencode, len(b)-end)
+	}
+	return nil
+}
+
+// Items returns the elements of the bencoded list b, or the keys and values of the dict b
+// alternating, as sub-slices of b (nothing is copied), at most limit of them; the rest are not
+// looked at. b should have passed CheckBencode; an element that does not scan ends the walk with an
+// error.
+func Items(b []byte, limit int) ([][]byte, error) {
+	if len(b) < 2 || (b[0] != 'l' && b[0] != 'd') {
+		return nil, fmt.Errorf("%w: not a list or dict", ErrBencode)
+	}
+	// Every element takes at least 2 bytes ("0:", "le"): one allocation of the right size.
+	out := make([][]byte, 0, max(0, min(limit, (len(b)-2)/2)))
+	for off := 1; len(out) < limit; {
+		if off >= len(b) {
+			return out, fmt.Errorf("%w: unterminated list", ErrBencode)
+		}
+		if b[off] == 'e' {
+			break
+		}
+		end, err := scanBencode(b, off, ErrBencode)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, b[off:end])
+		off = end
+	}
+	return out, nil
+}
+
+// String returns the content of the bencoded string b (a sub-slice of b) and whether b is exactly
+// one string.
+func String(b []byte) ([]byte, bool) {
+	colon := bytes.IndexByte(b, ':')
+	if colon < 1 || colon > 10 || (b[0] == '0' && colon > 1) {
+		return nil, false
+	}
+	n := 0
+	for _, d := range b[:colon] {
+		if d < '0' || d > '9' {
+			return nil, false
+		}
+		n = n*10 + int(d-'0')
+	}
+	if n != len(b)-colon-1 {
+		return nil, false
+	}
+	return b[colon+1:], true
+}
+
+// Int returns the value of the bencoded integer b and whether b is exactly one integer that
+// fits an int64.
+func Int(b []byte) (int64, bool) {
+	if len(b) < 3 || b[0] != 'i' || b[len(b)-1] != 'e' || !validInt(b[1:len(b)-1]) {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(string(b[1:len(b)-1]), 10, 64)
+	return n, err == nil
 }

@@ -11,8 +11,6 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/anacrolix/torrent/bencode"
-
 	"github.com/magnetget/magnetget/torrentfile"
 )
 
@@ -97,87 +95,84 @@ func escapeBytes(b *strings.Builder, p []byte) {
 	}
 }
 
-// httpReply is the top-level dict of a BEP 3 reply. Every field is kept raw and decoded on its own
-// with its type checked, so a field of the wrong type is ignored rather than failing (or, in
-// anacrolix's tracker client, panicking over) the whole reply.
-type httpReply struct {
-	Failure     bencode.Bytes `bencode:"failure reason"`
-	Warning     bencode.Bytes `bencode:"warning message"`
-	Interval    bencode.Bytes `bencode:"interval"`
-	MinInterval bencode.Bytes `bencode:"min interval"`
-	Complete    bencode.Bytes `bencode:"complete"`
-	Incomplete  bencode.Bytes `bencode:"incomplete"`
-	Peers       bencode.Bytes `bencode:"peers"`
-	Peers6      bencode.Bytes `bencode:"peers6"`
-}
-
-// dictPeer is one entry of the non-compact peer list.
-type dictPeer struct {
-	IP   bencode.Bytes `bencode:"ip"`
-	Port bencode.Bytes `bencode:"port"`
-}
+// maxReplyKeys bounds the keys of a reply's dict, and maxPeerKeys those of a peer's dict, that
+// are looked at: real ones have a handful.
+const (
+	maxReplyKeys = 64
+	maxPeerKeys  = 8
+)
 
 // parseHTTPReply decodes a BEP 3 reply body: compact IPv4 "peers" (BEP 23) or the list of dicts,
-// compact IPv6 "peers6" (BEP 7), failure reason, warning message, interval and min interval. It
-// never panics, allocates a small multiple of len(b), and keeps at most MaxPeers peers. Entries
-// of the wrong type and IPs that are not literals (no DNS on a tracker's say-so) are skipped.
+// compact IPv6 "peers6" (BEP 7), failure reason, warning message, interval and min interval.
+//
+// It never panics and allocates a small multiple of len(b) at most: the body is checked once by a
+// scan that allocates nothing (nesting depth, string lengths within the body), then read in place
+// through sub-slices, each field's type checked on its own, so that a field of the wrong type is
+// ignored rather than failing (or, in anacrolix's tracker client, panicking over) the whole reply.
+// At most MaxPeers peer entries are looked at. Entries of the wrong shape and IPs that are not
+// literals (no DNS on a tracker's say-so) are skipped.
 func parseHTTPReply(b []byte) (Response, error) {
 	res := Response{Seeders: -1, Leechers: -1}
 	if len(b) == 0 || b[0] != 'd' {
 		return res, fmt.Errorf("%w: not a bencoded dict: %s", ErrBadReply, quote(b))
 	}
-	var rep httpReply
-	if err := torrentfile.DecodeBounded(b, &rep); err != nil {
+	if err := torrentfile.CheckBencode(b); err != nil {
 		return res, fmt.Errorf("%w: %v: %s", ErrBadReply, err, quote(b))
 	}
-	if rep.Failure != nil {
-		var reason []byte
-		if torrentfile.DecodeBounded(rep.Failure, &reason) != nil {
-			reason = rep.Failure
-		}
-		return res, fmt.Errorf("%w: %s", ErrFailure, quote(reason))
+	kv, err := torrentfile.Items(b, 2*maxReplyKeys)
+	if err != nil {
+		return res, fmt.Errorf("%w: %v", ErrBadReply, err)
 	}
-	var w []byte
-	if rep.Warning != nil && torrentfile.DecodeBounded(rep.Warning, &w) == nil {
-		res.Warning = sanitize(w)
-	}
-	res.Interval = clampInterval(decodeInt(rep.Interval))
-	res.MinInterval = clampInterval(decodeInt(rep.MinInterval))
-	if n := decodeInt(rep.Complete); n >= 0 && n <= 1<<31 {
-		res.Seeders = int(n)
-	}
-	if n := decodeInt(rep.Incomplete); n >= 0 && n <= 1<<31 {
-		res.Leechers = int(n)
-	}
-	if len(rep.Peers) > 0 {
-		if rep.Peers[0] == 'l' {
-			res.Peers = dictPeers(rep.Peers)
-		} else {
-			var compact []byte
-			if torrentfile.DecodeBounded(rep.Peers, &compact) == nil {
-				res.Peers = compactPeers(res.Peers, compact, 4)
+	var peers, peers6 []byte
+	for i := 0; i+1 < len(kv); i += 2 {
+		k, _ := torrentfile.String(kv[i])
+		v := kv[i+1]
+		switch string(k) {
+		case "failure reason":
+			reason, ok := torrentfile.String(v)
+			if !ok {
+				reason = v
 			}
+			return Response{}, fmt.Errorf("%w: %s", ErrFailure, quote(reason))
+		case "warning message":
+			if w, ok := torrentfile.String(v); ok {
+				res.Warning = sanitize(w)
+			}
+		case "interval":
+			res.Interval = clampInterval(intOr(v, -1))
+		case "min interval":
+			res.MinInterval = clampInterval(intOr(v, -1))
+		case "complete":
+			if n := intOr(v, -1); n >= 0 && n <= 1<<31 {
+				res.Seeders = int(n)
+			}
+		case "incomplete":
+			if n := intOr(v, -1); n >= 0 && n <= 1<<31 {
+				res.Leechers = int(n)
+			}
+		case "peers":
+			peers = v
+		case "peers6":
+			peers6 = v
 		}
 	}
-	if len(rep.Peers6) > 0 && rep.Peers6[0] != 'l' {
-		var compact []byte
-		if torrentfile.DecodeBounded(rep.Peers6, &compact) == nil {
-			res.Peers = compactPeers(res.Peers, compact, 16)
-		}
+	if len(peers) > 0 && peers[0] == 'l' {
+		res.Peers = dictPeers(peers)
+	} else if compact, ok := torrentfile.String(peers); ok {
+		res.Peers = compactPeers(nil, compact, 4)
+	}
+	if compact, ok := torrentfile.String(peers6); ok {
+		res.Peers = compactPeers(res.Peers, compact, 16)
 	}
 	return res, nil
 }
 
-// decodeInt decodes a raw bencoded integer; -1 when absent or not an integer.
-func decodeInt(raw []byte) int64 {
-	if len(raw) == 0 || raw[0] != 'i' {
-		return -1
+// intOr decodes a bencoded integer, or returns def for anything else.
+func intOr(raw []byte, def int64) int64 {
+	if n, ok := torrentfile.Int(raw); ok {
+		return n
 	}
-	var n int64
-	if torrentfile.DecodeBounded(raw, &n) != nil {
-		return -1
-	}
-	return n
+	return def
 }
 
 // compactPeers appends the peers of a compact list (ipLen 4 or 16, then a 2-byte port) to out, up
@@ -201,31 +196,31 @@ func compactPeers(out []netip.AddrPort, b []byte, ipLen int) []netip.AddrPort {
 	return out
 }
 
-// dictPeers decodes the non-compact form: a list of {ip, port[, peer id]} dicts.
+// dictPeers decodes the non-compact form: a list of {ip, port[, peer id]} dicts. At most
+// MaxPeers entries are examined, good or not: a list of a million empty dicts costs no more than
+// one of MaxPeers.
 func dictPeers(raw []byte) []netip.AddrPort {
-	var list []bencode.Bytes
-	if torrentfile.DecodeBounded(raw, &list) != nil {
-		return nil
-	}
+	list, _ := torrentfile.Items(raw, MaxPeers)
 	var out []netip.AddrPort
 	for _, item := range list {
-		if len(out) >= MaxPeers {
-			break
-		}
-		var p dictPeer
-		if len(item) == 0 || item[0] != 'd' || torrentfile.DecodeBounded(item, &p) != nil {
+		if item[0] != 'd' {
 			continue // an integer, a string, a list: not a peer
 		}
-		var ipText []byte
-		if len(p.IP) == 0 || p.IP[0] < '0' || p.IP[0] > '9' || torrentfile.DecodeBounded(p.IP, &ipText) != nil {
-			continue
+		kv, _ := torrentfile.Items(item, 2*maxPeerKeys)
+		var ip netip.Addr
+		var port int64
+		for i := 0; i+1 < len(kv); i += 2 {
+			k, _ := torrentfile.String(kv[i])
+			switch string(k) {
+			case "ip":
+				if text, ok := torrentfile.String(kv[i+1]); ok && len(text) <= 64 {
+					ip, _ = netip.ParseAddr(string(text)) // a host name or garbage: invalid
+				}
+			case "port":
+				port = intOr(kv[i+1], 0)
+			}
 		}
-		ip, err := netip.ParseAddr(string(ipText))
-		if err != nil {
-			continue // a host name, or garbage
-		}
-		port := decodeInt(p.Port)
-		if port <= 0 || port > 65535 {
+		if !ip.IsValid() || port <= 0 || port > 65535 {
 			continue
 		}
 		if ap := netip.AddrPortFrom(ip.Unmap().WithZone(""), uint16(port)); usable(ap) {
