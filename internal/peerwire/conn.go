@@ -3,7 +3,6 @@ package peerwire
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -20,7 +19,7 @@ const DefaultTimeout = 10 * time.Second
 
 // Options configure Dial and Accept. The zero value works.
 type Options struct {
-	// PeerID is sent in our handshake; zero means a random "-MG0100-" id per connection.
+	// PeerID is sent in our handshake; zero means a fresh NewPeerID per connection.
 	PeerID [20]byte
 	// ExtHandshake is the BEP 10 handshake we send when both sides support extensions. An empty
 	// YourIP is filled in with the peer's address.
@@ -66,10 +65,7 @@ func (o Options) peerID() [20]byte {
 	if o.PeerID != ([20]byte{}) {
 		return o.PeerID
 	}
-	var id [20]byte
-	copy(id[:], "-MG0100-")
-	rand.Read(id[8:])
-	return id
+	return NewPeerID()
 }
 
 // Conn is a handshaken peer connection for one infohash.
