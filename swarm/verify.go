@@ -113,4 +113,3 @@ func (s *Swarm) Banned() []netip.Addr {
 }
 
 func sha1Sum(b []byte) [20]byte { return sha1.Sum(b) }
-
