@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/anacrolix/torrent/metainfo"
@@ -182,7 +183,7 @@ func selector(spec string, so []magnet.Range, info *metainfo.Info) (func(int) bo
 
 // joinPeerNet joins the DHT (optional: peers may come from x.pe and
 // trackers) and opens the peer listener on the --listen TCP address.
-func joinPeerNet(ctx context.Context, c *cli.Context, log *slog.Logger) (*dhtSet, net.Listener, error) {
+func joinPeerNet(ctx context.Context, c *cli.Context, log *slog.Logger) (*dhtSet, *peerListener, error) {
 	set, err := joinDHT(ctx, c, log, dht.Config{}, true)
 	if err != nil {
 		return nil, nil, err
@@ -195,16 +196,31 @@ func joinPeerNet(ctx context.Context, c *cli.Context, log *slog.Logger) (*dhtSet
 	return set, ln, nil
 }
 
-func listenTCP(addrs []netip.AddrPort, log *slog.Logger) (net.Listener, error) {
+// peerListener is the peer listener with the address it was asked to bind:
+// Go binds "0.0.0.0" dual-stack and reports it as [::], so the family a
+// user asked for is kept here for the x.pe hints.
+type peerListener struct {
+	net.Listener
+	want netip.AddrPort
+}
+
+// bound is the address the listener serves, in the family asked for.
+func (l *peerListener) bound() netip.AddrPort {
+	return netip.AddrPortFrom(l.want.Addr(), uint16(l.Addr().(*net.TCPAddr).Port))
+}
+
+func listenTCP(addrs []netip.AddrPort, log *slog.Logger) (*peerListener, error) {
 	var firstErr error
 	for _, a := range addrs {
 		ln, err := net.Listen("tcp", a.String())
-		if err != nil && a.Port() != 0 {
-			log.Warn("peer port taken, using a free one", "addr", a, "err", err)
+		if err != nil && a.Port() != 0 && errors.Is(err, syscall.EADDRINUSE) {
 			ln, err = net.Listen("tcp", netip.AddrPortFrom(a.Addr(), 0).String())
+			if err == nil {
+				log.Warn(fmt.Sprintf("peer port %d is taken; using %d instead", a.Port(), ln.Addr().(*net.TCPAddr).Port))
+			}
 		}
 		if err == nil {
-			return ln, nil
+			return &peerListener{Listener: ln, want: a}, nil
 		}
 		if firstErr == nil {
 			firstErr = err

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -83,10 +82,13 @@ func seedAction(c *cli.Context) error {
 	}
 	defer set.Close()
 	defer ln.Close()
-	tcpAddr := ln.Addr().(*net.TCPAddr).AddrPort()
+	tcpAddr := ln.bound()
 	var hints []string
 	if c.Bool("print-peer") {
-		hints = []string{maddr.FromAddrPort(tcpAddr, "tcp").String()}
+		var note string
+		if hints, note = dialableHints(tcpAddr); note != "" {
+			fmt.Fprintln(c.App.ErrWriter, note)
+		}
 	}
 	fmt.Fprintln(c.App.Writer, magnetFor(mi, ih, hints))
 
