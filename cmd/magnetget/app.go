@@ -22,7 +22,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var ec cli.ExitCoder
 	if errors.As(err, &ec) {
 		if msg := strings.TrimSpace(err.Error()); msg != "" {
-			fmt.Fprintln(stderr, "magnetget:", msg)
+			fmt.Fprintln(stderr, "magnetget:", esc(msg))
 		}
 		return ec.ExitCode()
 	}
@@ -30,7 +30,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "magnetget: interrupted")
 		return 130
 	}
-	fmt.Fprintln(stderr, "magnetget:", err)
+	fmt.Fprintln(stderr, "magnetget:", esc(err.Error()))
 	return 1
 }
 

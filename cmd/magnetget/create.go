@@ -42,7 +42,7 @@ func createCommand() *cli.Command {
 				return err
 			}
 			ih := mi.HashInfoBytes()
-			fmt.Fprintf(c.App.ErrWriter, "wrote %s\n", path)
+			fmt.Fprintf(c.App.ErrWriter, "wrote %s\n", esc(path))
 			fmt.Fprintln(c.App.Writer, magnetFor(mi, ih, nil))
 			return nil
 		},

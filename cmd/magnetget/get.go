@@ -414,7 +414,7 @@ func (e *events) event(kind string, fields map[string]any) {
 	case "metadata":
 		fmt.Fprintf(e.err, "fetching metadata for %s\n", fields["infohash"])
 	case "start":
-		fmt.Fprintf(e.err, "downloading %s (%s) into %s\n", fields["name"], humanBytes(fields["size"].(int64)), fields["dir"])
+		fmt.Fprintf(e.err, "downloading %s (%s) into %s\n", esc(fields["name"].(string)), humanBytes(fields["size"].(int64)), esc(fields["dir"].(string)))
 	}
 }
 

@@ -101,3 +101,79 @@ func TestBootstrapAcceptsHostPort(t *testing.T) {
 		t.Fatalf("--bootstrap-file with host:port: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}
 }
+
+// hostile is a name a stranger could give a torrent or a file: an OSC title
+// change ended by BEL, a carriage return that hides what came before, a
+// screen clear and a right-to-left override.
+const hostile = "evil\x1b]0;owned\x07\rname\x1b[2J\u202e"
+
+func TestEscRendersControlCharacters(t *testing.T) {
+	cases := map[string]string{
+		"plain name.mkv":           "plain name.mkv",
+		"Ünïcödé 日本 a\\b":          "Ünïcödé 日本 a\\b",
+		"a\x1b[31mred":             `a\x1b[31mred`,
+		"line\rover\nnext\x07\x7f": `line\rover\nnext\x07\x7f`,
+		"c1\u009b2J":               `c1\u009b2J`,
+		"bidi\u202etxt.exe":        `bidi\u202etxt.exe`,
+		"bad\xffutf8\\x":           `bad\xffutf8\\x`,
+	}
+	for in, want := range cases {
+		if got := esc(in); got != want {
+			t.Errorf("esc(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// rawControl reports the first terminal control character in s other than
+// the newlines that end lines.
+func rawControl(s string) (rune, bool) {
+	for _, r := range s {
+		if r != '\n' && needsEscape(r) {
+			return r, true
+		}
+	}
+	return 0, false
+}
+
+// TestHostileNamesAreEscaped: a torrent whose name and file names carry
+// terminal control sequences is created, seeded, fetched with meta --print
+// and downloaded; no raw control character reaches the output.
+func TestHostileNamesAreEscaped(t *testing.T) {
+	base := t.TempDir()
+	root := filepath.Join(base, hostile)
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(root, "f\x1b[1Ax\r.bin"), randBytes(50_000), 0o644)
+	os.WriteFile(filepath.Join(root, "bell\x07.txt"), []byte("ding"), 0o644)
+	tf := filepath.Join(base, "t.torrent")
+
+	seed := startIn(t, args("seed", root, "--print-peer", "-o", tf, "--listen", "/ip4/127.0.240.31/tcp/0", offline(t))...)
+	var mag string
+	waitFor(t, 30*time.Second, "the magnet", func() bool {
+		for _, l := range lines(seed.stdout.String()) {
+			if strings.HasPrefix(l, "magnet:?") {
+				mag = l
+				return true
+			}
+		}
+		return false
+	})
+	if r, bad := rawControl(seed.stdout.String() + seed.stderr.String()); bad {
+		t.Errorf("seed printed a raw %U:\n%q", r, seed.stderr.String())
+	}
+	meta := runIn(t, 60*time.Second, args("meta", mag, "--print", "--timeout", "20s", "-o", filepath.Join(base, "m.torrent"), offline(t))...)
+	if meta.code != 0 || !strings.Contains(meta.stdout, `evil\x1b]0;owned\x07\rname`) {
+		t.Fatalf("meta --print: exit %d\nstdout:\n%q\nstderr:\n%q", meta.code, meta.stdout, meta.stderr)
+	}
+	if r, bad := rawControl(meta.stdout + meta.stderr); bad {
+		t.Errorf("meta printed a raw %U:\n%q", r, meta.stdout)
+	}
+	get := runIn(t, 60*time.Second, args("get", mag, "-o", filepath.Join(base, "dl"), offline(t))...)
+	if get.code != 0 {
+		t.Fatalf("get: exit %d\n%q", get.code, get.stderr)
+	}
+	if r, bad := rawControl(get.stdout + get.stderr); bad {
+		t.Errorf("get printed a raw %U:\n%q", r, get.stderr)
+	}
+}

@@ -155,15 +155,15 @@ func metaAction(c *cli.Context) error {
 			_ = enc.Encode(r)
 		case out == "-":
 			if !r.OK {
-				fmt.Fprintf(c.App.ErrWriter, "FAIL %s %s\n", r.InfoHash, r.Error)
+				fmt.Fprintf(c.App.ErrWriter, "FAIL %s %s\n", r.InfoHash, esc(r.Error))
 			}
 		case r.OK:
-			fmt.Fprintf(c.App.Writer, "OK   %s %s (%s, %s)\n", r.InfoHash, r.File, r.Name, humanBytes(r.Size))
+			fmt.Fprintf(c.App.Writer, "OK   %s %s (%s, %s)\n", r.InfoHash, esc(r.File), esc(r.Name), humanBytes(r.Size))
 			if c.Bool("print") {
 				printMeta(c.App.Writer, r)
 			}
 		default:
-			fmt.Fprintf(c.App.Writer, "FAIL %s %s\n", orTarget(r), r.Error)
+			fmt.Fprintf(c.App.Writer, "FAIL %s %s\n", esc(orTarget(r)), esc(r.Error))
 		}
 	}
 	if failed > 0 {
@@ -183,9 +183,9 @@ func orTarget(r metaResult) string {
 }
 
 func printMeta(w io.Writer, r metaResult) {
-	fmt.Fprintf(w, "  name:         %s\n  total size:   %s (%d bytes)\n  piece length: %s (%d pieces)\n  files:\n", r.Name, humanBytes(r.Size), r.Size, humanBytes(r.PieceLength), r.Pieces)
+	fmt.Fprintf(w, "  name:         %s\n  total size:   %s (%d bytes)\n  piece length: %s (%d pieces)\n  files:\n", esc(r.Name), humanBytes(r.Size), r.Size, humanBytes(r.PieceLength), r.Pieces)
 	for _, f := range r.Files {
-		fmt.Fprintf(w, "    %12d  %s\n", f.Length, f.Path)
+		fmt.Fprintf(w, "    %12d  %s\n", f.Length, esc(f.Path))
 	}
 }
 

@@ -61,7 +61,7 @@ func seedAction(c *cli.Context) error {
 		if mi, path, err = makeTorrent(c, root); err != nil {
 			return err
 		}
-		fmt.Fprintf(c.App.ErrWriter, "wrote %s\n", path)
+		fmt.Fprintf(c.App.ErrWriter, "wrote %s\n", esc(path))
 	}
 	ih := mi.HashInfoBytes()
 	info, err := mi.UnmarshalInfo()
