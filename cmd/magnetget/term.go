@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -96,4 +98,24 @@ func termWidth(w io.Writer) int {
 		return 0
 	}
 	return int(ws.Col)
+}
+
+// onResize calls fn on every SIGWINCH (the terminal changed size) until stop.
+func onResize(fn func()) (stop func()) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGWINCH)
+	done := make(chan struct{})
+	quit := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-quit:
+				return
+			case <-ch:
+				fn()
+			}
+		}
+	}()
+	return func() { signal.Stop(ch); close(quit); <-done }
 }
