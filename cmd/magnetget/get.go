@@ -494,4 +494,3 @@ func feedPeers(ctx context.Context, set *dhtSet, sw *swarm.Swarm, ih [20]byte, p
 		interval = min(interval*2, 15*time.Minute)
 	}
 }
-
