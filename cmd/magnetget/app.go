@@ -24,7 +24,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var ue *usageErr
 	if errors.As(err, &ue) {
 		fmt.Fprintln(stderr, "magnetget:", esc(ue.msg))
-		fmt.Fprintf(stderr, "see '%s --help'\n", helpPath(args))
+		if ue.hint {
+			fmt.Fprintf(stderr, "see '%s --help'\n", helpPath(args))
+		}
 		return 2
 	}
 	var ec cli.ExitCoder
@@ -116,7 +118,7 @@ func onUsageError(_ *cli.Context, err error, _ bool) error {
 		}
 		msg = "unknown flag " + name
 	}
-	return &usageErr{msg: msg}
+	return &usageErr{msg: msg, hint: true}
 }
 
 // logger returns the slog.Logger the flags ask for, writing to stderr.
@@ -144,10 +146,19 @@ func logFlags() []cli.Flag {
 
 // usageErr is an error the user can fix by changing the command line:
 // exit status 2, and a pointer to --help.
-type usageErr struct{ msg string }
+type usageErr struct {
+	msg  string
+	hint bool // the command line's shape is wrong: point at --help
+}
 
 func (e *usageErr) Error() string { return e.msg }
 
 func usageError(format string, args ...any) error {
 	return &usageErr{msg: fmt.Sprintf(format, args...)}
+}
+
+// usageHint is a usageError that also points at --help: an unknown flag,
+// a missing or extra argument.
+func usageHint(format string, args ...any) error {
+	return &usageErr{msg: fmt.Sprintf(format, args...), hint: true}
 }

@@ -20,7 +20,7 @@ func completionCommand() *cli.Command {
 			"  magnetget completion fish > ~/.config/fish/completions/magnetget.fish",
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
-				return usageError("completion takes one shell: bash, zsh or fish")
+				return usageHint("completion takes one shell: bash, zsh or fish")
 			}
 			switch c.Args().First() {
 			case "bash":

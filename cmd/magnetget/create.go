@@ -35,7 +35,7 @@ func createCommand() *cli.Command {
 		Flags:     append(createFlags(), logFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
-				return usageError("create takes one file or directory")
+				return usageHint("create takes one file or directory")
 			}
 			mi, path, err := makeTorrent(c, c.Args().First())
 			if err != nil {

@@ -234,9 +234,9 @@ func listenTCP(addrs []netip.AddrPort, log *slog.Logger) (*peerListener, error) 
 func getAction(c *cli.Context) (err error) {
 	if c.NArg() != 1 {
 		if c.NArg() == 0 {
-			return usageError("give a magnet URI, infohash or .torrent file to download")
+			return usageHint("give a magnet URI, infohash or .torrent file to download")
 		}
-		return usageError("give one magnet URI, infohash or .torrent file (for several, run magnetget once each, or meta --from FILE)")
+		return usageHint("give one magnet URI, infohash or .torrent file (for several, run magnetget once each, or meta --from FILE)")
 	}
 	if err := checkGetFlags(c); err != nil {
 		return err

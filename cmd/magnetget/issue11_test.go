@@ -3,14 +3,26 @@ package main
 import (
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
+	"strconv"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
+
+	"github.com/magnetget/magnetget/internal/clitest"
+	"github.com/magnetget/magnetget/swarm"
 
 	"github.com/magnetget/magnetget/dht/dhttest"
 	"github.com/magnetget/magnetget/magnet"
@@ -175,5 +187,184 @@ func TestHostileNamesAreEscaped(t *testing.T) {
 	}
 	if r, bad := rawControl(get.stdout + get.stderr); bad {
 		t.Errorf("get printed a raw %U:\n%q", r, get.stderr)
+	}
+}
+
+// TestProgressFitsAnyWidth: the bar never reaches the last column at 40,
+// 80 or 120 columns (a line that long wraps and every update leaves a
+// line behind), keeps the percentage, and fields come back as it widens.
+func TestProgressFitsAnyWidth(t *testing.T) {
+	ps := []swarm.Progress{
+		{Done: 0, Total: 1 << 40, Peers: 0},
+		{Done: 123456789012, Total: 987654321098, Down: 5e9, Up: 3e9, RateDown: 123456789, RateUp: 98765432, Peers: 1234},
+		{Done: 1 << 30, Total: 1 << 30, Complete: true, Peers: 3},
+	}
+	for _, w := range []int{20, 40, 80, 120} {
+		for _, p := range ps {
+			l := renderBar(p, w)
+			if n := utf8.RuneCountInString(l); n >= w {
+				t.Errorf("width %d: %d columns: %q", w, n, l)
+			}
+			if !strings.Contains(l, "%") {
+				t.Errorf("width %d: no percentage in %q", w, l)
+			}
+		}
+	}
+	if l := renderBar(ps[1], 120); !strings.Contains(l, "eta") || !strings.Contains(l, "peers 1234") || !strings.Contains(l, "[") {
+		t.Errorf("at 120 columns the bar, eta and peers should fit: %q", l)
+	}
+}
+
+// TestProgressRedrawsOnResize: a SIGWINCH redraws the bar at the new width.
+func TestProgressRedrawsOnResize(t *testing.T) {
+	var buf clitest.SyncBuffer
+	ev := newEvents(io.Discard, &buf, false)
+	ev.tty = true
+	var width atomic.Int64
+	width.Store(120)
+	ev.width = func() int { return int(width.Load()) }
+	stop := onResize(ev.redraw)
+	defer stop()
+	ev.progress(swarm.Progress{Done: 10 << 20, Total: 100 << 20, RateDown: 1 << 20, RateUp: 1 << 10, Peers: 7, Down: 10 << 20})
+	width.Store(40)
+	before := strings.Count(buf.String(), "\r")
+	syscall.Kill(os.Getpid(), syscall.SIGWINCH)
+	waitFor(t, 5*time.Second, "a redraw", func() bool { return strings.Count(buf.String(), "\r") > before })
+	draws := strings.Split(buf.String(), "\r")
+	last := strings.TrimSuffix(draws[len(draws)-1], "\x1b[K")
+	if n := utf8.RuneCountInString(last); n >= 40 || n == 0 {
+		t.Fatalf("after resizing to 40 columns the bar is %d columns: %q", n, last)
+	}
+}
+
+// TestDownloadEndsWithSummary: the last line says size, time, average
+// rate, uploaded and peers used.
+func TestDownloadEndsWithSummary(t *testing.T) {
+	var buf clitest.SyncBuffer
+	ev := newEvents(io.Discard, &buf, false)
+	ev.event("start", map[string]any{"name": "x", "size": int64(8 << 20), "dir": "."})
+	ev.peerStats([]swarm.PeerStat{{Addr: netip.MustParseAddrPort("127.0.0.2:1"), Down: 5}, {Addr: netip.MustParseAddrPort("127.0.0.3:1"), Down: 7}, {Addr: netip.MustParseAddrPort("127.0.0.4:1")}})
+	ev.progress(swarm.Progress{Done: 8 << 20, Total: 8 << 20, Down: 8 << 20, Up: 1 << 20, Complete: true, Peers: 3})
+	ev.done(nil)
+	ls := lines(buf.String())
+	last := ls[len(ls)-1]
+	for _, want := range []string{"8.0 MiB in ", "/s average", "from 2 peers", "uploaded 1.0 MiB", "verified"} {
+		if !strings.Contains(last, want) {
+			t.Errorf("summary %q lacks %q", last, want)
+		}
+	}
+}
+
+// TestMetaTimeoutReallyWaits: with no peer anywhere, meta --timeout 2s
+// keeps looking for the whole 2 s and then says what it tried.
+func TestMetaTimeoutReallyWaits(t *testing.T) {
+	start := time.Now()
+	r := runIn(t, 30*time.Second, args("meta", "--timeout", "2s", "0123456789abcdef0123456789abcdef01234567", offline(t))...)
+	if took := time.Since(start); took < 2*time.Second {
+		t.Errorf("meta --timeout 2s gave up after %v", took)
+	}
+	if r.code != 1 || !strings.Contains(r.stdout, "no metadata within 2s") || !strings.Contains(r.stdout, "0 peers found") ||
+		strings.Contains(r.stdout, "metadata: metadata") {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestGetWithoutPeersSaysWhatItTried: get --timeout gives up with one line
+// naming what it tried; --json ends with done ok:false.
+func TestGetWithoutPeersSaysWhatItTried(t *testing.T) {
+	ih := "0123456789abcdef0123456789abcdef01234567"
+	r := runIn(t, 30*time.Second, args("get", ih, "--timeout", "1s", "-o", t.TempDir(), offline(t))...)
+	errLines := lines(r.stderr)
+	last := errLines[len(errLines)-1]
+	if r.code != 1 || !strings.HasPrefix(last, "magnetget: no metadata for "+ih+" within 1s: ") || !strings.Contains(last, "0 peers found") {
+		t.Fatalf("exit %d, last line %q\nstderr:\n%s", r.code, last, r.stderr)
+	}
+	if strings.Contains(r.stderr, "metadata: metadata") || strings.Contains(r.stderr, "level=") {
+		t.Errorf("doubled prefixes or raw slog lines:\n%s", r.stderr)
+	}
+	r = runIn(t, 30*time.Second, args("get", ih, "--timeout", "1s", "--json", "-o", t.TempDir(), offline(t))...)
+	ls := lines(r.stdout)
+	var done struct {
+		Event string `json:"event"`
+		OK    *bool  `json:"ok"`
+		Error string `json:"error"`
+	}
+	if err := json.Unmarshal([]byte(ls[len(ls)-1]), &done); err != nil || done.Event != "done" || done.OK == nil || *done.OK || !strings.Contains(done.Error, "no metadata") {
+		t.Fatalf("--json: want a last done event with ok:false, got %q", ls[len(ls)-1])
+	}
+}
+
+// TestUsageMistakes: each mistake gets a short message on stderr, the
+// right status, and nothing on stdout.
+func TestUsageMistakes(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct {
+		args []string
+		want string
+		hint bool // the shape of the command line is wrong: point at --help
+	}{
+		{[]string{"--bogus"}, "unknown flag --bogus", true},
+		{[]string{"get", "--bogus", "x"}, "unknown flag --bogus", true},
+		{[]string{"seed", "--nope", dir}, "unknown flag --nope", true},
+		{[]string{"get"}, "give a magnet URI", true},
+		{[]string{}, "give a magnet URI", true},
+		{[]string{"meta"}, "meta needs a magnet", true},
+		{[]string{"012345678901234567890123456789012345678"}, "want 40 hex or 32 base32 characters, got 39", false},
+		{[]string{"meta", "012345678901234567890123456789012345678"}, "want 40 hex or 32 base32 characters, got 39", false},
+		{[]string{"get", "--seed-ratio", "2", "0123456789abcdef0123456789abcdef01234567"}, "--seed-ratio applies only with --seed", false},
+		{[]string{"get", "--seed-time", "1h", "0123456789abcdef0123456789abcdef01234567"}, "--seed-time applies only with --seed", false},
+		{[]string{"meta", "-o", "-", "--print", "0123456789abcdef0123456789abcdef01234567"}, "--print and -o -", false},
+	}
+	for _, c := range cases {
+		r := runIn(t, 20*time.Second, args(c.args, offline(t))...)
+		errLines := lines(r.stderr)
+		want := 1
+		if c.hint {
+			want = 2
+		}
+		if r.code != 2 || r.stdout != "" || len(errLines) != want || !strings.Contains(errLines[0], c.want) || (c.hint && !strings.Contains(errLines[1], "--help")) {
+			t.Errorf("magnetget %q: exit %d, want 2 with %q (and a --help pointer: %v) on stderr only\nstdout:\n%s\nstderr:\n%s", c.args, r.code, c.want, c.hint, r.stdout, r.stderr)
+		}
+	}
+	r := runIn(t, 10*time.Second, "help")
+	if r.code != 0 || !strings.Contains(r.stdout, "USAGE") || strings.Contains(r.stderr, "magnet") {
+		t.Errorf("magnetget help: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	r = runIn(t, 10*time.Second, "--version")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "magnetget version ") {
+		t.Errorf("--version: exit %d, stdout %q", r.code, r.stdout)
+	}
+}
+
+// TestTakenPortNamesThePortUsed: when --listen's port is taken, the
+// warning says which port magnetget used instead.
+func TestTakenPortNamesThePortUsed(t *testing.T) {
+	// Take one port number on both UDP and TCP.
+	var port int
+	for try := 0; port == 0 && try < 20; try++ {
+		pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := pc.LocalAddr().(*net.UDPAddr).Port
+		ln, err := net.Listen("tcp4", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			pc.Close()
+			continue
+		}
+		defer pc.Close()
+		defer ln.Close()
+		port = p
+	}
+	if port == 0 {
+		t.Fatal("no port free on both UDP and TCP in 20 tries")
+	}
+	r := runIn(t, 30*time.Second, "get", "0123456789abcdef0123456789abcdef01234567", "--timeout", "500ms", "-o", t.TempDir(),
+		"--bootstrap-file", "/dev/null", "--data-dir", t.TempDir(), "--listen", fmt.Sprintf("127.0.0.1:%d", port))
+	for _, what := range []string{"DHT", "peer"} {
+		re := regexp.MustCompile(what + ` port ` + strconv.Itoa(port) + ` is taken; using \d+ instead`)
+		if !re.MatchString(r.stderr) {
+			t.Errorf("no %q warning naming the new port:\n%s", re, r.stderr)
+		}
 	}
 }

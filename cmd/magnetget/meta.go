@@ -104,11 +104,11 @@ func metaAction(c *cli.Context) error {
 		return err
 	}
 	if len(targets) == 0 {
-		return usageError("meta needs a magnet URI or infohash (or --from FILE)")
+		return usageHint("meta needs a magnet URI or infohash (or --from FILE)")
 	}
 	out := c.String("output")
 	if out == "-" && len(targets) > 1 {
-		return usageError("-o - takes a single target")
+		return usageHint("-o - takes a single target")
 	}
 	if out == "-" && c.Bool("print") {
 		return usageError("--print and -o - would both write to stdout; use --json, or -o FILE with --print")

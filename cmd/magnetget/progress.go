@@ -178,13 +178,9 @@ func (e *events) progress(p swarm.Progress) {
 		e.seeding(p, now)
 		return
 	}
-	if p.Complete {
-		e.completed = true
-		if e.json {
-			e.emit("complete", map[string]any{"done": p.Done, "total": p.Total, "down": p.Down, "up": p.Up, "peers": p.Peers})
-			return
-		}
-	}
+	// The first complete report is a progress event like the others (with
+	// complete true); while seeding after it, seeding() reports sparingly.
+	e.completed = e.completed || p.Complete
 	if e.json {
 		e.emit("progress", map[string]any{"done": p.Done, "total": p.Total, "down": p.Down, "up": p.Up,
 			"rate_down": int64(p.RateDown), "rate_up": int64(p.RateUp), "peers": p.Peers, "complete": p.Complete})

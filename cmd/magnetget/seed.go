@@ -38,7 +38,7 @@ func seedCommand() *cli.Command {
 
 func seedAction(c *cli.Context) error {
 	if c.NArg() != 1 {
-		return usageError("seed takes one file or directory")
+		return usageHint("seed takes one file or directory")
 	}
 	root, err := filepath.Abs(c.Args().First())
 	if err != nil {
