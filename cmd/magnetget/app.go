@@ -18,6 +18,11 @@ import (
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
 	err := app.RunContext(ctx, permuteArgs(app, args))
+	if errors.Is(context.Cause(ctx), errBrokenPipe) {
+		// Stopped because the reader of our output went away: the status a
+		// SIGPIPE death would give, after a clean shutdown.
+		return 141
+	}
 	if err == nil {
 		return 0
 	}

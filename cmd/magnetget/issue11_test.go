@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -366,5 +368,74 @@ func TestTakenPortNamesThePortUsed(t *testing.T) {
 		if !re.MatchString(r.stderr) {
 			t.Errorf("no %q warning naming the new port:\n%s", re, r.stderr)
 		}
+	}
+}
+
+// TestBrokenPipeStillShutsDownCleanly: `magnetget node 2>&1 | tee` whose
+// tee goes away. The next write used to kill the process with SIGPIPE
+// before routing.db was saved; now the node stops as on Ctrl-C, saves, and
+// exits 141 (the status scripts expect for a closed pipe).
+func TestBrokenPipeStillShutsDownCleanly(t *testing.T) {
+	nodes := dhttest.Network(t, 6)
+	data := t.TempDir()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "node", "--listen", "/ip4/127.0.201.9/udp/0", "--bootstrap", bootFlag(nodes[0]),
+		"--data-dir", data, "--status-interval", "100ms")
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	// Read the first line, then go away like a killed tee.
+	buf := make([]byte, 4096)
+	n, _ := pr.Read(buf)
+	if !strings.Contains(string(buf[:n]), "DHT node running") {
+		t.Fatalf("first output %q", buf[:n])
+	}
+	pr.Close()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err = <-done:
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatal("the node neither stopped nor died 20 s after its output pipe closed")
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 141 {
+		t.Fatalf("want exit status 141 after a clean stop, got %v (%v)", err, cmd.ProcessState)
+	}
+	if _, err := os.Stat(filepath.Join(data, "routing.db")); err != nil {
+		t.Fatalf("routing.db not saved: %v", err)
+	}
+}
+
+// TestInterruptThroughPipeSaysInterrupted: Ctrl-C reaches both magnetget and
+// the reader of its output; magnetget still ends with status 130.
+func TestInterruptThroughPipeSaysInterrupted(t *testing.T) {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errb bytes.Buffer
+	cmd := exec.Command(bin, "get", "0123456789abcdef0123456789abcdef01234567", "-o", t.TempDir(), "--json",
+		"--bootstrap-file", "/dev/null", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0")
+	cmd.Stdout, cmd.Stderr = pw, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	buf := make([]byte, 4096)
+	pr.Read(buf) // the "metadata" event
+	cmd.Process.Signal(os.Interrupt)
+	pr.Close()
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 130 || !strings.Contains(errb.String(), "interrupted") {
+		t.Fatalf("want exit 130 and an interrupted line, got %v\nstderr:\n%s", err, errb.String())
 	}
 }

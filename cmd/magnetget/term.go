@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -79,7 +81,7 @@ func needsEscape(r rune) bool {
 
 // isTerminal reports whether w is a terminal.
 func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
+	f, ok := w.(interface{ Fd() uintptr })
 	if !ok {
 		return false
 	}
@@ -89,7 +91,7 @@ func isTerminal(w io.Writer) bool {
 
 // termWidth returns w's width in columns, 0 when unknown.
 func termWidth(w io.Writer) int {
-	f, ok := w.(*os.File)
+	f, ok := w.(interface{ Fd() uintptr })
 	if !ok {
 		return 0
 	}
@@ -118,4 +120,24 @@ func onResize(fn func()) (stop func()) {
 		}
 	}()
 	return func() { signal.Stop(ch); close(quit); <-done }
+}
+
+// errBrokenPipe is the cause of a context cancelled because the reader of
+// stdout or stderr went away.
+var errBrokenPipe = errors.New("output pipe closed")
+
+// pipeWatch is stdout or stderr: a write that fails with EPIPE (the reader
+// is gone) cancels the command's context, so it stops the way Ctrl-C stops
+// it, saving its state, instead of running on with no one listening.
+type pipeWatch struct {
+	*os.File
+	cancel context.CancelCauseFunc
+}
+
+func (p *pipeWatch) Write(b []byte) (int, error) {
+	n, err := p.File.Write(b)
+	if err != nil && errors.Is(err, syscall.EPIPE) {
+		p.cancel(errBrokenPipe)
+	}
+	return n, err
 }
