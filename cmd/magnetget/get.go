@@ -153,7 +153,7 @@ func selector(spec string, so []magnet.Range, info *metainfo.Info) (func(int) bo
 		}
 		if i, err := strconv.Atoi(part); err == nil {
 			if i < 0 || i >= len(files) {
-				return nil, fmt.Errorf("--select: no file %d (the torrent has %d)", i, len(files))
+				return nil, fmt.Errorf("--select: no file %d (the torrent has %d, numbered from 0; meta --print lists them)", i, len(files))
 			}
 			sel[i] = true
 			continue
@@ -380,6 +380,9 @@ func getAction(c *cli.Context) (err error) {
 	stall := context.Cause(rctx)
 	cancel(nil)
 	wg.Wait()
+	if err == nil {
+		ev.partial(partialFiles(&info, sel))
+	}
 	if err != nil {
 		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 			if ev.last().Complete {
@@ -493,4 +496,61 @@ func feedPeers(ctx context.Context, set *dhtSet, sw *swarm.Swarm, ih [20]byte, p
 		}
 		interval = min(interval*2, 15*time.Minute)
 	}
+}
+
+// partialFile is a file left out by --select that still receives bytes:
+// pieces straddle file boundaries, and a piece shared with a selected file
+// is downloaded, verified and written whole.
+type partialFile struct {
+	Index int    `json:"index"`
+	Path  string `json:"path"`
+	Have  int64  `json:"have"`
+	Size  int64  `json:"size"`
+}
+
+// partialFiles lists the unselected files that the selected files' edge
+// pieces write into, with how many of their bytes those pieces hold.
+func partialFiles(info *metainfo.Info, sel func(int) bool) []partialFile {
+	if sel == nil || info.PieceLength <= 0 {
+		return nil
+	}
+	files := info.UpvertedFiles()
+	type span struct{ off, end int64 }
+	spans := make([]span, len(files))
+	var off int64
+	for i, f := range files {
+		spans[i] = span{off, off + f.Length}
+		off += f.Length
+	}
+	// Pieces fetched: every piece that touches a selected file.
+	fetched := map[int64]bool{}
+	for i, s := range spans {
+		if !sel(i) || s.end == s.off {
+			continue
+		}
+		for p := s.off / info.PieceLength; p <= (s.end-1)/info.PieceLength; p++ {
+			fetched[p] = true
+		}
+	}
+	var out []partialFile
+	for i, s := range spans {
+		if sel(i) || s.end == s.off {
+			continue
+		}
+		var have int64
+		for p := s.off / info.PieceLength; p <= (s.end-1)/info.PieceLength; p++ {
+			if fetched[p] {
+				lo, hi := max(s.off, p*info.PieceLength), min(s.end, (p+1)*info.PieceLength)
+				have += hi - lo
+			}
+		}
+		if have > 0 && have < s.end-s.off {
+			p := info.BestName()
+			if len(info.Files) > 0 {
+				p = strings.Join(files[i].BestPath(), "/")
+			}
+			out = append(out, partialFile{Index: i, Path: p, Have: have, Size: s.end - s.off})
+		}
+	}
+	return out
 }

@@ -23,6 +23,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/anacrolix/torrent/metainfo"
 	"github.com/magnetget/magnetget/internal/clitest"
 	"github.com/magnetget/magnetget/swarm"
 
@@ -437,5 +438,64 @@ func TestInterruptThroughPipeSaysInterrupted(t *testing.T) {
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 130 || !strings.Contains(errb.String(), "interrupted") {
 		t.Fatalf("want exit 130 and an interrupted line, got %v\nstderr:\n%s", err, errb.String())
+	}
+}
+
+func TestPartialFiles(t *testing.T) {
+	const pl = 64 << 10
+	info := &metainfo.Info{Name: "t", PieceLength: pl, Files: []metainfo.FileInfo{
+		{Path: []string{"a.bin"}, Length: 300_001},
+		{Path: []string{"empty.txt"}, Length: 0},
+		{Path: []string{"sub", "b.bin"}, Length: 70_000},
+		{Path: []string{"sub", "deep", "c.txt"}, Length: 13},
+		{Path: []string{"sub", "deep", "d.data"}, Length: 123_457},
+	}}
+	got := partialFiles(info, func(i int) bool { return i == 2 })
+	// b.bin spans pieces 4 and 5: piece 4 begins in a.bin, piece 5 holds all
+	// of c.txt (whole, so not partial) and the head of d.data.
+	want := []partialFile{
+		{Index: 0, Path: "a.bin", Have: 300_001 - 4*pl, Size: 300_001},
+		{Index: 4, Path: "sub/deep/d.data", Have: 6*pl - 370_014, Size: 123_457},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %+v\nwant %+v", got, want)
+	}
+	if got := partialFiles(info, nil); got != nil {
+		t.Errorf("no selection: %+v", got)
+	}
+	if got := partialFiles(info, func(i int) bool { return i != 1 }); got != nil {
+		t.Errorf("everything selected: %+v", got)
+	}
+}
+
+// TestSelectShowsIndexesAndPartialFiles: meta --print numbers the files,
+// and a download of some of them names the others it left partly written.
+func TestSelectShowsIndexesAndPartialFiles(t *testing.T) {
+	base := t.TempDir()
+	root := filepath.Join(base, "tree")
+	writeTree(t, root)
+	seed := startIn(t, args("seed", root, "--print-peer", "--piece-length", "64K", "-o", filepath.Join(base, "t.torrent"),
+		"--listen", "/ip4/127.0.240.32/tcp/0", offline(t))...)
+	var mag string
+	waitFor(t, 30*time.Second, "the magnet", func() bool {
+		for _, l := range lines(seed.stdout.String()) {
+			if strings.HasPrefix(l, "magnet:?") {
+				mag = l
+				return true
+			}
+		}
+		return false
+	})
+	meta := runIn(t, 60*time.Second, args("meta", mag, "--print", "--timeout", "20s", "-o", filepath.Join(base, "m.torrent"), offline(t))...)
+	if meta.code != 0 || !regexp.MustCompile(`(?m)^\s+2\s+70000\s+sub/b\.bin$`).MatchString(meta.stdout) {
+		t.Fatalf("meta --print does not number the files:\n%s\n%s", meta.stdout, meta.stderr)
+	}
+	out := filepath.Join(base, "dl")
+	get := runIn(t, 60*time.Second, args("get", mag, "--select", "2", "-o", out, offline(t))...)
+	if get.code != 0 {
+		t.Fatalf("get --select 2: exit %d\n%s", get.code, get.stderr)
+	}
+	if !strings.Contains(get.stderr, "partly written") || !strings.Contains(get.stderr, "0 a.bin (") || !strings.Contains(get.stderr, "4 sub/deep/d.data (") {
+		t.Fatalf("the partly written files are not named:\n%s", get.stderr)
 	}
 }

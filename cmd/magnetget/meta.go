@@ -43,6 +43,7 @@ func metaCommand() *cli.Command {
 }
 
 type metaFile struct {
+	Index  int    `json:"index"`
 	Path   string `json:"path"`
 	Length int64  `json:"length"`
 }
@@ -220,8 +221,9 @@ func orTarget(r metaResult) string {
 
 func printMeta(w io.Writer, r metaResult) {
 	fmt.Fprintf(w, "  name:         %s\n  total size:   %s (%d bytes)\n  piece length: %s (%d pieces)\n  files:\n", esc(r.Name), humanBytes(r.Size), r.Size, humanBytes(r.PieceLength), r.Pieces)
-	for _, f := range r.Files {
-		fmt.Fprintf(w, "    %12d  %s\n", f.Length, esc(f.Path))
+	fmt.Fprintf(w, "    %5s  %12s  %s\n", "index", "bytes", "path (select with get --select INDEX,...)")
+	for i, f := range r.Files {
+		fmt.Fprintf(w, "    %5d  %12d  %s\n", i, f.Length, esc(f.Path))
 	}
 }
 
@@ -274,12 +276,12 @@ func fillMeta(res *metaResult, info *metainfo.Info) {
 	res.Size = info.TotalLength()
 	res.PieceLength = info.PieceLength
 	res.Pieces = info.NumPieces()
-	for _, f := range info.UpvertedFiles() {
+	for i, f := range info.UpvertedFiles() {
 		p := strings.Join(f.BestPath(), "/")
 		if len(info.Files) == 0 {
 			p = info.BestName()
 		}
-		res.Files = append(res.Files, metaFile{Path: p, Length: f.Length})
+		res.Files = append(res.Files, metaFile{Index: i, Path: p, Length: f.Length})
 	}
 }
 

@@ -35,6 +35,15 @@ type events struct {
 	maxPeers  int
 	used      map[netip.AddrPort]bool // peers that sent us piece data
 	finished  bool
+	partials  []partialFile
+}
+
+// partial records the unselected files the download left partly written,
+// for the end of the output.
+func (e *events) partial(ps []partialFile) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.partials = ps
 }
 
 func newEvents(out, errw io.Writer, asJSON bool) *events {
@@ -273,12 +282,22 @@ func (e *events) done(err error) {
 		if err != nil {
 			f["error"] = userMessage(err)
 		}
+		if len(e.partials) > 0 {
+			f["partial_files"] = e.partials
+		}
 		e.emit("done", f)
 		return
 	}
 	e.clearDrawn()
 	if err == nil {
 		fmt.Fprintf(e.err, "done: %s; every piece verified\n", s)
+		if len(e.partials) > 0 {
+			var parts []string
+			for _, p := range e.partials {
+				parts = append(parts, fmt.Sprintf("%d %s (%s of %s)", p.Index, esc(p.Path), humanBytes(p.Have), humanBytes(p.Size)))
+			}
+			fmt.Fprintf(e.err, "not selected but partly written, sharing a piece with a selected file: %s\n", strings.Join(parts, ", "))
+		}
 	}
 }
 
