@@ -232,6 +232,11 @@ func listenTCP(addrs []netip.AddrPort, log *slog.Logger) (*peerListener, error) 
 }
 
 func getAction(c *cli.Context) (err error) {
+	ctx := c.Context
+	ev := newEvents(c.App.Writer, c.App.ErrWriter, c.Bool("json"))
+	// Every way out, usage errors and failures included, ends the --json
+	// stream with "done".
+	defer func() { ev.done(err) }()
 	if c.NArg() != 1 {
 		if c.NArg() == 0 {
 			return usageHint("give a magnet URI, infohash or .torrent file to download")
@@ -253,11 +258,7 @@ func getAction(c *cli.Context) (err error) {
 	if err != nil {
 		return usageError("--upload-limit: %v", err)
 	}
-	ctx := c.Context
-	ev := newEvents(c.App.Writer, c.App.ErrWriter, c.Bool("json"))
 	log := loggerTo(c, ev)
-	// Every way out, failures included, ends the --json stream with "done".
-	defer func() { ev.done(err) }()
 	if ev.tty && !ev.json {
 		stop := onResize(ev.redraw)
 		defer stop()
@@ -386,7 +387,9 @@ func getAction(c *cli.Context) (err error) {
 	if err != nil {
 		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 			if ev.last().Complete {
-				return nil // seeding ended by the user: the download is whole
+				// Seeding ended by the user: the download is whole.
+				ev.stoppedSeeding()
+				return nil
 			}
 			return cli.Exit("interrupted; run the same command again to resume", 130)
 		}

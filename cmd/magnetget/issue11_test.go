@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -497,5 +498,94 @@ func TestSelectShowsIndexesAndPartialFiles(t *testing.T) {
 	}
 	if !strings.Contains(get.stderr, "partly written") || !strings.Contains(get.stderr, "0 a.bin (") || !strings.Contains(get.stderr, "4 sub/deep/d.data (") {
 		t.Fatalf("the partly written files are not named:\n%s", get.stderr)
+	}
+}
+
+// TestSeedingIsQuietAndStopsCleanly: get --seed --json reports the
+// finished download once, not every half second while seeding; Ctrl-C
+// ends the seeding with ok:true and "stopped", never "context canceled".
+func TestSeedingIsQuietAndStopsCleanly(t *testing.T) {
+	base := t.TempDir()
+	content := filepath.Join(base, "one.bin")
+	os.WriteFile(content, randBytes(200_000), 0o644)
+	seed := startIn(t, args("seed", content, "--print-peer", "-o", filepath.Join(base, "t.torrent"),
+		"--listen", "/ip4/127.0.240.33/tcp/0", offline(t))...)
+	var mag string
+	waitFor(t, 30*time.Second, "the magnet", func() bool {
+		for _, l := range lines(seed.stdout.String()) {
+			if strings.HasPrefix(l, "magnet:?") {
+				mag = l
+				return true
+			}
+		}
+		return false
+	})
+	get := startIn(t, args("get", mag, "--seed", "--json", "-o", filepath.Join(base, "dl"), offline(t))...)
+	waitFor(t, 30*time.Second, "completion", func() bool { return strings.Contains(get.stdout.String(), `"complete":true`) })
+	time.Sleep(2 * time.Second) // four swarm progress reports while seeding
+	get.cancel()
+	if code := get.wait(t, 15*time.Second); code != 0 {
+		t.Fatalf("get --seed ended by the user: exit %d\n%s", code, get.stderr.String())
+	}
+	ls := lines(get.stdout.String())
+	n := 0
+	for _, l := range ls {
+		if strings.Contains(l, `"complete":true`) {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d progress events after completion, want 1 (seeding is quiet):\n%s", n, get.stdout.String())
+	}
+	last := ls[len(ls)-1]
+	if !strings.Contains(last, `"event":"done"`) || !strings.Contains(last, `"ok":true`) || !strings.Contains(last, `"seeding":"stopped"`) ||
+		strings.Contains(get.stdout.String()+get.stderr.String(), "context canceled") {
+		t.Errorf("last event %s\nstderr:\n%s", last, get.stderr.String())
+	}
+	// The seeder, stopped, says what it uploaded without a nonsense rate.
+	seed.cancel()
+	if code := seed.wait(t, 15*time.Second); code != 0 {
+		t.Fatalf("seed stopped by the user: exit %d\n%s", code, seed.stderr.String())
+	}
+	if !regexp.MustCompile(`stopped after .*: uploaded 195\.3 KiB in under a second`).MatchString(seed.stderr.String()) {
+		t.Errorf("seed's last line:\n%s", seed.stderr.String())
+	}
+}
+
+func TestActiveMeter(t *testing.T) {
+	var m activeMeter
+	t0 := time.Unix(1000, 0)
+	m.add(0, t0)
+	m.add(3<<20, t0.Add(500*time.Millisecond)) // a burst between two reports
+	for i := 2; i < 7200; i++ {
+		m.add(3<<20, t0.Add(time.Duration(i)*500*time.Millisecond)) // then an hour idle
+	}
+	if got := m.describe(3 << 20); got != "3.0 MiB in under a second" {
+		t.Errorf("burst then idle: %q", got)
+	}
+	for i := 0; i < 20; i++ { // 10 s at 1 MiB/s
+		m.add(int64(3<<20+(i+1)<<19), t0.Add(time.Hour+time.Duration(i+1)*500*time.Millisecond))
+	}
+	if got := m.describe(13 << 20); !strings.Contains(got, "at 1.2 MiB/s while active") {
+		t.Errorf("after 10 s at 1 MiB/s: %q", got)
+	}
+}
+
+// TestMetricNames: rates are named for their unit, as Prometheus asks.
+func TestMetricNames(t *testing.T) {
+	base := t.TempDir()
+	content := filepath.Join(base, "one.bin")
+	os.WriteFile(content, randBytes(1000), 0o644)
+	seed := startIn(t, args("seed", content, "-o", filepath.Join(base, "t.torrent"), "--status-addr", "127.0.0.1:0",
+		"--listen", "/ip4/127.0.240.34/tcp/0", offline(t))...)
+	url := statusURL(t, seed.stderr)
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "\nmagnetget_upload_rate_bytes_per_second ") || strings.Contains(string(body), "magnetget_upload_rate_bytes ") {
+		t.Errorf("/metrics:\n%s", body)
 	}
 }

@@ -25,17 +25,27 @@ type events struct {
 	enc   *json.Encoder
 	start time.Time // when the command started
 
-	dlStart   time.Time // when the swarm started (after metadata)
-	latest    swarm.Progress
-	haveLast  bool
-	lastLine  time.Time
-	lastDrawn string // the bar or status line now on the terminal
-	completed bool   // the "complete" event was sent (seeding follows)
-	seedLast  swarm.Progress
-	maxPeers  int
-	used      map[netip.AddrPort]bool // peers that sent us piece data
-	finished  bool
-	partials  []partialFile
+	dlStart    time.Time // when the swarm started (after metadata)
+	latest     swarm.Progress
+	haveLast   bool
+	lastLine   time.Time
+	lastDrawn  string // the bar or status line now on the terminal
+	completed  bool   // the "complete" event was sent (seeding follows)
+	seedLast   swarm.Progress
+	maxPeers   int
+	used       map[netip.AddrPort]bool // peers that sent us piece data
+	finished   bool
+	partials   []partialFile
+	completeAt time.Time // when the download first reported complete
+	stopped    bool      // seeding was ended by the user
+}
+
+// stoppedSeeding records that the user ended the seeding that followed a
+// complete download: a normal end, said as "stopped".
+func (e *events) stoppedSeeding() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.stopped = true
 }
 
 // partial records the unselected files the download left partly written,
@@ -189,6 +199,9 @@ func (e *events) progress(p swarm.Progress) {
 	}
 	// The first complete report is a progress event like the others (with
 	// complete true); while seeding after it, seeding() reports sparingly.
+	if p.Complete && !e.completed {
+		e.completeAt = now
+	}
 	e.completed = e.completed || p.Complete
 	if e.json {
 		e.emit("progress", map[string]any{"done": p.Done, "total": p.Total, "down": p.Down, "up": p.Up,
@@ -240,7 +253,11 @@ type summary struct {
 
 func (e *events) summary() summary {
 	p := e.latest
-	took := time.Since(e.dlStart)
+	end := time.Now()
+	if !e.completeAt.IsZero() {
+		end = e.completeAt // seeding afterwards is not download time
+	}
+	took := end.Sub(e.dlStart)
 	if e.dlStart.IsZero() {
 		took = 0
 	}
@@ -285,12 +302,18 @@ func (e *events) done(err error) {
 		if len(e.partials) > 0 {
 			f["partial_files"] = e.partials
 		}
+		if e.stopped {
+			f["seeding"] = "stopped"
+		}
 		e.emit("done", f)
 		return
 	}
 	e.clearDrawn()
 	if err == nil {
 		fmt.Fprintf(e.err, "done: %s; every piece verified\n", s)
+		if e.stopped {
+			fmt.Fprintln(e.err, "seeding stopped")
+		}
 		if len(e.partials) > 0 {
 			var parts []string
 			for _, p := range e.partials {
@@ -397,5 +420,35 @@ func renderBar(p swarm.Progress, width int) string {
 			}
 		}
 		fields = append(fields[:low:low], fields[low+1:]...)
+	}
+}
+
+// activeMeter measures a transfer's rate over the time it was active: a
+// seeder idle for an hour that sent 3 MiB in 20 ms did not upload at
+// 850 B/s. Each progress report (about every 0.5 s) whose counter grew
+// adds the time since the previous report.
+type activeMeter struct {
+	last   int64
+	lastAt time.Time
+	active time.Duration
+}
+
+func (m *activeMeter) add(n int64, now time.Time) {
+	if n > m.last && !m.lastAt.IsZero() {
+		m.active += min(now.Sub(m.lastAt), 2*time.Second)
+	}
+	m.last, m.lastAt = n, now
+}
+
+// describe says how much went and how fast while it went: "2.9 MiB in
+// under a second", "300 MiB at 12.0 MiB/s while active".
+func (m *activeMeter) describe(n int64) string {
+	switch {
+	case n == 0:
+		return "0 B"
+	case m.active < time.Second:
+		return humanBytes(n) + " in under a second"
+	default:
+		return fmt.Sprintf("%s at %s/s while active", humanBytes(n), humanBytes(int64(rate(n, m.active))))
 	}
 }
