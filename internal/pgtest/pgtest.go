@@ -49,10 +49,45 @@ var (
 	once     sync.Once
 	shared   *server
 	startErr error
-	skipMsg  string
 	dbSeq    int
 	dbSeqMu  sync.Mutex
 )
+
+var errNoBinaries = errors.New("no PostgreSQL binaries under /usr/lib/postgresql/*/bin")
+
+// skipOrFail skips the test when the binaries are missing, except under
+// CI=true; other start errors fail it.
+func skipOrFail(tb testing.TB, err error) {
+	tb.Helper()
+	if errors.Is(err, errNoBinaries) {
+		if os.Getenv("CI") == "true" {
+			tb.Fatalf("pgtest: %v (CI=true: .ci/run installs postgresql, so this must run)", err)
+		}
+		tb.Skipf("pgtest: %v; install Debian's postgresql package to run this test", err)
+	}
+	tb.Fatalf("pgtest: %v", err)
+}
+
+// Private starts a server of the test's own (for packages whose TestMain
+// is not pgtest.Main), stopped and removed at the test's cleanup, and
+// returns the URL of its postgres database and functions to stop and
+// start it again.
+func Private(tb testing.TB) (url string, stop, start func()) {
+	tb.Helper()
+	s, err := startServer()
+	if err != nil {
+		skipOrFail(tb, err)
+	}
+	tb.Cleanup(func() {
+		s.stop()
+		os.RemoveAll(s.dir)
+	})
+	return s.url("postgres"), s.stop, func() {
+		if err := s.run(); err != nil {
+			tb.Errorf("pgtest: restart: %v", err)
+		}
+	}
+}
 
 // Main runs the package's tests and then stops the shared server, if one
 // was started. Use it from TestMain: os.Exit(pgtest.Main(m)).
@@ -91,15 +126,9 @@ func binDir() string {
 // starting the server first if needed.
 func New(tb testing.TB) string {
 	tb.Helper()
-	once.Do(func() { shared, startErr = start() })
-	if skipMsg != "" {
-		if os.Getenv("CI") == "true" {
-			tb.Fatalf("pgtest: %s (CI=true: .ci/run installs postgresql, so this must run)", skipMsg)
-		}
-		tb.Skipf("pgtest: %s; install Debian's postgresql package to run this test", skipMsg)
-	}
+	once.Do(func() { shared, startErr = startServer() })
 	if startErr != nil {
-		tb.Fatalf("pgtest: %v", startErr)
+		skipOrFail(tb, startErr)
 	}
 	dbSeqMu.Lock()
 	dbSeq++
@@ -145,11 +174,10 @@ func (s *server) url(db string) string {
 	return "postgres://postgres@/" + db + "?" + q.Encode()
 }
 
-func start() (*server, error) {
+func startServer() (*server, error) {
 	bin := binDir()
 	if bin == "" {
-		skipMsg = "no PostgreSQL binaries under /usr/lib/postgresql/*/bin"
-		return nil, nil
+		return nil, errNoBinaries
 	}
 	dir, err := os.MkdirTemp("", "pgtest-")
 	if err != nil {
