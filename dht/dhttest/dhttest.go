@@ -25,11 +25,13 @@ func Addr(i int) netip.Addr {
 	return netip.AddrFrom4([4]byte{127, 0, byte(1 + i/250), byte(1 + i%250)})
 }
 
-// Config returns the configuration Network uses: unlimited send rate and a resend delay that is
-// short for a network but long enough for a loaded CI machine running -race (an answered query
-// never waits for it).
+// Config returns the configuration Network uses: unlimited send and reply rates (each node stands
+// for a host of the wide DHT, where one client rarely asks one node twice; in a small network a
+// client running many lookups asks every node over and over), and a resend delay that is short
+// for a network but long enough for a loaded CI machine running -race (an answered query never
+// waits for it).
 func Config() dht.Config {
-	return dht.Config{Rate: -1, ResendDelay: time.Second}
+	return dht.Config{Rate: -1, SourceRate: -1, ResendDelay: time.Second}
 }
 
 // Network starts n nodes on loopback (distinct 127.0.x.y addresses), each seeded with several
