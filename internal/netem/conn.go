@@ -22,13 +22,17 @@ type Conn struct {
 }
 
 // NewConn wraps c (which the Conn then owns) in l and starts its two pump goroutines.
-func NewConn(c net.Conn, l Link) *Conn {
+func NewConn(c net.Conn, l Link) *Conn { return newConn(c, l, time.Time{}) }
+
+// newConn is NewConn delivering nothing it reads before notBefore.
+func newConn(c net.Conn, l Link, notBefore time.Time) *Conn {
 	wc := &Conn{
 		inner: c,
 		out:   newLine(l.Send, l.Seed, 1),
 		in:    newLine(l.Recv, l.Seed, 2),
 		done:  make(chan struct{}),
 	}
+	wc.in.shaper.last = notBefore
 	wc.wg.Add(2)
 	go wc.sendPump()
 	go wc.recvPump()

@@ -37,14 +37,10 @@ func (ln *Listener) Accept() (net.Conn, error) {
 	}
 	l := *ln.link.Load()
 	l.Seed += ln.n.Add(1)
-	wc := NewConn(c, l)
 	// The kernel completed the TCP handshake at loopback speed. On the emulated link the dialer's
 	// connect would have returned one RTT later, so its first bytes arrive no earlier than an RTT
 	// plus the one-way delay from now.
-	wc.in.mu.Lock()
-	wc.in.shaper.last = time.Now().Add(l.Send.Delay + 2*l.Recv.Delay)
-	wc.in.mu.Unlock()
-	return wc, nil
+	return newConn(c, l, time.Now().Add(l.Send.Delay+2*l.Recv.Delay)), nil
 }
 
 // Dialer dials TCP through a Link: a dial returns one emulated RTT after the real one, and
