@@ -70,6 +70,8 @@ type peer struct {
 	allowedFast    map[int]bool
 	maxOut         int
 	lastBlock      time.Time
+	lastPayload    time.Time // a block received or sent (connection time until then)
+	evicting       bool      // closed to make room for another peer
 	wasted         int64
 	downBytes      int64
 	upBytes        int64
@@ -105,6 +107,8 @@ func (s *Swarm) startPeer(c *peerwire.Conn, adopted bool) {
 
 func (s *Swarm) startPeerDir(c *peerwire.Conn, adopted, outgoing bool) {
 	addr := c.RemoteAddr()
+	var closing []*peerwire.Conn
+	defer func() { closeAll(closing) }()
 	s.mu.Lock()
 	reason := ""
 	switch {
@@ -112,10 +116,10 @@ func (s *Swarm) startPeerDir(c *peerwire.Conn, adopted, outgoing bool) {
 		reason = "swarm not running"
 	case s.banned[addr.Addr()]:
 		reason = "banned"
-	case len(s.peers) >= s.cfg.MaxPeers:
-		reason = "too many peers"
 	case c.PeerID() == s.cfg.PeerID:
 		reason = "connected to ourselves"
+	case s.perIPLocked(addr.Addr()) >= maxPerIP:
+		reason = "too many connections from one address"
 	}
 	if reason == "" {
 		for q := range s.peers {
@@ -123,6 +127,9 @@ func (s *Swarm) startPeerDir(c *peerwire.Conn, adopted, outgoing bool) {
 				reason = "duplicate connection" // e.g. both sides dialled each other
 			}
 		}
+	}
+	if reason == "" && !s.roomLocked(&closing) {
+		reason = "too many peers"
 	}
 	if reason != "" {
 		if !s.stopped {
@@ -143,6 +150,7 @@ func (s *Swarm) startPeerDir(c *peerwire.Conn, adopted, outgoing bool) {
 		allowedFast: make(map[int]bool),
 		maxOut:      initOutstanding,
 		pexSent:     make(map[netip.AddrPort]bool),
+		lastPayload: time.Now(),
 		qsig:        make(chan struct{}, 1),
 		diskq:       make(chan blockRun, diskQ),
 		diskDone:    make(chan struct{}),
@@ -349,6 +357,7 @@ func (p *peer) serveUploads(reqs []peerwire.Message, buf *[]byte) error {
 	s.mu.Lock()
 	s.up += int64(total)
 	p.upBytes += int64(total)
+	p.lastPayload = time.Now()
 	s.mu.Unlock()
 	return nil
 }
@@ -547,6 +556,7 @@ func (p *peer) onPiece(m peerwire.Message) error {
 	}
 	s.dropRequestLocked(p, k)
 	p.lastBlock = time.Now()
+	p.lastPayload = p.lastBlock
 	idx, b := int(m.Index), int(m.Begin/blockSize)
 	ps := s.pieces[idx]
 	if ps == nil || ps.claimed[b] || ps.verifying || s.picker.Have(idx) {
@@ -811,6 +821,9 @@ func (s *Swarm) removePeer(p *peer) {
 	defer s.mu.Unlock()
 	p.removed = true
 	delete(s.peers, p)
+	if p.evicting {
+		s.evicting--
+	}
 	delete(s.known, p.addr)
 	for i := range s.layout.NumPieces() {
 		if p.has.Has(i) {

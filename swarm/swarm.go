@@ -123,7 +123,10 @@ type Swarm struct {
 	peers            map[*peer]struct{}
 	known            map[netip.AddrPort]bool // connected or being dialled
 	pending          []netip.AddrPort        // to dial
-	dialing          int
+	dialing          int                     // dials in progress
+	handshaking      int                     // incoming handshakes in progress
+	connecting       map[netip.Addr]int      // dials and incoming handshakes in progress, per IP
+	evicting         int                     // peers closed to make room, not yet removed
 	banned           map[netip.Addr]bool
 	strikes          map[netip.Addr]int
 	conns            []*peerwire.Conn // handed in before Run
@@ -139,8 +142,9 @@ type Swarm struct {
 	lastDown, lastUp int64
 
 	// test hooks, set by tests in this package before Run
-	onRequest func(piece int)
-	onBan     func(netip.Addr)
+	onRequest  func(piece int)
+	onBan      func(netip.Addr)
+	evictAfter time.Duration // 0: evictIdle
 }
 
 // pieceState tracks the blocks of one piece being downloaded.
@@ -185,14 +189,15 @@ func New(cfg Config) (*Swarm, error) {
 	}
 	s := &Swarm{
 		cfg: cfg, log: log, layout: layout, store: store,
-		verifyCh: make(chan verifyJob, 64),
-		runSlots: make(chan struct{}, maxRuns),
-		wake:     make(chan struct{}, 1),
-		pieces:   make(map[int]*pieceState),
-		peers:    make(map[*peer]struct{}),
-		known:    make(map[netip.AddrPort]bool),
-		banned:   make(map[netip.Addr]bool),
-		strikes:  make(map[netip.Addr]int),
+		verifyCh:   make(chan verifyJob, 64),
+		runSlots:   make(chan struct{}, maxRuns),
+		wake:       make(chan struct{}, 1),
+		pieces:     make(map[int]*pieceState),
+		peers:      make(map[*peer]struct{}),
+		known:      make(map[netip.AddrPort]bool),
+		connecting: make(map[netip.Addr]int),
+		banned:     make(map[netip.Addr]bool),
+		strikes:    make(map[netip.Addr]int),
 	}
 	wanted := s.wantedPieces()
 	s.picker = picker.New(layout.NumPieces(), wanted, cfg.Sequential, rand.Uint64())
@@ -215,6 +220,13 @@ func New(cfg Config) (*Swarm, error) {
 		}
 	}
 	s.opts = peerwire.Options{PeerID: cfg.PeerID, ExtHandshake: ext, Timeout: dialTimeout}
+	if cfg.Listener != nil {
+		// Dial from the address we listen on: the peers then see (and pass on) an address
+		// that answers, and per-address limits on their side count us once.
+		if ta, ok := cfg.Listener.Addr().(*net.TCPAddr); ok {
+			s.opts.LocalAddr = ta.AddrPort().Addr().Unmap()
+		}
+	}
 	return s, nil
 }
 
