@@ -26,7 +26,7 @@ func (s *Swarm) dialMore() {
 	}
 	for len(s.pending) > 0 && s.dialing < maxParallelDials {
 		addr := s.pending[0]
-		if s.banned[addr.Addr()] || s.perIPLocked(addr.Addr()) >= maxPerIP {
+		if s.bans.banned(addr.Addr(), time.Now()) || s.perIPLocked(addr.Addr()) >= maxPerIP {
 			s.pending = s.pending[1:]
 			delete(s.known, addr)
 			continue
@@ -117,7 +117,7 @@ func (s *Swarm) acceptLoop(ctx context.Context) {
 		ip := addrPortOf(nc.RemoteAddr()).Addr()
 		var closing []*peerwire.Conn
 		s.mu.Lock()
-		ok := !s.stopped && !s.banned[ip] && s.handshaking < s.handshakeBudget() &&
+		ok := !s.stopped && !s.bans.banned(ip, time.Now()) && s.handshaking < s.handshakeBudget() &&
 			s.perIPLocked(ip) < maxPerIP && s.roomLocked(&closing)
 		if ok {
 			s.handshaking++

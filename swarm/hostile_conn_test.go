@@ -268,3 +268,33 @@ func TestHalfOpenHandshakesBounded(t *testing.T) {
 	}
 	tt.checkFiles(t, dir)
 }
+
+// TestRepeatedHaveAllDropped: a peer repeating have_all (each one a loop over every piece
+// under the swarm's lock before) is dropped once its repeats add nothing.
+func TestRepeatedHaveAllDropped(t *testing.T) {
+	tt := makeTorrent(t, "haveall", 16<<10, []testFile{{"h.bin", 1 << 20}}, 25)
+	ln := listen(t, "127.0.25.1")
+	s, err := New(Config{InfoHash: tt.ih, Info: tt.info, Dir: t.TempDir(), Listener: ln})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startRun(t, s, 60*time.Second)
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.25.2")}}
+	nc, err := d.Dial("tcp", addrOf(ln).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	msg := handshakeBytes(tt.ih, 1)
+	for range 100 {
+		msg = append(msg, 0, 0, 0, 1, peerwire.HaveAll)
+	}
+	if _, err := nc.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	nc.SetReadDeadline(time.Now().Add(20 * time.Second))
+	_, err = io.Copy(io.Discard, nc)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("a peer repeating have_all 100 times is still connected")
+	}
+}

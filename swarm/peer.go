@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/bits"
 	"net/netip"
 	"sync"
 	"time"
@@ -59,6 +60,7 @@ type peer struct {
 	has            picker.Bitfield
 	hasCount       int
 	gotHas         bool // a bitfield, have_all or have_none arrived
+	staleHas       int  // later ones that added no piece
 	useful         int  // pieces it has that we want and lack
 	peerChoking    bool
 	peerInterested bool
@@ -114,7 +116,7 @@ func (s *Swarm) startPeerDir(c *peerwire.Conn, adopted, outgoing bool) {
 	switch {
 	case s.stopped || s.ctx == nil:
 		reason = "swarm not running"
-	case s.banned[addr.Addr()]:
+	case s.bans.banned(addr.Addr(), time.Now()):
 		reason = "banned"
 	case c.PeerID() == s.cfg.PeerID:
 		reason = "connected to ourselves"
@@ -439,27 +441,17 @@ func (p *peer) handle(m peerwire.Message) error {
 		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		// aria2 sends a fresh bitfield instead of 20 or more haves, any time:
-		// a later one only adds pieces.
-		p.gotHas = true
-		for i := range n {
-			if bf.Has(i) {
-				s.peerHasLocked(p, i)
-			}
-		}
-		return s.afterHasLocked(p)
+		// aria2 sends a fresh bitfield instead of 20 or more haves, any time: a later one
+		// only adds pieces. Only the bytes with new bits are looked at, so a repeated
+		// bitfield costs n/8 byte compares under the lock, and repeats that add nothing are
+		// a protocol error after a few.
+		return s.addHasLocked(p, bf.Bytes(), false)
 	case peerwire.HaveAll, peerwire.HaveNone:
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		// aria2 sends have_all once it completes, in place of its last haves;
-		// a late have_none adds nothing.
-		p.gotHas = true
-		if m.ID == peerwire.HaveAll {
-			for i := range n {
-				s.peerHasLocked(p, i)
-			}
-		}
-		return s.afterHasLocked(p)
+		// aria2 sends have_all once it completes, in place of its last haves; a late
+		// have_none adds nothing.
+		return s.addHasLocked(p, nil, m.ID == peerwire.HaveAll)
 	case peerwire.Request:
 		return p.onRequest(m)
 	case peerwire.Cancel:
@@ -636,6 +628,42 @@ func (p *peer) onExtended(m peerwire.Message) error {
 		}
 	}
 	return nil
+}
+
+// maxStaleHas is how many bitfield, have_all or have_none messages adding no piece a peer may
+// send after its first before it is dropped.
+const maxStaleHas = 8
+
+// addHasLocked records the pieces of a bitfield (wire form), or every piece when all is set,
+// as p's. A have_all after p has everything costs nothing.
+func (s *Swarm) addHasLocked(p *peer, bf []byte, all bool) error {
+	first := !p.gotHas
+	p.gotHas = true
+	have := p.has.Bytes()
+	added := 0
+	if all && p.hasCount < p.has.Len() {
+		for i := range p.has.Len() {
+			if !p.has.Has(i) {
+				s.peerHasLocked(p, i)
+				added++
+			}
+		}
+	}
+	for j, b := range bf {
+		nb := b &^ have[j]
+		for nb != 0 {
+			bit := bits.LeadingZeros8(nb)
+			nb &^= 0x80 >> bit
+			s.peerHasLocked(p, j*8+bit)
+			added++
+		}
+	}
+	if added == 0 && !first {
+		if p.staleHas++; p.staleHas > maxStaleHas {
+			return fmt.Errorf("%w: %d bitfields that add no piece", errProtocol, p.staleHas)
+		}
+	}
+	return s.afterHasLocked(p)
 }
 
 // peerHasLocked records that p has piece i.

@@ -127,8 +127,7 @@ type Swarm struct {
 	handshaking      int                     // incoming handshakes in progress
 	connecting       map[netip.Addr]int      // dials and incoming handshakes in progress, per IP
 	evicting         int                     // peers closed to make room, not yet removed
-	banned           map[netip.Addr]bool
-	strikes          map[netip.Addr]int
+	bans             banList
 	conns            []*peerwire.Conn // handed in before Run
 	running          bool             // Run has been called
 	stopped          bool             // Run is shutting down: start nothing new
@@ -196,8 +195,7 @@ func New(cfg Config) (*Swarm, error) {
 		peers:      make(map[*peer]struct{}),
 		known:      make(map[netip.AddrPort]bool),
 		connecting: make(map[netip.Addr]int),
-		banned:     make(map[netip.Addr]bool),
-		strikes:    make(map[netip.Addr]int),
+		bans:       newBanList(),
 	}
 	wanted := s.wantedPieces()
 	s.picker = picker.New(layout.NumPieces(), wanted, cfg.Sequential, rand.Uint64())
@@ -268,7 +266,7 @@ func (s *Swarm) AddPeer(addr netip.AddrPort) {
 	}
 	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
 	s.mu.Lock()
-	if !s.known[addr] && !s.banned[addr.Addr()] && len(s.pending) < maxPendingAddrs {
+	if !s.known[addr] && !s.bans.banned(addr.Addr(), time.Now()) && len(s.pending) < maxPendingAddrs {
 		s.known[addr] = true
 		s.pending = append(s.pending, addr)
 	}
