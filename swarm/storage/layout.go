@@ -6,6 +6,14 @@
 // Vocabulary: the torrent is one byte stream, the concatenation of its files in info-dict
 // order; a piece is a PieceLength slice of that stream (the last one may be shorter); a file's
 // Offset is where it starts in the stream.
+//
+// What the output directory may hold is not trusted. Names from the torrent are sanitised
+// (layout.go); every content file is then opened beneath the directory's descriptor without
+// following any symlink (tree_unix.go: openat2 with RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS, or
+// one O_NOFOLLOW element at a time), and truncated or preallocated through its descriptor. A
+// download locks its state (ErrBusy) and writes only files it owns (ErrExists without Force);
+// read-only storage, for seeding, changes nothing at all (ErrMismatch when the files are not
+// the torrent's). Beside the resume file the info dictionary is kept (LoadInfo).
 package storage
 
 import (
