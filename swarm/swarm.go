@@ -181,7 +181,7 @@ func New(cfg Config) (*Swarm, error) {
 		cfg.MaxPeers = defaultMaxPeers
 	}
 	if cfg.PeerID == ([20]byte{}) {
-		cfg.PeerID = randomPeerID()
+		cfg.PeerID = peerwire.NewPeerID()
 	}
 	log := cfg.Logger
 	if log == nil {
