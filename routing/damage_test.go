@@ -225,7 +225,6 @@ func TestSaveOverTruncatedFile(t *testing.T) {
 func FuzzRoutingFile(f *testing.F) {
 	f.Add(validFile(f, 1))
 	f.Add(validFile(f, 300))
-	f.Add(validFile(f, 3000))
 	dir := f.TempDir()
 	f.Fuzz(func(t *testing.T, content []byte) {
 		if len(content) > 4<<20 {
