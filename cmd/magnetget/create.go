@@ -35,14 +35,14 @@ func createCommand() *cli.Command {
 		Flags:     append(createFlags(), logFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
-				return usageError("create takes one file or directory")
+				return usageHint("create takes one file or directory")
 			}
 			mi, path, err := makeTorrent(c, c.Args().First())
 			if err != nil {
 				return err
 			}
 			ih := mi.HashInfoBytes()
-			fmt.Fprintf(c.App.ErrWriter, "wrote %s\n", path)
+			fmt.Fprintf(c.App.ErrWriter, "wrote %s\n", esc(path))
 			fmt.Fprintln(c.App.Writer, magnetFor(mi, ih, nil))
 			return nil
 		},

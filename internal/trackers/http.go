@@ -11,7 +11,7 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/magnetget/magnetget/torrentfile"
+	"github.com/magnetget/magnetget/internal/bencscan"
 )
 
 // announceHTTP does one BEP 3 announce. ctx carries the announce's deadline.
@@ -119,26 +119,26 @@ func parseHTTPReply(b []byte) (Response, error) {
 	if len(b) == 0 || b[0] != 'd' {
 		return res, fmt.Errorf("%w: not a bencoded dict: %s", ErrBadReply, quote(b))
 	}
-	if err := torrentfile.CheckBencode(b); err != nil {
+	if err := bencscan.Check(b); err != nil {
 		return res, fmt.Errorf("%w: %v: %s", ErrBadReply, err, quote(b))
 	}
-	kv, err := torrentfile.Items(b, 2*maxReplyKeys)
+	kv, err := bencscan.Items(b, 2*maxReplyKeys)
 	if err != nil {
 		return res, fmt.Errorf("%w: %v", ErrBadReply, err)
 	}
 	var peers, peers6 []byte
 	for i := 0; i+1 < len(kv); i += 2 {
-		k, _ := torrentfile.String(kv[i])
+		k, _ := bencscan.Str(kv[i])
 		v := kv[i+1]
 		switch string(k) {
 		case "failure reason":
-			reason, ok := torrentfile.String(v)
+			reason, ok := bencscan.Str(v)
 			if !ok {
 				reason = v
 			}
 			return Response{}, fmt.Errorf("%w: %s", ErrFailure, quote(reason))
 		case "warning message":
-			if w, ok := torrentfile.String(v); ok {
+			if w, ok := bencscan.Str(v); ok {
 				res.Warning = sanitize(w)
 			}
 		case "interval":
@@ -161,10 +161,10 @@ func parseHTTPReply(b []byte) (Response, error) {
 	}
 	if len(peers) > 0 && peers[0] == 'l' {
 		res.Peers = dictPeers(peers)
-	} else if compact, ok := torrentfile.String(peers); ok {
+	} else if compact, ok := bencscan.Str(peers); ok {
 		res.Peers = compactPeers(nil, compact, 4)
 	}
-	if compact, ok := torrentfile.String(peers6); ok {
+	if compact, ok := bencscan.Str(peers6); ok {
 		res.Peers = compactPeers(res.Peers, compact, 16)
 	}
 	return res, nil
@@ -172,7 +172,7 @@ func parseHTTPReply(b []byte) (Response, error) {
 
 // intOr decodes a bencoded integer, or returns def for anything else.
 func intOr(raw []byte, def int64) int64 {
-	if n, ok := torrentfile.Int(raw); ok {
+	if n, ok := bencscan.Int(raw); ok {
 		return n
 	}
 	return def
@@ -203,20 +203,20 @@ func compactPeers(out []netip.AddrPort, b []byte, ipLen int) []netip.AddrPort {
 // MaxPeers entries are examined, good or not: a list of a million empty dicts costs no more than
 // one of MaxPeers.
 func dictPeers(raw []byte) []netip.AddrPort {
-	list, _ := torrentfile.Items(raw, MaxPeers)
+	list, _ := bencscan.Items(raw, MaxPeers)
 	var out []netip.AddrPort
 	for _, item := range list {
 		if item[0] != 'd' {
 			continue // an integer, a string, a list: not a peer
 		}
-		kv, _ := torrentfile.Items(item, 2*maxPeerKeys)
+		kv, _ := bencscan.Items(item, 2*maxPeerKeys)
 		var ip netip.Addr
 		var port int64
 		for i := 0; i+1 < len(kv); i += 2 {
-			k, _ := torrentfile.String(kv[i])
+			k, _ := bencscan.Str(kv[i])
 			switch string(k) {
 			case "ip":
-				if text, ok := torrentfile.String(kv[i+1]); ok && len(text) <= 64 {
+				if text, ok := bencscan.Str(kv[i+1]); ok && len(text) <= 64 {
 					ip, _ = netip.ParseAddr(string(text)) // a host name or garbage: invalid
 				}
 			case "port":

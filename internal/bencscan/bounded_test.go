@@ -1,4 +1,4 @@
-package torrentfile
+package bencscan
 
 import (
 	"errors"
@@ -35,7 +35,7 @@ func TestItemsStringInt(t *testing.T) {
 	if err != nil || len(items) != 4 || string(items[3]) != "li1ee" {
 		t.Fatalf("Items = %q, %v", items, err)
 	}
-	if s, ok := String(items[2]); !ok || string(s) != "bb" {
+	if s, ok := Str(items[2]); !ok || string(s) != "bb" {
 		t.Fatalf("String = %q %v", s, ok)
 	}
 	if n, ok := Int(items[1]); !ok || n != -3 {
@@ -45,8 +45,8 @@ func TestItemsStringInt(t *testing.T) {
 		t.Fatalf("Items with limit 2 gave %d", len(items))
 	}
 	for _, bad := range []string{"3:ab", "03:abc", "i5e", "x:"} {
-		if _, ok := String([]byte(bad)); ok {
-			t.Errorf("String(%q) ok", bad)
+		if _, ok := Str([]byte(bad)); ok {
+			t.Errorf("Str(%q) ok", bad)
 		}
 	}
 	for _, bad := range []string{"i-0e", "i01e", "i99999999999999999999e", "ie", "3:abc"} {

@@ -1,4 +1,4 @@
-package torrentfile
+package bencscan
 
 import (
 	"bytes"
@@ -9,8 +9,19 @@ import (
 	"github.com/anacrolix/torrent/bencode"
 )
 
-// ErrBencode is wrapped by every error of DecodeBounded.
+// ErrBencode is wrapped by every error of DecodeBounded, Check and Items.
 var ErrBencode = errors.New("bad bencode")
+
+// boundedDepth is the nesting DecodeBounded and Check accept.
+const boundedDepth = 256
+
+func scanBounded(b []byte, off int) (int, error) {
+	end, err := Scan(b, off, boundedDepth)
+	if err != nil {
+		return end, fmt.Errorf("%w: %w", ErrBencode, err)
+	}
+	return end, nil
+}
 
 // DecodeBounded decodes b, which must hold exactly one bencoded value, into v. It is meant for
 // bytes from the network or the disk: the syntax, the nesting depth (at most 256 levels) and every
@@ -20,7 +31,7 @@ var ErrBencode = errors.New("bad bencode")
 // by panicking (and re-panics runtime errors); a recover here turns any such panic into an error
 // as a last line of defence.
 func DecodeBounded(b []byte, v any) (err error) {
-	end, err := scanBencode(b, 0, ErrBencode)
+	end, err := scanBounded(b, 0)
 	if err != nil {
 		return err
 	}
@@ -40,10 +51,10 @@ func DecodeBounded(b []byte, v any) (err error) {
 	return nil
 }
 
-// CheckBencode reports whether b holds exactly one syntactically valid bencoded value, with
+// Check reports whether b holds exactly one syntactically valid bencoded value, with
 // nesting and string lengths bounded as in DecodeBounded. It allocates nothing.
-func CheckBencode(b []byte) error {
-	end, err := scanBencode(b, 0, ErrBencode)
+func Check(b []byte) error {
+	end, err := scanBounded(b, 0)
 	if err != nil {
 		return err
 	}
@@ -55,7 +66,7 @@ func CheckBencode(b []byte) error {
 
 // Items returns the elements of the bencoded list b, or the keys and values of the dict b
 // alternating, as sub-slices of b (nothing is copied), at most limit of them; the rest are not
-// looked at. b should have passed CheckBencode; an element that does not scan ends the walk with an
+// looked at. b should have passed Check; an element that does not scan ends the walk with an
 // error.
 func Items(b []byte, limit int) ([][]byte, error) {
 	if len(b) < 2 || (b[0] != 'l' && b[0] != 'd') {
@@ -70,7 +81,7 @@ func Items(b []byte, limit int) ([][]byte, error) {
 		if b[off] == 'e' {
 			break
 		}
-		end, err := scanBencode(b, off, ErrBencode)
+		end, err := scanBounded(b, off)
 		if err != nil {
 			return out, err
 		}
@@ -80,9 +91,9 @@ func Items(b []byte, limit int) ([][]byte, error) {
 	return out, nil
 }
 
-// String returns the content of the bencoded string b (a sub-slice of b) and whether b is exactly
+// Str returns the content of the bencoded string b (a sub-slice of b) and whether b is exactly
 // one string.
-func String(b []byte) ([]byte, bool) {
+func Str(b []byte) ([]byte, bool) {
 	colon := bytes.IndexByte(b, ':')
 	if colon < 1 || colon > 10 || (b[0] == '0' && colon > 1) {
 		return nil, false
@@ -103,7 +114,7 @@ func String(b []byte) ([]byte, bool) {
 // Int returns the value of the bencoded integer b and whether b is exactly one integer that
 // fits an int64.
 func Int(b []byte) (int64, bool) {
-	if len(b) < 3 || b[0] != 'i' || b[len(b)-1] != 'e' || !validInt(b[1:len(b)-1]) {
+	if len(b) < 3 || b[0] != 'i' || b[len(b)-1] != 'e' || !ValidInt(b[1:len(b)-1]) {
 		return 0, false
 	}
 	n, err := strconv.ParseInt(string(b[1:len(b)-1]), 10, 64)
