@@ -313,8 +313,12 @@ func (c *checker) page(id uint64, wantFlags ...uint16) ([]byte, error) {
 	if id < 2 || id >= c.hwm {
 		return nil, corrupt("page id %d outside 2..%d", id, c.hwm-1)
 	}
-	var h [pageHeaderSize]byte
-	if _, err := c.r.ReadAt(h[:], int64(id)*c.psz); err != nil {
+	// One read for the page; a second only when it has overflow pages.
+	if int64(cap(c.buf)) < c.psz {
+		c.buf = make([]byte, c.psz)
+	}
+	h := c.buf[:c.psz]
+	if _, err := c.r.ReadAt(h, int64(id)*c.psz); err != nil {
 		return nil, corrupt("page %d: %v", id, err)
 	}
 	overflow := uint64(ne.Uint32(h[12:]))
@@ -337,11 +341,11 @@ func (c *checker) page(id uint64, wantFlags ...uint16) ([]byte, error) {
 			return nil, corrupt("page %d reached twice", i)
 		}
 	}
-	n := int64(overflow+1) * c.psz
-	if int64(cap(c.buf)) < n {
-		c.buf = make([]byte, n)
+	if overflow == 0 {
+		return h, nil
 	}
-	b := c.buf[:n]
+	n := int64(overflow+1) * c.psz
+	b := make([]byte, n)
 	if _, err := c.r.ReadAt(b, int64(id)*c.psz); err != nil {
 		return nil, corrupt("page %d: %v", id, err)
 	}
