@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,6 +28,7 @@ import (
 	"github.com/magnetget/magnetget/magnet"
 	"github.com/magnetget/magnetget/metadata"
 	"github.com/magnetget/magnetget/swarm"
+	"github.com/magnetget/magnetget/swarm/storage"
 	"github.com/magnetget/magnetget/torrentfile"
 )
 
@@ -383,6 +385,11 @@ func getAction(c *cli.Context) (err error) {
 	wg.Wait()
 	if err == nil {
 		ev.partial(partialFiles(&info, sel))
+		// The resume file stays on purpose: it holds which pieces are
+		// verified (and, with the storage work, the info dict), so a rerun,
+		// another --select or --seed starts at once, offline, without
+		// rehashing or refetching. Deleting it only costs that.
+		log.Info("kept the resume state for reruns and --seed", "file", filepath.Join(out, storage.ResumeName(t.ih)))
 	}
 	if err != nil {
 		if errors.Is(err, context.Canceled) && ctx.Err() != nil {

@@ -589,3 +589,118 @@ func TestMetricNames(t *testing.T) {
 		t.Errorf("/metrics:\n%s", body)
 	}
 }
+
+// TestProgressOnA40ColumnTerminal downloads through a real pseudo-terminal
+// 40 columns wide: no line the bar draws reaches the last column, and the
+// summary ends the output.
+func TestProgressOnA40ColumnTerminal(t *testing.T) {
+	base := t.TempDir()
+	content := filepath.Join(base, "one.bin")
+	os.WriteFile(content, randBytes(3<<20), 0o644)
+	seed := startIn(t, args("seed", content, "--print-peer", "-o", filepath.Join(base, "t.torrent"),
+		"--listen", "/ip4/127.0.240.35/tcp/0", offline(t))...)
+	var mag string
+	waitFor(t, 30*time.Second, "the magnet", func() bool {
+		for _, l := range lines(seed.stdout.String()) {
+			if strings.HasPrefix(l, "magnet:?") {
+				mag = l
+				return true
+			}
+		}
+		return false
+	})
+	term, screen := openPTY(t, 40)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var stdout clitest.SyncBuffer
+	code := run(ctx, args("magnetget", "get", mag, "--download-limit", "1M", "-o", filepath.Join(base, "dl"), offline(t)), &stdout, term)
+	if code != 0 {
+		t.Fatalf("exit %d\n%q", code, screen.String())
+	}
+	waitFor(t, 5*time.Second, "the summary on the terminal", func() bool { return strings.Contains(screen.String(), "done: ") })
+	bars := 0
+	for _, seg := range regexp.MustCompile(`\r\n|\r|\n`).Split(screen.String(), -1) {
+		seg = strings.ReplaceAll(seg, "\x1b[K", "")
+		if strings.HasPrefix(seg, "[") {
+			bars++
+		}
+		if strings.HasPrefix(seg, "done: ") || strings.HasPrefix(seg, "downloading ") || strings.HasPrefix(seg, "fetching ") || strings.HasPrefix(seg, "magnetget: ") {
+			continue // whole sentences: the terminal may wrap them once
+		}
+		if n := utf8.RuneCountInString(seg); n >= 40 {
+			t.Errorf("a %d-column line on a 40-column terminal: %q", n, seg)
+		}
+	}
+	if bars < 2 {
+		t.Errorf("%d bars drawn; want the bar redrawn in place:\n%q", bars, screen.String())
+	}
+}
+
+// TestMetaStdoutRefusesTerminal: -o - does not pour a binary .torrent
+// onto a terminal.
+func TestMetaStdoutRefusesTerminal(t *testing.T) {
+	term, _ := openPTY(t, 80)
+	var stderr clitest.SyncBuffer
+	code := run(context.Background(), args("magnetget", "meta", "-o", "-", "0123456789abcdef0123456789abcdef01234567", offline(t)), term, &stderr)
+	if code != 2 || !strings.Contains(stderr.String(), "binary .torrent to the terminal") {
+		t.Fatalf("exit %d\n%s", code, stderr.String())
+	}
+}
+
+// TestMetaNamesTheFileItCannotWrite: an unwritable directory is reported
+// with the .torrent the user asked for, not our temporary file.
+func TestMetaNamesTheFileItCannotWrite(t *testing.T) {
+	// The target's parent is a file, so even root cannot write there.
+	base := t.TempDir()
+	content := filepath.Join(base, "one.bin")
+	os.WriteFile(content, randBytes(1000), 0o644)
+	seed := startIn(t, args("seed", content, "--print-peer", "-o", filepath.Join(base, "t.torrent"),
+		"--listen", "/ip4/127.0.240.36/tcp/0", offline(t))...)
+	var mag string
+	waitFor(t, 30*time.Second, "the magnet", func() bool {
+		for _, l := range lines(seed.stdout.String()) {
+			if strings.HasPrefix(l, "magnet:?") {
+				mag = l
+				return true
+			}
+		}
+		return false
+	})
+	blocker := filepath.Join(base, "notadir")
+	os.WriteFile(blocker, nil, 0o644)
+	target := filepath.Join(blocker, "x.torrent")
+	r := runIn(t, 30*time.Second, args("meta", mag, "-o", target, "--timeout", "20s", offline(t))...)
+	if r.code != 1 || !strings.Contains(r.stdout, "cannot write "+target+": ") || strings.Contains(r.stdout, ".magnetget-") {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestFromErrorsNameTheLine: a bad line in --from is reported with its
+// file and line number; the good lines still run.
+func TestFromErrorsNameTheLine(t *testing.T) {
+	list := filepath.Join(t.TempDir(), "list.txt")
+	os.WriteFile(list, []byte("# batch\n0123456789abcdef0123456789abcdef01234567\nnot-a-magnet\n"), 0o644)
+	r := runIn(t, 30*time.Second, args("meta", "--from", list, "--timeout", "300ms", "-o", filepath.Join(t.TempDir(), "{infohash}.torrent"), offline(t))...)
+	if r.code != 1 || !strings.Contains(r.stdout, "FAIL not-a-magnet "+list+" line 3: ") || !strings.Contains(r.stdout, "FAIL 0123456789abcdef0123456789abcdef01234567 no metadata within 300ms") {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestTorrentWithTrailingNewlineIsAccepted: `get x.torrent` where the file
+// ends in a newline starts the download instead of refusing the file.
+func TestTorrentWithTrailingNewlineIsAccepted(t *testing.T) {
+	base := t.TempDir()
+	content := filepath.Join(base, "one.bin")
+	os.WriteFile(content, randBytes(1000), 0o644)
+	tf := filepath.Join(base, "one.torrent")
+	if r := runIn(t, 30*time.Second, "create", content, "-o", tf); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	f, _ := os.OpenFile(tf, os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString("\r\n")
+	f.Close()
+	r := runIn(t, 30*time.Second, args("get", tf, "--timeout", "300ms", "-o", filepath.Join(base, "dl"), offline(t))...)
+	if !strings.Contains(r.stderr, "downloading one.bin") || strings.Contains(r.stderr, "trailing") {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+}
