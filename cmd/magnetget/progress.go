@@ -435,6 +435,7 @@ func renderBar(p swarm.Progress, width int) string {
 		fields = drop(fields)
 	}
 }
+
 // activeMeter measures a transfer's rate over the time it was active: a
 // seeder idle for an hour that sent 3 MiB in 20 ms did not upload at
 // 850 B/s. Each progress report (about every 0.5 s) whose counter grew
