@@ -61,6 +61,9 @@ func TestHarvestFromOwnNode(t *testing.T) {
 	if len(e.Peers) != 1 || e.Peers[0] != want {
 		t.Errorf("peers = %v, want [%v]", e.Peers, want)
 	}
+	if err := x.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	if p := c.Progress(); p.Found != 1 || p.Seen < 2 {
 		t.Errorf("progress = %+v", p)
 	}

@@ -371,8 +371,9 @@ func (p *peer) reader() error {
 		if err := p.handle(m); err != nil {
 			return err
 		}
-		if p.c.Buffered() == 0 {
-			// About to wait for the network: hold no blocks back meanwhile.
+		if !p.c.MsgBuffered() {
+			// About to wait for the network: hold no blocks (and no shared run buffer) back
+			// meanwhile, however long the peer takes.
 			if err := p.flushRun(); err != nil {
 				return err
 			}
@@ -522,11 +523,17 @@ func (p *peer) onRequest(m peerwire.Message) error {
 func (p *peer) onPiece(m peerwire.Message) error {
 	s := p.s
 	k := blockKey{m.Index, m.Begin}
+	skipped := m.Block == nil && m.Length > 0 // refused by blockDst: not requested
 	s.mu.Lock()
 	r, ok := p.outstanding[k]
-	if !ok {
-		// Not requested (or cancelled, or choked away): never written.
-		p.wasted += int64(len(m.Block))
+	if ok && skipped && r.length != m.Length {
+		s.mu.Unlock()
+		return fmt.Errorf("%w: block of %d bytes for a request of %d", errProtocol, m.Length, r.length)
+	}
+	if !ok || skipped {
+		// Not requested (or cancelled, or choked away): never written. A skipped block may
+		// have been requested since blockDst looked, but these bytes predate that request.
+		p.wasted += int64(len(m.Block)) + int64(m.Length)
 		wasted := p.wasted
 		s.mu.Unlock()
 		if wasted > maxWasted {

@@ -2,7 +2,6 @@ package swarm
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha1"
 	"fmt"
 	"net/netip"
@@ -114,10 +113,3 @@ func (s *Swarm) Banned() []netip.Addr {
 }
 
 func sha1Sum(b []byte) [20]byte { return sha1.Sum(b) }
-
-func randomPeerID() [20]byte {
-	var id [20]byte
-	copy(id[:], "-MG0100-")
-	_, _ = rand.Read(id[8:])
-	return id
-}

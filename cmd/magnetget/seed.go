@@ -102,7 +102,7 @@ func seedAction(c *cli.Context) error {
 	started := time.Now()
 	sw, err := swarm.New(swarm.Config{
 		InfoHash: ih, Info: mi.InfoBytes, Dir: dataDir, PeerID: peerID, Listener: ln,
-		MaxPeers: c.Int("max-peers"), UploadLimit: up, Seed: true, Logger: log,
+		MaxPeers: c.Int("max-peers"), UploadLimit: up, Seed: true, ReadOnly: true, Logger: log,
 		OnProgress: func(p swarm.Progress) {
 			mu.Lock()
 			last = p

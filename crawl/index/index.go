@@ -11,7 +11,9 @@
 // first. Reads (Get, Due, Stats, exports) see the pending deltas too, or
 // flush first.
 //
-// Layout (schema "magnetget-crawl-index/1"):
+// Layout (schema "magnetget-crawl-index/2"; /1 files are upgraded in place
+// on open: /2 only adds a sightings count to records, and /1 records stay
+// readable):
 //
 //	meta/schema   the schema string
 //	meta/stats    running counters (see Stats), updated in every commit
@@ -40,7 +42,11 @@ import (
 )
 
 // Schema is the value of meta/schema in an index this package writes.
-const Schema = "magnetget-crawl-index/1"
+const Schema = "magnetget-crawl-index/2"
+
+// schemaVersion is the number at the end of Schema: a file with a higher
+// one was written by a newer magnetget and is refused (ErrNewerSchema).
+const schemaVersion = 2
 
 const schemaPrefix = "magnetget-crawl-index/"
 
@@ -130,6 +136,7 @@ type Entry struct {
 	FirstSeen time.Time
 	LastSeen  time.Time
 	How       How
+	Seen      int64            // sightings recorded (repeats included)
 	Peers     []netip.AddrPort // from announces, most recent last, capped
 	Meta      MetaStatus
 	Attempts  int       // failed metadata fetches so far
@@ -159,6 +166,8 @@ type Index struct {
 	pending  map[[20]byte]*delta
 	flushing map[[20]byte]*delta // the batch being committed, until it is
 	closed   bool
+	leases   map[[20]byte]time.Time // Claim's leases: infohash -> lease end
+	health   Health
 
 	stop chan struct{}
 	done chan struct{}
@@ -169,6 +178,7 @@ type Index struct {
 // a batch is between commit and bookkeeping).
 type delta struct {
 	how         How
+	count       int64 // sightings
 	first, last time.Time
 	peers       []netip.AddrPort
 	meta        *metaUpdate
@@ -269,6 +279,14 @@ func openChecked(path string, o Options) (db *bolt.DB, err error) {
 			return initSchema(tx)
 		}
 		s := string(meta.Get(keySchema))
+		if s == schemaPrefix+"1" {
+			// Migration 1 -> 2: records gain a sightings count; version-1
+			// records stay readable, so only the schema string changes.
+			if tx.Bucket(bucketIH) == nil || tx.Bucket(bucketDue) == nil {
+				return errors.New("buckets missing")
+			}
+			return meta.Put(keySchema, []byte(Schema))
+		}
 		if s == Schema {
 			if tx.Bucket(bucketIH) == nil || tx.Bucket(bucketDue) == nil {
 				return errors.New("buckets missing")
@@ -276,8 +294,8 @@ func openChecked(path string, o Options) (db *bolt.DB, err error) {
 			return nil
 		}
 		if v, ok := strings.CutPrefix(s, schemaPrefix); ok {
-			if n, err := strconv.Atoi(v); err == nil && n > 1 {
-				return fmt.Errorf("crawl index %s: %w (%q)", path, ErrNewerSchema, s)
+			if n, err := strconv.Atoi(v); err == nil && n > schemaVersion {
+				return fmt.Errorf("crawl index %s: %w: it has schema version %d, this magnetget knows up to %d; upgrade magnetget", path, ErrNewerSchema, n, schemaVersion)
 			}
 		}
 		return fmt.Errorf("unknown schema %q", s)
@@ -341,34 +359,22 @@ func (x *Index) flusher() {
 }
 
 // Observe records that ih was seen now in the way how; peer, when valid, is
-// an announced peer to keep. It reports whether the infohash is new to the
-// index. It commits inline (so the caller waits) when a batch is full:
-// that is the back-pressure that keeps memory bounded.
-func (x *Index) Observe(ih [20]byte, how How, peer netip.AddrPort, at time.Time) (isNew bool, err error) {
+// an announced peer to keep. Infohashes new to the index are counted in
+// Health().New when committed. It commits inline (so the caller waits) when
+// a batch is full: that is the back-pressure that keeps memory bounded.
+func (x *Index) Observe(ih [20]byte, how How, peer netip.AddrPort, at time.Time) error {
 	x.mu.Lock()
 	if x.closed {
 		x.mu.Unlock()
-		return false, ErrClosed
+		return ErrClosed
 	}
-	d, inPending := x.pending[ih]
-	_, inFlushing := x.flushing[ih]
-	if !inPending && !inFlushing {
-		// Checked under mu so two concurrent first sightings cannot both
-		// report new. bbolt read transactions do not wait for the writer.
-		err = x.db.View(func(tx *bolt.Tx) error {
-			isNew = tx.Bucket(bucketIH).Get(ih[:]) == nil
-			return nil
-		})
-		if err != nil {
-			x.mu.Unlock()
-			return false, fmt.Errorf("crawl index read: %w", err)
-		}
-	}
+	d := x.pending[ih]
 	if d == nil {
 		d = &delta{}
 		x.pending[ih] = d
 	}
 	d.how |= how
+	d.count++
 	if d.first.IsZero() || at.Before(d.first) {
 		d.first = at
 	}
@@ -381,11 +387,9 @@ func (x *Index) Observe(ih [20]byte, how How, peer netip.AddrPort, at time.Time)
 	full := len(x.pending) >= x.opts.BatchSize
 	x.mu.Unlock()
 	if full {
-		if err := x.Flush(); err != nil {
-			return isNew, err
-		}
+		return x.Flush()
 	}
-	return isNew, nil
+	return nil
 }
 
 // SetFetched stores ih's metadata. Fetched metadata is final: later
@@ -415,6 +419,7 @@ func (x *Index) setMeta(ih [20]byte, m *metaUpdate, at time.Time) error {
 	if d.meta == nil || d.meta.status != MetaFetched {
 		d.meta = m
 	}
+	delete(x.leases, ih)
 	full := len(x.pending) >= x.opts.BatchSize
 	x.mu.Unlock()
 	if full {
@@ -440,6 +445,7 @@ func addPeer(peers []netip.AddrPort, p netip.AddrPort, limit int) []netip.AddrPo
 // apply merges d into e (a zero Entry for a new infohash).
 func (d *delta) apply(e *Entry, maxPeers int) {
 	e.How |= d.how
+	e.Seen += d.count
 	if !d.first.IsZero() && (e.FirstSeen.IsZero() || d.first.Before(e.FirstSeen)) {
 		e.FirstSeen = d.first
 	}
@@ -501,6 +507,8 @@ func (x *Index) flushLocked() error {
 	}
 	// Sorted keys touch each B-tree page once per commit.
 	slices.SortFunc(keys, func(a, b [20]byte) int { return bytes.Compare(a[:], b[:]) })
+	var added, seen int64
+	began := time.Now()
 	err := x.db.Update(func(tx *bolt.Tx) error {
 		ihb, due, meta := tx.Bucket(bucketIH), tx.Bucket(bucketDue), tx.Bucket(bucketMeta)
 		st := decodeStats(meta.Get(keyStats))
@@ -523,6 +531,10 @@ func (x *Index) flushLocked() error {
 			}
 			e.InfoHash = ih
 			batch[ih].apply(&e, x.opts.MaxPeers)
+			if !exists && batch[ih].count > 0 {
+				added++
+			}
+			seen += batch[ih].count
 			st.account(&old, exists, -1)
 			st.account(&e, true, +1)
 			// bbolt keeps the value slice until the commit: never reuse
@@ -548,11 +560,21 @@ func (x *Index) flushLocked() error {
 	})
 	x.mu.Lock()
 	x.flushing = nil
+	if err == nil {
+		x.health.New += added
+		x.health.Sightings += seen
+		x.health.Commits++
+		x.health.WriteLatency = time.Since(began)
+		x.health.Retrying, x.health.LastError = false, ""
+	} else {
+		x.health.Retrying, x.health.LastError = true, err.Error()
+	}
 	if err != nil {
 		// Keep the changes: put them back under newer ones.
 		for ih, d := range batch {
 			if nd, ok := x.pending[ih]; ok {
 				d.how |= nd.how
+				d.count += nd.count
 				if !nd.first.IsZero() && (d.first.IsZero() || nd.first.Before(d.first)) {
 					d.first = nd.first
 				}
