@@ -66,7 +66,10 @@ func makeTorrent(c *cli.Context, root string) (*metainfo.MetaInfo, string, error
 	}
 	if !c.Bool("force") {
 		if _, err := os.Stat(out); err == nil {
-			return nil, "", fmt.Errorf("%s exists (use --force to overwrite)", out)
+			if c.Command != nil && c.Command.Name == "seed" {
+				return nil, "", usageError("%s exists: to seed it, magnetget seed --torrent %s %s (or --force to make it again)", out, out, root)
+			}
+			return nil, "", usageError("%s exists (use --force to overwrite, or -o another name)", out)
 		}
 	}
 	ev := newEvents(io.Discard, c.App.ErrWriter, false)

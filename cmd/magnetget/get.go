@@ -45,6 +45,7 @@ func getFlags() []cli.Flag {
 		&cli.StringFlag{Name: "upload-limit", Usage: "bytes per second, e.g. 500K (0: unlimited)"},
 		&cli.BoolFlag{Name: "json", Usage: "NDJSON progress events on stdout"},
 		&cli.IntFlag{Name: "max-metadata-size", Value: 16 << 20, Usage: "refuse info dicts larger than this many bytes"},
+		&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "overwrite files in the way that this download did not write"},
 		&cli.DurationFlag{Name: "timeout", Usage: "give up when no metadata arrives, or no data is verified, for this long (0: keep trying)"},
 	)
 }
@@ -278,10 +279,18 @@ func getAction(c *cli.Context) (err error) {
 	peerID := newPeerID()
 	out := c.Path("output")
 
-	// TODO(storage.LoadInfo): when main brings storage.LoadInfo(dir, ih),
-	// take the info dict kept with an earlier download of this infohash in
-	// out here, so a rerun never refetches metadata and --seed works offline:
-	//	if t.info == nil { if info, err := storage.LoadInfo(out, t.ih); err == nil { t.info = info } }
+	// A download into out keeps its info dict beside its resume state: a
+	// rerun never asks peers for metadata again, and --seed on a finished
+	// copy works offline. A damaged copy is only a warning: fetch again.
+	if t.info == nil {
+		switch info, err := storage.LoadInfo(out, t.ih); {
+		case err == nil:
+			t.info = info
+			log.Info("metadata from the earlier download", "dir", out)
+		case errors.Is(err, storage.ErrDamaged):
+			log.Warn("ignoring the kept metadata; fetching it again", "err", err)
+		}
+	}
 
 	direct := resolvePeers(ctx, t.peers, log)
 	var conns []*peerwire.Conn
@@ -338,7 +347,7 @@ func getAction(c *cli.Context) (err error) {
 		InfoHash: t.ih, Info: t.info, Dir: out, Select: sel, Sequential: c.Bool("sequential"),
 		PeerID: peerID, Listener: ln, MaxPeers: c.Int("max-peers"), DownloadLimit: down, UploadLimit: up,
 		Seed: c.Bool("seed"), SeedRatio: c.Float64("seed-ratio"), SeedTime: c.Duration("seed-time"),
-		Logger: log, OnProgress: func(p swarm.Progress) {
+		Force: c.Bool("force"), Logger: log, OnProgress: func(p swarm.Progress) {
 			// Called outside the swarm's lock, so asking it for figures is safe.
 			if s := swp.Load(); s != nil {
 				ev.peerStats(s.PeerStats())

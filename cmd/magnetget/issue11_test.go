@@ -704,3 +704,45 @@ func TestTorrentWithTrailingNewlineIsAccepted(t *testing.T) {
 		t.Fatalf("exit %d\n%s", r.code, r.stderr)
 	}
 }
+
+// TestRerunAndSeedNeedNoPeers: once a magnet is downloaded, a rerun and
+// get --seed start from the metadata kept with the download, with no
+// peer anywhere, and seed DIR with an existing DIR.torrent names the
+// command that seeds it.
+func TestRerunAndSeedNeedNoPeers(t *testing.T) {
+	base := t.TempDir()
+	content := filepath.Join(base, "one.bin")
+	os.WriteFile(content, randBytes(300_000), 0o644)
+	seed := startIn(t, args("seed", content, "--print-peer", "-o", filepath.Join(base, "one.bin.torrent"),
+		"--listen", "/ip4/127.0.240.37/tcp/0", offline(t))...)
+	var mag string
+	waitFor(t, 30*time.Second, "the magnet", func() bool {
+		for _, l := range lines(seed.stdout.String()) {
+			if strings.HasPrefix(l, "magnet:?") {
+				mag = l
+				return true
+			}
+		}
+		return false
+	})
+	out := filepath.Join(base, "dl")
+	if r := runIn(t, 60*time.Second, args("get", mag, "-o", out, offline(t))...); r.code != 0 {
+		t.Fatalf("first get: exit %d\n%s", r.code, r.stderr)
+	}
+	seed.cancel()
+	seed.wait(t, 15*time.Second)
+
+	r := runIn(t, 30*time.Second, args("get", mag, "--timeout", "5s", "-o", out, offline(t))...)
+	if r.code != 0 || strings.Contains(r.stderr, "fetching metadata") || !strings.Contains(r.stderr, "every piece verified") {
+		t.Fatalf("rerun with no peer: exit %d\n%s", r.code, r.stderr)
+	}
+	r = runIn(t, 30*time.Second, args("get", mag, "--seed", "--seed-time", "1s", "-o", out, offline(t))...)
+	if r.code != 0 || strings.Contains(r.stderr, "fetching metadata") {
+		t.Fatalf("get --seed with no peer: exit %d\n%s", r.code, r.stderr)
+	}
+
+	r = runIn(t, 30*time.Second, args("seed", content, "-o", filepath.Join(base, "one.bin.torrent"), offline(t))...)
+	if r.code != 2 || !strings.Contains(r.stderr, "seed --torrent "+filepath.Join(base, "one.bin.torrent")) {
+		t.Fatalf("seed over an existing .torrent: exit %d\n%s", r.code, r.stderr)
+	}
+}
