@@ -746,3 +746,96 @@ func TestRerunAndSeedNeedNoPeers(t *testing.T) {
 		t.Fatalf("seed over an existing .torrent: exit %d\n%s", r.code, r.stderr)
 	}
 }
+
+// TestCLIDocIsCurrent: doc/cli.md is what `magnetget man --markdown` prints
+// from today's flags. After changing a flag, regenerate it:
+//
+//	go run ./cmd/magnetget man --markdown > doc/cli.md
+func TestCLIDocIsCurrent(t *testing.T) {
+	want, err := manPage(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile("../../doc/cli.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != want {
+		t.Fatal("doc/cli.md is out of date: go run ./cmd/magnetget man --markdown > doc/cli.md")
+	}
+	man := runIn(t, 10*time.Second, "man")
+	if man.code != 0 || !strings.Contains(man.stdout, ".SH NAME") || !strings.Contains(man.stdout, "seed") {
+		t.Fatalf("magnetget man: exit %d\n%.300s", man.code, man.stdout)
+	}
+}
+
+// TestEnvironmentSetsDefaults: MAGNETGET_* variables set the common flags
+// and --help lists them; the command line still wins.
+func TestEnvironmentSetsDefaults(t *testing.T) {
+	help := runIn(t, 10*time.Second, "get", "--help")
+	for _, v := range []string{"$MAGNETGET_DATA_DIR", "$MAGNETGET_BOOTSTRAP", "$MAGNETGET_LISTEN", "$MAGNETGET_OUTPUT_DIR", "$MAGNETGET_DOWNLOAD_LIMIT"} {
+		if !strings.Contains(help.stdout, v) {
+			t.Errorf("get --help does not list %s", v)
+		}
+	}
+	nodes := dhttest.Network(t, 8)
+	ih := randomIH(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := nodes[2].Announce(ctx, ih, 51413); err != nil {
+		t.Fatal(err)
+	}
+	data := t.TempDir()
+	t.Setenv("MAGNETGET_BOOTSTRAP", nodes[0].Addr().String())
+	t.Setenv("MAGNETGET_DATA_DIR", data)
+	t.Setenv("MAGNETGET_LISTEN", "127.0.201.20:0")
+	r := runIn(t, 60*time.Second, "lookup", "--timeout", "20s", hex.EncodeToString(ih[:]))
+	if r.code != 0 || !strings.Contains(r.stdout, "/tcp/51413") {
+		t.Fatalf("lookup configured by the environment: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(data, "routing.db")); err != nil {
+		t.Errorf("MAGNETGET_DATA_DIR not used: %v", err)
+	}
+	// A flag wins over the variable.
+	r = runIn(t, 30*time.Second, "lookup", "--bootstrap-file", "/dev/null", "--bootstrap", "", "--data-dir", t.TempDir(), "--timeout", "2s", hex.EncodeToString(ih[:]))
+	if r.code == 0 {
+		t.Errorf("--bootstrap on the command line did not override MAGNETGET_BOOTSTRAP")
+	}
+}
+
+// TestCompletionScripts: each shell's script is printed and names the
+// binary's own completion flag.
+func TestCompletionScripts(t *testing.T) {
+	for _, sh := range []string{"bash", "zsh", "fish"} {
+		r := runIn(t, 10*time.Second, "completion", sh)
+		if r.code != 0 || !strings.Contains(r.stdout, "magnetget") {
+			t.Errorf("completion %s: exit %d\n%s", sh, r.code, r.stderr)
+		}
+	}
+	// urfave/cli reads the word being completed from os.Args: the binary.
+	r := runBin(t, 10*time.Second, "seed", "--li", "--generate-bash-completion")
+	if r.code != 0 || !strings.Contains(r.stdout, "--listen") {
+		t.Errorf("completing seed --li: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	r = runBin(t, 10*time.Second, "--generate-bash-completion")
+	if r.code != 0 || !strings.Contains(r.stdout, "meta") || !strings.Contains(r.stdout, "seed") {
+		t.Errorf("completing a command: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestCreateVerbose: create -v shows what was made, not only the path.
+func TestCreateVerbose(t *testing.T) {
+	base := t.TempDir()
+	root := filepath.Join(base, "tree")
+	writeTree(t, root)
+	quiet := runIn(t, 30*time.Second, "create", root, "-o", filepath.Join(base, "q.torrent"))
+	loud := runIn(t, 30*time.Second, "create", "-v", root, "-o", filepath.Join(base, "v.torrent"), "--tracker", "http://127.0.0.1:1/announce")
+	if quiet.code != 0 || loud.code != 0 || len(lines(loud.stderr)) <= len(lines(quiet.stderr)) {
+		t.Fatalf("create -v prints no more than create:\n%s\n---\n%s", quiet.stderr, loud.stderr)
+	}
+	for _, want := range []string{"infohash:", "piece length:", "files:        5", "sub/deep/d.data", "tracker:      http://127.0.0.1:1/announce", "hashed "} {
+		if !strings.Contains(loud.stderr, want) {
+			t.Errorf("create -v lacks %q:\n%s", want, loud.stderr)
+		}
+	}
+}
