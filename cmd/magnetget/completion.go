@@ -115,7 +115,7 @@ func manPage(markdown bool) (string, error) {
 		s, err := app.ToMarkdown()
 		return cliDocHeader + s, err
 	}
-	return app.ToMan()
+	return app.ToManWithSection(1)
 }
 
 const manDescription = `magnetget turns a magnet link (or an infohash, or a .torrent file) into files, with no central server: its own Kademlia DHT node finds peers, the metadata comes from those peers (BEP 9), and every piece is downloaded, SHA-1 verified and shared while it downloads.
