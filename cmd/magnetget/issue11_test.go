@@ -839,3 +839,22 @@ func TestCreateVerbose(t *testing.T) {
 		}
 	}
 }
+
+// TestUserMessage: errors wrapped layer by layer read as one sentence.
+func TestUserMessage(t *testing.T) {
+	inner := errors.New("storage: write a.bin: no space left on device")
+	cases := map[error]string{
+		fmt.Errorf("swarm: storage error: %w", inner):                       "write a.bin: no space left on device",
+		fmt.Errorf("metadata: %w", errors.New("metadata: no peer gave it")): "no peer gave it",
+		errors.New("first line\nsecond line"):                               "first line",
+		errors.New("load torrent x.torrent: invalid torrent: empty file"):   "load torrent x.torrent: invalid torrent: empty file",
+		errors.New("dht: bootstrap: dht: no node responded"):                "bootstrap: no node responded",
+		errors.New("name \x1b[2J"):                                          `name \x1b[2J`,
+		errors.New("storage"):                                               "storage",
+	}
+	for err, want := range cases {
+		if got := userMessage(err); got != want {
+			t.Errorf("userMessage(%q) = %q, want %q", err, got, want)
+		}
+	}
+}
