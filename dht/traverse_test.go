@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"slices"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -81,6 +82,7 @@ func TestTraversalDeadNodesCostConcurrencyNotRounds(t *testing.T) {
 			}
 		}
 		start := time.Now()
+		var mu sync.Mutex
 		var reached time.Duration = -1
 		tr := &trav{
 			target: target, k: 8, alpha: 8, soft: soft, maxSlow: 32,
@@ -93,9 +95,11 @@ func TestTraversalDeadNodesCostConcurrencyNotRounds(t *testing.T) {
 					return travReply{}
 				}
 				time.Sleep(50 * time.Millisecond) // one round trip
+				mu.Lock()
 				if ap == nearestLive.addr && reached < 0 {
 					reached = time.Since(start)
 				}
+				mu.Unlock()
 				var id [20]byte
 				for _, nd := range s.nodes {
 					if nd.addr == ap {
@@ -163,6 +167,7 @@ func TestTraversalFallsBackAfterSoftTimeout(t *testing.T) {
 			}
 		}
 		start := time.Now()
+		var mu sync.Mutex
 		var firstAnswer time.Duration = -1
 		usedBoot := false
 		tr := &trav{
@@ -175,9 +180,11 @@ func TestTraversalFallsBackAfterSoftTimeout(t *testing.T) {
 					}
 					return travReply{}
 				}
+				mu.Lock()
 				if firstAnswer < 0 {
 					firstAnswer = time.Since(start)
 				}
+				mu.Unlock()
 				return travReply{ok: true, id: [20]byte{1}, nodes: s.knows[ap]}
 			},
 			more: func(responded int) []travNode {
