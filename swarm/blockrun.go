@@ -19,7 +19,10 @@ import (
 // goroutine each per peer, and the disk goroutine keeps each peer's runs in order.
 //
 // Memory stays flat whatever the piece size or peer count: at most maxRuns run buffers exist;
-// a reader that needs one while all are in use waits (and so stops reading its socket).
+// a reader that needs one while all are in use waits (and so stops reading its socket). A run
+// buffer is only ever held while its bytes are in memory: it is taken for a block that has
+// wholly arrived and that we asked that peer for, and the run is handed on before the reader
+// waits for the network again. A peer that stalls therefore cannot pin one.
 
 const (
 	runSize = 16 * blockSize // a run buffer: sixteen 16 KiB blocks per pwrite
@@ -49,11 +52,19 @@ type pieceHash struct {
 }
 
 // blockDst tells peerwire where to read a block: the tail of p's run when the block extends it,
-// else (after handing the run to the disk goroutine) the start of a new run.
+// else (after handing the run to the disk goroutine) the start of a new run. peerwire calls it
+// only once the whole block is in memory, so a run buffer is never held while waiting for the
+// network. A block we did not ask this peer for (or of another length than we asked) gets no
+// buffer at all: nil has peerwire skip it, and onPiece counts it as wasted. Without that check
+// a peer sending the head of an unrequested block could hold a shared run buffer (issue 9).
 func (p *peer) blockDst(index, begin uint32, n int) []byte {
 	r := &p.recv
-	if n > runSize {
-		return nil // not a block we requested: let peerwire allocate it
+	s := p.s
+	s.mu.Lock()
+	req, ok := p.outstanding[blockKey{index, begin}]
+	s.mu.Unlock()
+	if !ok || int(req.length) != n || n > runSize {
+		return nil
 	}
 	if r.n > 0 && (index != r.piece || begin != r.begin+uint32(r.n) || r.n+n > runSize) {
 		if err := p.flushRun(); err != nil {
@@ -63,7 +74,7 @@ func (p *peer) blockDst(index, begin uint32, n int) []byte {
 	}
 	if r.buf == nil {
 		select {
-		case p.s.runSlots <- struct{}{}:
+		case s.runSlots <- struct{}{}:
 		case <-p.ctx.Done():
 			p.runErr = p.ctx.Err()
 			return nil

@@ -67,6 +67,9 @@ type Config struct {
 	SeedRatio float64       // stop seeding once uploaded/size reaches this; 0 = no ratio limit
 	SeedTime  time.Duration // stop seeding after this long; 0 = no time limit
 
+	ReadOnly bool // seed the user's own files: never create, write, truncate them or add state files (storage.Options)
+	Force    bool // overwrite files in the way that are not this download's (storage.ErrExists)
+
 	Logger     *slog.Logger   // nil = discard
 	OnProgress func(Progress) // called from one goroutine, at most about twice a second
 }
@@ -123,9 +126,11 @@ type Swarm struct {
 	peers            map[*peer]struct{}
 	known            map[netip.AddrPort]bool // connected or being dialled
 	pending          []netip.AddrPort        // to dial
-	dialing          int
-	banned           map[netip.Addr]bool
-	strikes          map[netip.Addr]int
+	dialing          int                     // dials in progress
+	handshaking      int                     // incoming handshakes in progress
+	connecting       map[netip.Addr]int      // dials and incoming handshakes in progress, per IP
+	evicting         int                     // peers closed to make room, not yet removed
+	bans             banList
 	conns            []*peerwire.Conn // handed in before Run
 	running          bool             // Run has been called
 	stopped          bool             // Run is shutting down: start nothing new
@@ -139,8 +144,9 @@ type Swarm struct {
 	lastDown, lastUp int64
 
 	// test hooks, set by tests in this package before Run
-	onRequest func(piece int)
-	onBan     func(netip.Addr)
+	onRequest  func(piece int)
+	onBan      func(netip.Addr)
+	evictAfter time.Duration // 0: evictIdle
 }
 
 // pieceState tracks the blocks of one piece being downloaded.
@@ -169,7 +175,8 @@ func New(cfg Config) (*Swarm, error) {
 	if cfg.Dir == "" {
 		cfg.Dir = "."
 	}
-	store, err := storage.Open(cfg.Dir, layout)
+	store, err := storage.OpenOptions(cfg.Dir, layout, storage.Options{
+		InfoHash: cfg.InfoHash, Info: cfg.Info, ReadOnly: cfg.ReadOnly, Force: cfg.Force})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrStorage, err)
 	}
@@ -177,7 +184,7 @@ func New(cfg Config) (*Swarm, error) {
 		cfg.MaxPeers = defaultMaxPeers
 	}
 	if cfg.PeerID == ([20]byte{}) {
-		cfg.PeerID = randomPeerID()
+		cfg.PeerID = peerwire.NewPeerID()
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -185,14 +192,14 @@ func New(cfg Config) (*Swarm, error) {
 	}
 	s := &Swarm{
 		cfg: cfg, log: log, layout: layout, store: store,
-		verifyCh: make(chan verifyJob, 64),
-		runSlots: make(chan struct{}, maxRuns),
-		wake:     make(chan struct{}, 1),
-		pieces:   make(map[int]*pieceState),
-		peers:    make(map[*peer]struct{}),
-		known:    make(map[netip.AddrPort]bool),
-		banned:   make(map[netip.Addr]bool),
-		strikes:  make(map[netip.Addr]int),
+		verifyCh:   make(chan verifyJob, 64),
+		runSlots:   make(chan struct{}, maxRuns),
+		wake:       make(chan struct{}, 1),
+		pieces:     make(map[int]*pieceState),
+		peers:      make(map[*peer]struct{}),
+		known:      make(map[netip.AddrPort]bool),
+		connecting: make(map[netip.Addr]int),
+		bans:       newBanList(),
 	}
 	wanted := s.wantedPieces()
 	s.picker = picker.New(layout.NumPieces(), wanted, cfg.Sequential, rand.Uint64())
@@ -215,6 +222,13 @@ func New(cfg Config) (*Swarm, error) {
 		}
 	}
 	s.opts = peerwire.Options{PeerID: cfg.PeerID, ExtHandshake: ext, Timeout: dialTimeout}
+	if cfg.Listener != nil {
+		// Dial from the address we listen on: the peers then see (and pass on) an address
+		// that answers, and per-address limits on their side count us once.
+		if ta, ok := cfg.Listener.Addr().(*net.TCPAddr); ok {
+			s.opts.LocalAddr = ta.AddrPort().Addr().Unmap()
+		}
+	}
 	return s, nil
 }
 
@@ -256,7 +270,7 @@ func (s *Swarm) AddPeer(addr netip.AddrPort) {
 	}
 	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
 	s.mu.Lock()
-	if !s.known[addr] && !s.banned[addr.Addr()] && len(s.pending) < maxPendingAddrs {
+	if !s.known[addr] && !s.bans.banned(addr.Addr(), time.Now()) && len(s.pending) < maxPendingAddrs {
 		s.known[addr] = true
 		s.pending = append(s.pending, addr)
 	}
@@ -343,6 +357,9 @@ func (s *Swarm) Run(ctx context.Context) (err error) {
 	// Pieces on disk are checked before any peer starts, so none of them is fetched again.
 	if err := s.checkExisting(ictx); err != nil {
 		return err
+	}
+	if err := s.store.CheckMissing(s.missingPieces()); err != nil {
+		return fmt.Errorf("%w: %w", ErrStorage, err) // a file in the way, or a seed that cannot fetch
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -589,6 +606,18 @@ feed:
 	s.dirty = true
 	s.mu.Unlock()
 	return ctx.Err()
+}
+
+// missingPieces returns the wanted pieces not verified.
+func (s *Swarm) missingPieces() (m []int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.layout.NumPieces() {
+		if s.picker.Wanted(i) && !s.picker.Have(i) {
+			m = append(m, i)
+		}
+	}
+	return m
 }
 
 // markHaveLocked records piece i as verified.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -10,16 +9,12 @@ import (
 	"sync"
 
 	"github.com/magnetget/magnetget/internal/maddr"
+	"github.com/magnetget/magnetget/internal/peerwire"
 	"github.com/magnetget/magnetget/internal/trackers"
 )
 
-// newPeerID makes an Azureus-style peer id: "-MG0001-" and 12 random bytes.
-func newPeerID() [20]byte {
-	var id [20]byte
-	copy(id[:], "-MG0001-")
-	_, _ = rand.Read(id[8:])
-	return id
-}
+// newPeerID makes our peer id (peerwire.NewPeerID: one maker for the whole program).
+func newPeerID() [20]byte { return peerwire.NewPeerID() }
 
 // resolvePeers turns x.pe hints ("host:port") into addresses; a name that
 // does not resolve is skipped with a warning.

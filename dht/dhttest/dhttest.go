@@ -42,7 +42,8 @@ func Network(t testing.TB, n int) []*dht.Node {
 }
 
 // NetworkWith is Network with a hook to adjust each node's Config (state files, callbacks)
-// before it starts. Conn and Bootstrap are set by NetworkWith.
+// before it starts. Bootstrap is set by NetworkWith; Conn is the node's socket, which the hook
+// may wrap (the wrapper then owns it).
 func NetworkWith(t testing.TB, n int, configure func(i int, c *dht.Config)) []*dht.Node {
 	t.Helper()
 	nodes, _ := network(t, n, configure)
@@ -118,10 +119,10 @@ func network(t testing.TB, n int, configure func(i int, c *dht.Config)) ([]*dht.
 	rng := rand.New(rand.NewPCG(uint64(n), 42))
 	for i, c := range conns {
 		cfg := Config()
+		cfg.Conn = c // set first, so the hook may wrap it (NetworkProfile does)
 		if configure != nil {
 			configure(i, &cfg)
 		}
-		cfg.Conn = c
 		cfg.Bootstrap = pickOthers(rng, addrs, i, Seeds)
 		nd, err := dht.New(cfg)
 		if err != nil {

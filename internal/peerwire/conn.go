@@ -3,13 +3,13 @@ package peerwire
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -18,9 +18,12 @@ import (
 // DefaultTimeout is the dial + handshake deadline when Options.Timeout is zero.
 const DefaultTimeout = 10 * time.Second
 
+// DefaultMessageTimeout is Options.MessageTimeout's zero value: 16 KiB arrive in it at 550 B/s.
+const DefaultMessageTimeout = 30 * time.Second
+
 // Options configure Dial and Accept. The zero value works.
 type Options struct {
-	// PeerID is sent in our handshake; zero means a random "-MG0100-" id per connection.
+	// PeerID is sent in our handshake; zero means a fresh NewPeerID per connection.
 	PeerID [20]byte
 	// ExtHandshake is the BEP 10 handshake we send when both sides support extensions. An empty
 	// YourIP is filled in with the peer's address.
@@ -37,6 +40,15 @@ type Options struct {
 	// start with a BEP 3 handshake. It is called once per encrypted incoming connection, from
 	// Accept's goroutine. Dial ignores it.
 	InfoHashes func() [][20]byte
+	// MessageTimeout bounds how long the rest of a message may take to arrive once its length
+	// prefix has: a peer that stops mid-message is cut off after it (ReadMsg fails with a
+	// timeout), however far away the deadline set with SetDeadline is. Zero means
+	// DefaultMessageTimeout.
+	MessageTimeout time.Duration
+	// LocalAddr is the address Dial connects from (any port), so peers see the address we
+	// listen on rather than whatever the kernel picks; ignored when invalid, unspecified or of
+	// the other address family than the peer's. Accept ignores it.
+	LocalAddr netip.Addr
 	// EncryptedRetry makes Dial, when a peer closes the connection in answer to our plaintext
 	// handshake (clients set to require encryption do), dial again at once and open with an MSE
 	// handshake offering plaintext and RC4. False means plaintext only.
@@ -66,10 +78,7 @@ func (o Options) peerID() [20]byte {
 	if o.PeerID != ([20]byte{}) {
 		return o.PeerID
 	}
-	var id [20]byte
-	copy(id[:], "-MG0100-")
-	rand.Read(id[8:])
-	return id
+	return NewPeerID()
 }
 
 // Conn is a handshaken peer connection for one infohash.
@@ -105,6 +114,12 @@ type Conn struct {
 	peerExt ExtHandshake
 	pending []Message
 
+	// msgTimeout is Options.MessageTimeout; read-only.
+	msgTimeout time.Duration
+	dlmu       sync.Mutex // guards rdl and short; taken around (never across) deadline changes
+	rdl        time.Time  // the read deadline callers asked for (SetDeadline, SetReadDeadline)
+	short      bool       // a mid-message deadline earlier than rdl is in force on nc
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -113,10 +128,14 @@ func newConn(nc net.Conn, o Options) *Conn {
 	c := &Conn{
 		nc: nc,
 		// 64 KiB: several blocks per read syscall at full speed, still small per connection.
-		br:     bufio.NewReaderSize(nc, 64<<10),
-		bw:     bufio.NewWriterSize(nc, 32<<10), // a 16 KiB block and its header in one write
-		ourRes: o.reserved(),
-		local:  o.ExtHandshake,
+		br:         bufio.NewReaderSize(nc, 64<<10),
+		bw:         bufio.NewWriterSize(nc, 32<<10), // a 16 KiB block and its header in one write
+		ourRes:     o.reserved(),
+		local:      o.ExtHandshake,
+		msgTimeout: o.MessageTimeout,
+	}
+	if c.msgTimeout <= 0 {
+		c.msgTimeout = DefaultMessageTimeout
 	}
 	c.remote = addrPortOf(nc.RemoteAddr())
 	if len(c.local.YourIP) == 0 && c.remote.IsValid() {
@@ -193,6 +212,9 @@ var errHungUp = errors.New("peer closed the connection")
 // dialOnce is one connection attempt of Dial, in plaintext or opening with MSE.
 func dialOnce(ctx, hctx context.Context, addr netip.AddrPort, ih [20]byte, o Options, encrypt bool) (*Conn, error) {
 	var d net.Dialer
+	if la := o.LocalAddr.Unmap(); la.IsValid() && !la.IsUnspecified() && la.Is4() == addr.Addr().Unmap().Is4() {
+		d.LocalAddr = &net.TCPAddr{IP: la.AsSlice()}
+	}
 	nc, err := d.DialContext(hctx, "tcp", addr.String())
 	if err != nil {
 		if ctx.Err() != nil {
@@ -349,13 +371,19 @@ func (c *Conn) LocalExt() ExtHandshake { return c.local }
 func (c *Conn) ReadMsg() (Message, error) { return c.ReadMsgInto(nil) }
 
 // BlockBuffer chooses where ReadMsgInto puts a Piece message's block of n bytes for piece index
-// at offset begin. It returns a slice of exactly n bytes, or nil to have a fresh one allocated.
+// at offset begin. It returns a slice of exactly n bytes to read the block into, or nil to have
+// the block skipped: the Message then comes back with Block nil and Length n, and nothing is
+// allocated for it.
 type BlockBuffer func(index, begin uint32, n int) []byte
 
 // ReadMsgInto is ReadMsg, except that a Piece message's block is read straight into the slice
-// dst returns (when dst is not nil and returns one), so a downloader can reuse its buffers
-// instead of allocating 16 KiB per block. The returned Message's Block then aliases that slice.
-// dst runs on the reader goroutine, between reading the Piece header and its block.
+// dst returns (when dst is not nil), so a downloader can reuse its buffers instead of
+// allocating 16 KiB per block, and can refuse blocks it never asked for without reading them
+// into anything. The returned Message's Block then aliases that slice. dst runs on the reader
+// goroutine, once the whole block has arrived and sits in the connection's read buffer: a
+// buffer dst hands out (possibly one shared with other connections) is never held while
+// waiting for the network. Blocks larger than the read buffer (64 KiB) are not offered to dst;
+// they are read into a fresh slice, grown as their bytes arrive.
 func (c *Conn) ReadMsgInto(dst BlockBuffer) (Message, error) {
 	c.mu.Lock()
 	if len(c.pending) > 0 {
@@ -367,6 +395,10 @@ func (c *Conn) ReadMsgInto(dst BlockBuffer) (Message, error) {
 	}
 	c.mu.Unlock()
 
+	if c.br.Buffered() < 4 {
+		// Waiting for a new message: the caller's (idle) deadline applies, not a mid-message one.
+		c.endMessageDeadline()
+	}
 	var hdr [4]byte
 	if _, err := io.ReadFull(c.br, hdr[:]); err != nil {
 		return Message{}, fmt.Errorf("peerwire: read: %w", err)
@@ -381,21 +413,24 @@ func (c *Conn) ReadMsgInto(dst BlockBuffer) (Message, error) {
 		if n > MaxBitfieldLen+1 {
 			return Message{}, fmt.Errorf("%w: length prefix %d", ErrMessageTooLarge, n)
 		}
-		id, err := c.br.Peek(1)
-		if err != nil {
-			return Message{}, fmt.Errorf("peerwire: read: %w", err)
+		if err := c.await(1); err != nil {
+			return Message{}, err
 		}
+		id, _ := c.br.Peek(1)
 		if id[0] != Bitfield {
 			return Message{}, fmt.Errorf("%w: id %d with length %d", ErrMessageTooLarge, id[0], n)
 		}
 	}
 	if dst != nil && n > pieceHeaderLen {
-		if id, err := c.br.Peek(1); err == nil && id[0] == Piece {
+		if err := c.await(1); err != nil {
+			return Message{}, err
+		}
+		if id, _ := c.br.Peek(1); id[0] == Piece {
 			return c.readPiece(n, dst)
 		}
 	}
-	buf := make([]byte, n)
-	if err := c.readFull(buf); err != nil {
+	buf, err := c.readBody(int(n))
+	if err != nil {
 		return Message{}, err
 	}
 	m, err := DecodeMessage(buf)
@@ -420,31 +455,111 @@ const pieceHeaderLen = 9
 // readPiece reads a Piece message of length n (already checked against MaxMessageLen) whose
 // block goes where dst says.
 func (c *Conn) readPiece(n uint32, dst BlockBuffer) (Message, error) {
-	var h [pieceHeaderLen]byte
-	if err := c.readFull(h[:]); err != nil {
-		return Message{}, err
-	}
-	m := Message{ID: Piece, Index: binary.BigEndian.Uint32(h[1:]), Begin: binary.BigEndian.Uint32(h[5:])}
 	size := int(n - pieceHeaderLen)
-	b := dst(m.Index, m.Begin, size)
-	if len(b) != size {
-		b = make([]byte, size)
+	if int(n) > c.br.Size() {
+		buf, err := c.readBody(int(n))
+		if err != nil {
+			return Message{}, err
+		}
+		return DecodeMessage(buf)
 	}
-	if err := c.readFull(b); err != nil {
+	// The whole message is in memory before dst is asked for a buffer.
+	if err := c.await(int(n)); err != nil {
 		return Message{}, err
 	}
+	h, _ := c.br.Peek(pieceHeaderLen)
+	m := Message{ID: Piece, Index: binary.BigEndian.Uint32(h[1:]), Begin: binary.BigEndian.Uint32(h[5:])}
+	c.br.Discard(pieceHeaderLen)
+	b := dst(m.Index, m.Begin, size)
+	if b == nil || len(b) != size {
+		c.br.Discard(size)
+		m.Length = uint32(size)
+		return m, nil
+	}
+	io.ReadFull(c.br, b) // buffered: cannot fail
 	m.Block = b
 	return m, nil
 }
 
-func (c *Conn) readFull(b []byte) error {
-	if _, err := io.ReadFull(c.br, b); err != nil {
+// await waits until k bytes (at most the read buffer's size) of the current message are
+// buffered, under the mid-message deadline when they are not there yet.
+func (c *Conn) await(k int) error {
+	if c.br.Buffered() >= k {
+		return nil
+	}
+	c.startMessageDeadline()
+	if _, err := c.br.Peek(k); err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
 		return fmt.Errorf("peerwire: read: %w", err)
 	}
 	return nil
+}
+
+// readBody returns the next n bytes in a fresh slice, allocated only as the bytes arrive: a
+// length prefix followed by silence costs nothing.
+func (c *Conn) readBody(n int) ([]byte, error) {
+	if n <= c.br.Size() {
+		if err := c.await(n); err != nil {
+			return nil, err
+		}
+		buf := make([]byte, n)
+		io.ReadFull(c.br, buf) // buffered: cannot fail
+		return buf, nil
+	}
+	var buf []byte
+	for len(buf) < n {
+		k := min(n-len(buf), c.br.Size())
+		if err := c.await(k); err != nil {
+			return nil, err
+		}
+		buf = slices.Grow(buf, k)
+		buf = buf[:len(buf)+k]
+		io.ReadFull(c.br, buf[len(buf)-k:])
+	}
+	return buf, nil
+}
+
+// startMessageDeadline brings the read deadline forward to MessageTimeout from now (unless
+// the caller's is earlier): the reader is about to wait for the rest of a message.
+func (c *Conn) startMessageDeadline() {
+	c.dlmu.Lock()
+	defer c.dlmu.Unlock()
+	d := time.Now().Add(c.msgTimeout)
+	if !c.rdl.IsZero() && !c.rdl.After(d) {
+		return
+	}
+	c.short = true
+	_ = c.nc.SetReadDeadline(d)
+}
+
+// endMessageDeadline puts the caller's read deadline back after a mid-message one.
+func (c *Conn) endMessageDeadline() {
+	c.dlmu.Lock()
+	defer c.dlmu.Unlock()
+	if c.short {
+		c.short = false
+		_ = c.nc.SetReadDeadline(c.rdl)
+	}
+}
+
+// MsgBuffered reports whether the next ReadMsg is served from memory: a message was pushed
+// back, or a whole one is in the read buffer. When it is false the next ReadMsg may wait on
+// the network. Reader goroutine only.
+func (c *Conn) MsgBuffered() bool {
+	c.mu.Lock()
+	pending := len(c.pending) > 0
+	c.mu.Unlock()
+	if pending {
+		return true
+	}
+	b, err := c.br.Peek(min(4, c.br.Buffered()))
+	if err != nil || len(b) < 4 {
+		return false
+	}
+	n := int64(binary.BigEndian.Uint32(b))
+	return int64(c.br.Buffered()) >= 4+n
 }
 
 // Buffered reports how many bytes already received are waiting to be parsed: when it is zero
@@ -584,11 +699,24 @@ func (c *Conn) Close() error {
 	return c.closeErr
 }
 
-// SetDeadline sets the read and write deadline of the underlying connection.
-func (c *Conn) SetDeadline(t time.Time) error { return c.nc.SetDeadline(t) }
+// SetDeadline sets the read and write deadline of the underlying connection. While ReadMsg
+// waits for the rest of a message, the read deadline is the earlier of this one and
+// Options.MessageTimeout from when the wait began.
+func (c *Conn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.nc.SetWriteDeadline(t)
+}
 
-// SetReadDeadline sets the read deadline of the underlying connection.
-func (c *Conn) SetReadDeadline(t time.Time) error { return c.nc.SetReadDeadline(t) }
+// SetReadDeadline sets the read deadline of the underlying connection (see SetDeadline).
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	c.dlmu.Lock()
+	defer c.dlmu.Unlock()
+	c.rdl = t
+	c.short = false
+	return c.nc.SetReadDeadline(t)
+}
 
 // SetWriteDeadline sets the write deadline of the underlying connection.
 func (c *Conn) SetWriteDeadline(t time.Time) error { return c.nc.SetWriteDeadline(t) }

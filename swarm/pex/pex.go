@@ -4,6 +4,7 @@
 package pex
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -42,7 +43,7 @@ func Decode(b []byte) (Message, error) {
 		return Message{}, fmt.Errorf("%w: %d bytes", ErrBadMessage, len(b))
 	}
 	var w wire
-	if err := bencode.Unmarshal(b, &w); err != nil {
+	if err := unmarshal(b, &w); err != nil {
 		return Message{}, fmt.Errorf("%w: %w", ErrBadMessage, err)
 	}
 	var m Message
@@ -60,6 +61,27 @@ func Decode(b []byte) (Message, error) {
 		return Message{}, err
 	}
 	return m, nil
+}
+
+// unmarshal decodes b into v with no string longer than b itself: the decoder's default cap is
+// 128 MiB, which a 20-byte payload announcing a huge string would make it allocate. The
+// decoder also reports some errors by panicking; network input must never crash us, so a
+// panic becomes an error here (a last line of defence, not the expected path).
+func unmarshal(b []byte, v any) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("bencode: %v", r)
+		}
+	}()
+	d := bencode.NewDecoder(bytes.NewReader(b))
+	d.MaxStrLen = int64(len(b))
+	if err := d.Decode(v); err != nil {
+		return err
+	}
+	if d.Offset != int64(len(b)) {
+		return fmt.Errorf("%d trailing bytes", int64(len(b))-d.Offset)
+	}
+	return nil
 }
 
 func compact(s string, ipLen int, out []netip.AddrPort) ([]netip.AddrPort, error) {

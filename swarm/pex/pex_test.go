@@ -2,6 +2,7 @@ package pex
 
 import (
 	"net/netip"
+	"runtime"
 	"slices"
 	"testing"
 )
@@ -48,8 +49,15 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte("d5:added6:\x7f\x00\x00\x01\x1a\xe17:added.f1:\x007:dropped0:e"))
 	f.Add([]byte("d5:added0:6:added618:\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01\x1a\xe17:dropped0:e"))
 	f.Add([]byte("de"))
+	f.Add([]byte("d5:added134217000:xx"))
+	f.Add([]byte("d5:addedli1ei2ee7:dropped0:1:xd1:yi3eee"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		m, err := Decode(b)
+		var m Message
+		var err error
+		// Decoding never allocates more than a small multiple of its input.
+		if n := allocated(func() { m, err = Decode(b) }); n > 4096+64*uint64(len(b)) {
+			t.Fatalf("decoding %d bytes allocated %d", len(b), n)
+		}
 		if err != nil {
 			return
 		}
@@ -62,4 +70,30 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("round trip changed %v -> %v", m, m2)
 		}
 	})
+}
+
+// allocated returns the bytes fn allocates (on this goroutine and any other meanwhile).
+func allocated(fn func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	fn()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// TestDecodeHugeStringLength: a 20-byte payload that announces a 128 MiB string made the
+// decoder allocate 128 MiB (issue 9, row 9). Nothing longer than the input may be allocated.
+func TestDecodeHugeStringLength(t *testing.T) {
+	in := []byte("d5:added134217000:xx")
+	if len(in) != 20 {
+		t.Fatalf("payload is %d bytes", len(in))
+	}
+	var err error
+	n := allocated(func() { _, err = Decode(in) })
+	if err == nil {
+		t.Fatal("Decode accepted a string longer than the message")
+	}
+	if n > 64<<10 {
+		t.Fatalf("decoding a 20-byte payload allocated %d bytes", n)
+	}
 }

@@ -1,0 +1,300 @@
+package swarm
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/magnetget/magnetget/internal/peerwire"
+)
+
+// hostileConns opens connections to addr from the given local IPs (one each), sends each
+// opening (typically a handshake and a few bytes) and then keeps it open, reading and
+// discarding what we send, until the test ends. keepalive > 0 sends a keepalive that often.
+func hostileConns(t testing.TB, ips []string, addr netip.AddrPort, opening []byte, keepalive time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	for _, ip := range ips {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second}
+		nc, err := d.DialContext(ctx, "tcp", addr.String())
+		if err != nil {
+			t.Fatalf("hostile dial from %s: %v", ip, err)
+		}
+		context.AfterFunc(ctx, func() { nc.Close() })
+		if _, err := nc.Write(opening); err != nil {
+			t.Fatalf("hostile write: %v", err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			io.Copy(io.Discard, nc)
+		}()
+		if keepalive > 0 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				tick := time.NewTicker(keepalive)
+				defer tick.Stop()
+				for {
+					select {
+					case <-ctx.Done():
+						return
+					case <-tick.C:
+						if _, err := nc.Write([]byte{0, 0, 0, 0}); err != nil {
+							return
+						}
+					}
+				}
+			}()
+		}
+	}
+}
+
+// handshakeBytes is a peer's BEP 3 handshake for ih with a distinct peer id.
+func handshakeBytes(ih [20]byte, n int) []byte {
+	var id [20]byte
+	copy(id[:], fmt.Sprintf("-XX0001-%012d", n))
+	var res [8]byte
+	res[7] = 0x04 // fast extension
+	return peerwire.AppendHandshake(nil, peerwire.Handshake{Reserved: res, InfoHash: ih, PeerID: id})
+}
+
+// ipRange returns n addresses 127.0.<third>.1 .. 127.0.<third>.n.
+func ipRange(third, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("127.0.%d.%d", third, i+1)
+	}
+	return out
+}
+
+// waitPeers waits (bounded) until s has at least n connected peers.
+func waitPeers(t testing.TB, s *Swarm, n int) {
+	t.Helper()
+	for range 500 {
+		if len(s.PeerStats()) >= n {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("%d peers connected, want %d", len(s.PeerStats()), n)
+}
+
+// startRun runs s in the background and returns a function that waits for its result.
+func startRun(t testing.TB, s *Swarm, timeout time.Duration) func() error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	errc := make(chan error, 1)
+	go func() { errc <- s.Run(ctx) }()
+	var once sync.Once
+	var err error
+	wait := func() error {
+		once.Do(func() { err = <-errc; cancel() })
+		return err
+	}
+	t.Cleanup(func() { cancel(); wait() })
+	return wait
+}
+
+// TestStallingPieceHeadsDoNotStall is issue 9, row 4: 16 connections each sending a
+// handshake and the 13-byte head of a Piece message nobody asked for, then silence, pinned
+// all 16 shared run buffers and stopped the download until the 3-minute idle deadline. The
+// download from an honest seeder must complete beside them.
+func TestStallingPieceHeadsDoNotStall(t *testing.T) {
+	tt := makeTorrent(t, "stall", 32<<10, []testFile{{"s.bin", 4 << 20}}, 21)
+	seed := startSeeder(t, tt, "127.0.20.1", nil)
+	ln := listen(t, "127.0.20.2")
+	dir := t.TempDir()
+	s, err := New(Config{InfoHash: tt.ih, Info: tt.info, Dir: dir, Listener: ln})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait := startRun(t, s, 60*time.Second)
+	for i, ip := range ipRange(21, maxRuns) {
+		head := binary.BigEndian.AppendUint32(nil, 9+blockSize)
+		head = append(head, peerwire.Piece, 0, 0, 0, 0, 0, 0, 0, 0)
+		hostileConns(t, []string{ip}, addrOf(ln), append(handshakeBytes(tt.ih, i), head...), 0)
+	}
+	waitPeers(t, s, maxRuns)
+	time.Sleep(200 * time.Millisecond) // let every head be read
+	s.AddPeer(seed)
+	if err := wait(); err != nil {
+		t.Fatalf("Run beside %d stalling peers: %v", maxRuns, err)
+	}
+	tt.checkFiles(t, dir)
+}
+
+// TestIdleConnsFromOneIPDoNotHoldSlots is issue 9, row 7: 50 idle connections from one IP
+// (distinct peer ids, keepalives) held every peer slot, so a seeder learnt of later was never
+// dialled. One address gets at most maxPerIP connections.
+func TestIdleConnsFromOneIPDoNotHoldSlots(t *testing.T) {
+	tt := makeTorrent(t, "idle", 32<<10, []testFile{{"i.bin", 2 << 20}}, 22)
+	seed := startSeeder(t, tt, "127.0.22.1", nil)
+	ln := listen(t, "127.0.22.2")
+	dir := t.TempDir()
+	s, err := New(Config{InfoHash: tt.ih, Info: tt.info, Dir: dir, Listener: ln})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait := startRun(t, s, 60*time.Second)
+	for i := range defaultMaxPeers {
+		hostileConns(t, []string{"127.0.22.3"}, addrOf(ln), handshakeBytes(tt.ih, i), 100*time.Millisecond)
+	}
+	waitPeers(t, s, 1)
+	time.Sleep(200 * time.Millisecond) // every handshake answered or refused
+	if n := len(s.PeerStats()); n > maxPerIP {
+		t.Errorf("%d connections from one address accepted, want at most %d", n, maxPerIP)
+	}
+	s.AddPeer(seed)
+	if err := wait(); err != nil {
+		t.Fatalf("Run beside %d idle connections from one address: %v", defaultMaxPeers, err)
+	}
+	tt.checkFiles(t, dir)
+}
+
+// TestUselessPeersMakeRoom: with every slot held by idle peers from distinct addresses, a
+// seeder learnt of later is still dialled (an idle peer is dropped to make room), and idle
+// newcomers arriving during the download take the room of other idle peers, never the seeder's.
+func TestUselessPeersMakeRoom(t *testing.T) {
+	tt := makeTorrent(t, "evict", 32<<10, []testFile{{"e.bin", 3 << 20}}, 23)
+	seed := startSeeder(t, tt, "127.0.23.250", nil)
+	ln := listen(t, "127.0.23.251")
+	dir := t.TempDir()
+	const slots = 8
+	s, err := New(Config{InfoHash: tt.ih, Info: tt.info, Dir: dir, Listener: ln, MaxPeers: slots,
+		DownloadLimit: 1 << 20}) // a few seconds, while newcomers arrive
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.evictAfter = 200 * time.Millisecond
+	wait := startRun(t, s, 60*time.Second)
+	for i, ip := range ipRange(23, slots) {
+		hostileConns(t, []string{ip}, addrOf(ln), handshakeBytes(tt.ih, i), 100*time.Millisecond)
+		time.Sleep(10 * time.Millisecond) // one at a time: the handshake budget is slots/2
+	}
+	waitPeers(t, s, slots)
+	s.AddPeer(seed)
+	done := make(chan error, 1)
+	go func() { done <- wait() }()
+	for i, ip := range ipRange(24, 20) {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			tt.checkFiles(t, dir)
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+		hostileConns(t, []string{ip}, addrOf(ln), handshakeBytes(tt.ih, 100+i), 100*time.Millisecond)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	tt.checkFiles(t, dir)
+}
+
+// halfOpen opens connections to addr from the given local IPs, writes opening on each and
+// leaves them open (no goroutine of ours per connection) until the test ends.
+func halfOpen(t testing.TB, ips []string, addr netip.AddrPort, opening []byte) {
+	t.Helper()
+	var conns []net.Conn
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	for _, ip := range ips {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second}
+		nc, err := d.Dial("tcp", addr.String())
+		if err != nil {
+			t.Fatalf("dial from %s: %v", ip, err)
+		}
+		conns = append(conns, nc)
+		if len(opening) > 0 {
+			nc.Write(opening)
+		}
+	}
+}
+
+// TestHalfOpenHandshakesBounded is issue 9, row 8: 3,000 connections that never finish the
+// handshake made 3,000 goroutines and 290 MiB of heap. Handshakes in progress are on a budget:
+// goroutines and heap stay flat under 1,000 such connections (from distinct addresses, so the
+// per-address cap is not what saves us), and an honest seeder is still reached.
+func TestHalfOpenHandshakesBounded(t *testing.T) {
+	tt := makeTorrent(t, "halfopen", 32<<10, []testFile{{"h.bin", 1 << 20}}, 24)
+	seed := startSeeder(t, tt, "127.0.39.1", nil)
+	ln := listen(t, "127.0.39.2")
+	dir := t.TempDir()
+	s, err := New(Config{InfoHash: tt.ih, Info: tt.info, Dir: dir, Listener: ln})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait := startRun(t, s, 60*time.Second)
+	time.Sleep(100 * time.Millisecond) // Run's own goroutines started
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	g0 := runtime.NumGoroutine()
+	var ips []string
+	for third := 40; third < 44; third++ {
+		ips = append(ips, ipRange(third, 250)...)
+	}
+	// Half a handshake each: the protocol string and nothing more.
+	halfOpen(t, ips, addrOf(ln), handshakeBytes(tt.ih, 0)[:20])
+	time.Sleep(300 * time.Millisecond) // every connection accepted
+	g1 := runtime.NumGoroutine()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if g1-g0 > 50 { // the handshake budget (16) and a few more
+
+		t.Errorf("%d goroutines more with %d half-open connections", g1-g0, len(ips))
+	}
+	if d := int64(after.HeapInuse) - int64(before.HeapInuse); d > 16<<20 {
+		t.Errorf("heap grew by %d MiB with %d half-open connections", d>>20, len(ips))
+	}
+	s.AddPeer(seed)
+	if err := wait(); err != nil {
+		t.Fatalf("Run beside %d half-open connections: %v", len(ips), err)
+	}
+	tt.checkFiles(t, dir)
+}
+
+// TestRepeatedHaveAllDropped: a peer repeating have_all (each one a loop over every piece
+// under the swarm's lock before) is dropped once its repeats add nothing.
+func TestRepeatedHaveAllDropped(t *testing.T) {
+	tt := makeTorrent(t, "haveall", 16<<10, []testFile{{"h.bin", 1 << 20}}, 25)
+	ln := listen(t, "127.0.25.1")
+	s, err := New(Config{InfoHash: tt.ih, Info: tt.info, Dir: t.TempDir(), Listener: ln})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startRun(t, s, 60*time.Second)
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.25.2")}}
+	nc, err := d.Dial("tcp", addrOf(ln).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	msg := handshakeBytes(tt.ih, 1)
+	for range 100 {
+		msg = append(msg, 0, 0, 0, 1, peerwire.HaveAll)
+	}
+	if _, err := nc.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	nc.SetReadDeadline(time.Now().Add(20 * time.Second))
+	_, err = io.Copy(io.Discard, nc)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("a peer repeating have_all 100 times is still connected")
+	}
+}
