@@ -435,3 +435,55 @@ func TestQueriersVerifiedByPing(t *testing.T) {
 		}
 	}
 }
+
+// BEP 43: a read-only node marks its queries "ro":1, answers no query, and a node it queries does
+// not take it up (no verification ping, so never into the table).
+func TestReadOnlyNode(t *testing.T) {
+	ro, err := New(Config{Addr: netip.MustParseAddrPort("127.0.6.70:0"), Rate: -1, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	full, err := New(Config{Addr: netip.MustParseAddrPort("127.0.6.71:0"), Rate: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer full.Close()
+	p := newRawPeer(t, "127.0.6.72")
+	// Our query to the raw peer carries ro=1.
+	got := make(chan []byte, 1)
+	go func() {
+		buf := make([]byte, 2048)
+		p.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		k, _, err := p.c.ReadFrom(buf)
+		if err != nil {
+			got <- nil
+			return
+		}
+		got <- buf[:k]
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	ro.FindNode(ctx, p.addr(), p.id) // unanswered: only the query matters
+	cancel()
+	if q := <-got; !bytes.Contains(q, []byte("2:roi1e")) {
+		t.Fatalf("read-only query %q lacks ro=1", q)
+	}
+	// It answers nothing.
+	p.send(ro.Addr(), queryBytes(p.id, "ping", "", "ro"))
+	for i := 0; i < 500 && ro.Stats().QueriesIn == 0; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := ro.Stats(); st.QueriesIn != 1 || st.RepliesSent != 0 {
+		t.Fatalf("read-only node: %d queries in, %d replies", st.QueriesIn, st.RepliesSent)
+	}
+	// A full node it queries answers but does not take it up.
+	if _, err := ro.FindNode(context.Background(), full.Addr(), full.ID()); err != nil {
+		t.Fatalf("FindNode from a read-only node: %v", err)
+	}
+	full.verifyMu.Lock()
+	pinged := len(full.verified)
+	full.verifyMu.Unlock()
+	if full.nodes.len() != 0 || pinged != 0 {
+		t.Fatalf("the full node took up the read-only node: %d tracked, %d pinged", full.nodes.len(), pinged)
+	}
+}

@@ -49,6 +49,9 @@ const (
 
 // inbound is the socket filter (see guardedConn): it reports whether the library should see b.
 func (n *Node) inbound(b []byte, from netip.AddrPort) bool {
+	if !n.ready.Load() {
+		return false // New is still building the node; nothing is awaited yet
+	}
 	if len(b) > maxPacket {
 		n.packetsDropped.Add(1)
 		return false

@@ -136,6 +136,7 @@ type Node struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // every goroutine the Node starts
 
+	ready          atomic.Bool // set once New has built the node: packets before are dropped
 	queriesIn      atomic.Int64
 	repliesSent    atomic.Int64
 	repliesDropped atomic.Int64
@@ -315,6 +316,7 @@ func New(cfg Config) (*Node, error) {
 		n.wg.Add(1)
 		go n.deliverEvents()
 	}
+	n.ready.Store(true)
 	logger.Debug("dht: node started", "addr", n.addr, "id", fmt.Sprintf("%x", n.id), "saved_nodes", len(n.saved))
 	return n, nil
 }

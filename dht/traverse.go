@@ -179,8 +179,13 @@ func (tr *trav) run(ctx context.Context, seeds []travNode) travResult {
 			closest = closest[:tr.k]
 		}
 	}
-	// slowMatters: could a query past its soft timeout still improve the closest set?
+	// slowMatters: is a query past its soft timeout worth waiting for? Not once k nodes have
+	// answered: on the real network a node silent that long is almost always gone, and its late
+	// answer would only refine a closest set that is already full.
 	slowMatters := func() bool {
+		if len(closest) >= tr.k {
+			return false
+		}
 		for _, c := range cands {
 			if c.state == slow && eligible(c) {
 				return true
@@ -199,15 +204,16 @@ func (tr *trav) run(ctx context.Context, seeds []travNode) travResult {
 			}
 			launch(c)
 		}
-		if nActive == 0 && (nSlow == 0 || !slowMatters()) && next() == nil {
-			more := []travNode(nil)
-			if tr.more != nil && ctx.Err() == nil {
-				more = tr.more(res.responded)
+		if nActive == 0 && next() == nil {
+			// Out of candidates: take up what the caller knows now (without waiting for queries
+			// past their soft timeout, which are most likely dead), else wait for those queries
+			// if they still matter, else we are done.
+			if tr.more != nil && ctx.Err() == nil && add(tr.more(res.responded)) > 0 {
+				continue
 			}
-			if add(more) == 0 {
+			if nSlow == 0 || !slowMatters() {
 				break
 			}
-			continue
 		}
 		select {
 		case <-ctx.Done():

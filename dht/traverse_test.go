@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"slices"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -81,6 +82,7 @@ func TestTraversalDeadNodesCostConcurrencyNotRounds(t *testing.T) {
 			}
 		}
 		start := time.Now()
+		var mu sync.Mutex
 		var reached time.Duration = -1
 		tr := &trav{
 			target: target, k: 8, alpha: 8, soft: soft, maxSlow: 32,
@@ -93,9 +95,11 @@ func TestTraversalDeadNodesCostConcurrencyNotRounds(t *testing.T) {
 					return travReply{}
 				}
 				time.Sleep(50 * time.Millisecond) // one round trip
+				mu.Lock()
 				if ap == nearestLive.addr && reached < 0 {
 					reached = time.Since(start)
 				}
+				mu.Unlock()
 				var id [20]byte
 				for _, nd := range s.nodes {
 					if nd.addr == ap {
@@ -141,6 +145,59 @@ func TestTraversalStopsAndWaits(t *testing.T) {
 		synctest.Wait() // every goroutine the traversal started has ended
 		if res.tried == 0 || res.tried > 4 {
 			t.Fatalf("tried %d", res.tried)
+		}
+	})
+}
+
+// When every seed is dead (a stale saved table), the caller's other nodes (the bootstrap list) are
+// taken up once the seeds pass their soft timeout, not after their hard timeout.
+func TestTraversalFallsBackAfterSoftTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const soft, hard = 400 * time.Millisecond, 4 * time.Second
+		var target [20]byte
+		rng := rand.New(rand.NewPCG(3, 4))
+		s := newSynthNet(rng, 200, target)
+		var deadSeeds, liveBoot []travNode
+		for _, nd := range s.nodes {
+			switch {
+			case s.dead[nd.addr] && len(deadSeeds) < 16:
+				deadSeeds = append(deadSeeds, nd)
+			case !s.dead[nd.addr] && len(liveBoot) < 2:
+				liveBoot = append(liveBoot, travNode{addr: nd.addr}) // bootstrap: no id known
+			}
+		}
+		start := time.Now()
+		var mu sync.Mutex
+		var firstAnswer time.Duration = -1
+		usedBoot := false
+		tr := &trav{
+			target: target, k: 8, alpha: 8, soft: soft, maxSlow: 32,
+			query: func(ctx context.Context, ap netip.AddrPort) travReply {
+				if s.dead[ap] {
+					select {
+					case <-ctx.Done():
+					case <-time.After(hard):
+					}
+					return travReply{}
+				}
+				mu.Lock()
+				if firstAnswer < 0 {
+					firstAnswer = time.Since(start)
+				}
+				mu.Unlock()
+				return travReply{ok: true, id: [20]byte{1}, nodes: s.knows[ap]}
+			},
+			more: func(responded int) []travNode {
+				if responded == 0 && !usedBoot {
+					usedBoot = true
+					return liveBoot
+				}
+				return nil
+			},
+		}
+		res := tr.run(context.Background(), deadSeeds)
+		if res.responded == 0 || firstAnswer < 0 || firstAnswer >= hard {
+			t.Fatalf("first answer after %v (virtual), %d answered; the dead seeds' hard timeout is %v", firstAnswer, res.responded, hard)
 		}
 	})
 }

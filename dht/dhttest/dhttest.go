@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -45,7 +46,56 @@ func Network(t testing.TB, n int) []*dht.Node {
 // may wrap (the wrapper then owns it).
 func NetworkWith(t testing.TB, n int, configure func(i int, c *dht.Config)) []*dht.Node {
 	t.Helper()
-	conns := make([]*net.UDPConn, n)
+	nodes, _ := network(t, n, configure)
+	return nodes
+}
+
+// NetworkWithDead starts a Network of n nodes and then silences deadShare of them, spread
+// evenly: their sockets stay bound and read every packet but never answer, as nodes that have
+// left the DHT stay named in the others' tables and answers (on the Mainline DHT about half the
+// nodes an answer names are gone). Unlike a closed port, which loopback answers at once with
+// ICMP "port unreachable", a silent node costs a querier its full timeout. It returns the live
+// nodes and the silent nodes' addresses.
+func NetworkWithDead(t testing.TB, n int, deadShare float64) (live []*dht.Node, dead []netip.AddrPort) {
+	t.Helper()
+	nodes, conns := network(t, n, nil)
+	for i, nd := range nodes {
+		if int(float64(i+1)*deadShare) > int(float64(i)*deadShare) {
+			conns[i].mute.Store(true)
+			dead = append(dead, nd.Addr())
+		} else {
+			live = append(live, nd)
+		}
+	}
+	return live, dead
+}
+
+// muteConn is a node's socket that can be silenced: once muted it reads and drops every packet
+// and sends nothing.
+type muteConn struct {
+	*net.UDPConn
+	mute atomic.Bool
+}
+
+func (c *muteConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	for {
+		n, a, err := c.UDPConn.ReadFrom(b)
+		if err != nil || !c.mute.Load() {
+			return n, a, err
+		}
+	}
+}
+
+func (c *muteConn) WriteTo(b []byte, a net.Addr) (int, error) {
+	if c.mute.Load() {
+		return len(b), nil
+	}
+	return c.UDPConn.WriteTo(b, a)
+}
+
+func network(t testing.TB, n int, configure func(i int, c *dht.Config)) ([]*dht.Node, []*muteConn) {
+	t.Helper()
+	conns := make([]*muteConn, n)
 	for i := range conns {
 		c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(Addr(i), 0)))
 		if err != nil {
@@ -54,7 +104,7 @@ func NetworkWith(t testing.TB, n int, configure func(i int, c *dht.Config)) []*d
 			}
 			t.Fatalf("dhttest: listen: %v", err)
 		}
-		conns[i] = c
+		conns[i] = &muteConn{UDPConn: c}
 	}
 	addrs := make([]netip.AddrPort, n)
 	for i, c := range conns {
@@ -98,7 +148,7 @@ func NetworkWith(t testing.TB, n int, configure func(i int, c *dht.Config)) []*d
 		}
 		pending = failed
 	}
-	return nodes
+	return nodes, conns
 }
 
 func pickOthers(rng *rand.Rand, addrs []netip.AddrPort, self, k int) []netip.AddrPort {
