@@ -20,18 +20,29 @@ import (
 // discarding what we send, until the test ends. keepalive > 0 sends a keepalive that often.
 func hostileConns(t testing.TB, ips []string, addr netip.AddrPort, opening []byte, keepalive time.Duration) {
 	t.Helper()
+	stop, err := openHostile(ips, addr, opening, keepalive)
+	t.Cleanup(stop)
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// openHostile is hostileConns with an explicit stop, which closes the connections and waits
+// for the goroutines serving them.
+func openHostile(ips []string, addr netip.AddrPort, opening []byte, keepalive time.Duration) (stop func(), err error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	t.Cleanup(func() { cancel(); wg.Wait() })
+	stop = func() { cancel(); wg.Wait() }
 	for _, ip := range ips {
 		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second}
 		nc, err := d.DialContext(ctx, "tcp", addr.String())
 		if err != nil {
-			t.Fatalf("hostile dial from %s: %v", ip, err)
+			return stop, fmt.Errorf("hostile dial from %s: %w", ip, err)
 		}
 		context.AfterFunc(ctx, func() { nc.Close() })
 		if _, err := nc.Write(opening); err != nil {
-			t.Fatalf("hostile write: %v", err)
+			// Refused (closed by the swarm) already: that is its right.
+			continue
 		}
 		wg.Add(1)
 		go func() {
@@ -57,6 +68,7 @@ func hostileConns(t testing.TB, ips []string, addr netip.AddrPort, opening []byt
 			}()
 		}
 	}
+	return stop, nil
 }
 
 // handshakeBytes is a peer's BEP 3 handshake for ih with a distinct peer id.
