@@ -85,23 +85,26 @@ type FetchFunc func(ctx context.Context, ih [20]byte, peers <-chan netip.AddrPor
 
 // Progress is a snapshot of a crawl.
 type Progress struct {
-	Found           int64         // infohashes new to the index since the Crawler started
+	Found           int64         // infohashes this crawler recorded first (new to the index)
 	Seen            int64         // sightings (samples and harvested), repeats included
 	PerMinute       float64       // Found per minute of Run so far
 	MetadataFetched int64         // info dictionaries fetched and stored
 	MetadataFailed  int64         // fetch attempts that failed
+	MetadataActive  int64         // fetches in progress (leased from the index's queue)
 	NodesVisited    int64         // replies to our sample_infohashes / find_node queries
 	NodesKnown      int           // nodes the walk knows and has not given up on
 	Queries         int64         // queries sent
 	Elapsed         time.Duration // Run's running time so far (or in all, once it returned)
+	Share           [2]int        // this crawler's part of the keyspace: {rank, of crawlers}
+	DB              index.Health  // the index's write side (buffer, drops, retries, latency)
 }
 
 // Crawler crawls the DHT through Node into Index. Set the fields, then call
 // Run (or only Harvest, for passive harvesting without a walk). The zero
 // values of the optional fields are sensible defaults.
 type Crawler struct {
-	Node  DHT          // required by Run; usually a *dht.Node
-	Index *index.Index // required
+	Node  DHT         // required by Run; usually a *dht.Node
+	Index index.Store // required; a bbolt *index.Index or a shared PostgreSQL one
 
 	Seeds            []netip.AddrPort // where the walk starts (e.g. the bootstrap nodes or the routing table)
 	Rate             float64          // walk queries/s over all nodes; 0 = 100, < 0 = unlimited
@@ -115,16 +118,19 @@ type Crawler struct {
 	MetadataTimeout  time.Duration    // per fetch; 0 = 60s
 	RetryBase        time.Duration    // first retry delay after a failed fetch; 0 = 10 min; doubles each time
 	RetryMax         time.Duration    // cap on the retry delay; 0 = 24h
+	Lease            time.Duration    // how long a claimed metadata fetch is ours; 0 = 2 x MetadataTimeout
+	ShareInterval    time.Duration    // heartbeat to a shared index (index.Sharer); 0 = 5s
 	Logger           *slog.Logger
 	OnProgress       func(Progress) // called every ProgressInterval and when Run ends
 	ProgressInterval time.Duration  // 0 = 10s
 
 	start      atomic.Int64 // Run's start, unix nanos
 	end        atomic.Int64 // Run's end, unix nanos; 0 while running
-	found      atomic.Int64
 	seen       atomic.Int64
 	fetched    atomic.Int64
 	failed     atomic.Int64
+	active     atomic.Int64
+	share      atomic.Uint64 // rank<<32 | count; 0 = the whole keyspace
 	visited    atomic.Int64
 	queries    atomic.Int64
 	known      atomic.Int64
@@ -167,28 +173,32 @@ func (c *Crawler) observe(ih [20]byte, how How, peer netip.AddrPort, now time.Ti
 		return
 	}
 	c.seen.Add(1)
-	isNew, err := c.Index.Observe(ih, how, peer, now)
-	if err != nil {
+	if err := c.Index.Observe(ih, how, peer, now); err != nil {
 		if n := c.harvestErr.Add(1); n%1000 == 1 && !errors.Is(err, index.ErrClosed) {
 			c.logger().Warn("crawl: recording an infohash failed", "err", err, "failures", n)
 		}
-		return
-	}
-	if isNew {
-		c.found.Add(1)
 	}
 }
 
 // Progress returns a snapshot.
 func (c *Crawler) Progress() Progress {
 	p := Progress{
-		Found:           c.found.Load(),
 		Seen:            c.seen.Load(),
 		MetadataFetched: c.fetched.Load(),
 		MetadataFailed:  c.failed.Load(),
+		MetadataActive:  c.active.Load(),
 		NodesVisited:    c.visited.Load(),
 		NodesKnown:      int(c.known.Load()),
 		Queries:         c.queries.Load(),
+	}
+	if c.Index != nil {
+		p.DB = c.Index.Health()
+		// New is counted when a batch commits, by the index handle: each
+		// crawler process has its own.
+		p.Found = p.DB.New
+	}
+	if sh := c.share.Load(); sh != 0 {
+		p.Share = [2]int{int(sh >> 32), int(uint32(sh))}
 	}
 	if s := c.start.Load(); s != 0 {
 		end := time.Now()
@@ -235,6 +245,23 @@ func (c *Crawler) Run(ctx context.Context) error {
 		}
 		errc <- err
 	}()
+	if sh, ok := c.Index.(index.Sharer); ok {
+		c.heartbeat(ctx, sh) // the first share before the walk starts
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := time.NewTicker(durOr(c.ShareInterval, 5*time.Second))
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					c.heartbeat(ctx, sh)
+				}
+			}
+		}()
+	}
 	if c.MetadataWorkers > 0 {
 		wg.Add(1)
 		go func() {
@@ -270,6 +297,26 @@ func (c *Crawler) Run(ctx context.Context) error {
 	}
 	log.Info("crawl stopped", "found", p.Found, "nodes_visited", p.NodesVisited, "metadata", p.MetadataFetched)
 	return err
+}
+
+// heartbeat tells a shared index this crawler is alive and takes its
+// share of the keyspace. On error the last share is kept: walking a
+// region twice is better than not walking.
+func (c *Crawler) heartbeat(ctx context.Context, sh index.Sharer) {
+	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	rank, count, err := sh.Share(hctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			c.logger().Debug("crawl: keyspace share heartbeat failed", "err", err)
+		}
+		return
+	}
+	if count > 0 && rank >= 0 && rank < count {
+		if old := c.share.Swap(uint64(rank)<<32 | uint64(count)); old != uint64(rank)<<32|uint64(count) {
+			c.logger().Info("crawl: keyspace share", "rank", rank, "crawlers", count)
+		}
+	}
 }
 
 func (c *Crawler) rate() float64 {
@@ -362,7 +409,8 @@ func (c *Crawler) walk(ctx context.Context) error {
 			inflight++
 			c.queries.Add(1)
 			wg.Add(1)
-			target := targets.next()
+			sh := c.share.Load()
+			target := targets.next(int(sh>>32), int(uint32(sh)))
 			go func() {
 				defer wg.Done()
 				results <- c.visit(ctx, r, target, timeout)
@@ -454,14 +502,21 @@ func isUnsupported(err error) bool {
 // targetSeq yields sample_infohashes targets spread over the keyspace: the
 // top 16 bits walk the 65536 prefixes in bit-reversed order (so any run of
 // 2^k consecutive targets covers 2^k evenly spaced regions), the rest is
-// random.
+// random. A crawler sharing an index with others (rank of count) maps the
+// prefixes into its own slice of the keyspace, so the crawlers pull their
+// walks into different regions instead of all sampling the same nodes.
 type targetSeq struct{ i uint16 }
 
-func (t *targetSeq) next() [20]byte {
+func (t *targetSeq) next(rank, count int) [20]byte {
 	var x [20]byte
 	rand.Read(x[:])
-	p := bits.Reverse16(t.i)
+	p := uint32(bits.Reverse16(t.i))
 	t.i++
+	if count > 1 && rank >= 0 && rank < count {
+		lo := uint32(rank) * 65536 / uint32(count)
+		hi := uint32(rank+1) * 65536 / uint32(count)
+		p = lo + p*(hi-lo)/65536
+	}
 	x[0], x[1] = byte(p>>8), byte(p)
 	return x
 }
@@ -478,24 +533,30 @@ func (c *Crawler) metadataLoop(ctx context.Context, fetch FetchFunc) {
 	doneCh := make(chan [20]byte, workers)
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
+	lease := c.Lease
+	if lease <= 0 {
+		lease = 2 * durOr(c.MetadataTimeout, 60*time.Second)
+	}
 	for {
 		if free := workers - len(inflight); free > 0 {
-			due, err := c.Index.Due(time.Now(), workers+len(inflight))
-			if err != nil && !errors.Is(err, index.ErrClosed) {
-				log.Warn("crawl: reading due metadata failed", "err", err)
+			// Claim leases the infohashes: a crawler sharing the index
+			// skips them until we store a result or the lease ends.
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			due, err := c.Index.Claim(cctx, time.Now(), free, lease)
+			cancel()
+			if err != nil && !errors.Is(err, index.ErrClosed) && ctx.Err() == nil {
+				log.Warn("crawl: claiming due metadata failed", "err", err)
 			}
 			for _, e := range due {
-				if free == 0 {
-					break
-				}
 				if inflight[e.InfoHash] {
 					continue
 				}
 				inflight[e.InfoHash] = true
-				free--
+				c.active.Add(1)
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
+					defer c.active.Add(-1)
 					c.fetchOne(ctx, fetch, e)
 					doneCh <- e.InfoHash
 				}()

@@ -257,7 +257,7 @@ func TestCrawl256(t *testing.T) {
 	harvest = c2
 	hmu.Unlock()
 	fresh := testIH(1000)
-	if _, err := x.Observe(fresh, GetPeers, netip.AddrPort{}, time.Now()); err != nil {
+	if err := x.Observe(fresh, GetPeers, netip.AddrPort{}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel = context.WithCancel(context.Background())

@@ -123,11 +123,28 @@ func TestTargetsSpread(t *testing.T) {
 	var s targetSeq
 	seen := map[byte]bool{}
 	for range 256 {
-		x := s.next()
+		x := s.next(0, 1)
 		seen[x[0]] = true
 	}
 	if len(seen) != 256 {
 		t.Fatalf("256 targets covered %d of 256 top-byte regions", len(seen))
+	}
+}
+
+// TestTargetsShare: crawler 2 of 4 aims only into its quarter of the
+// keyspace, and covers it evenly.
+func TestTargetsShare(t *testing.T) {
+	var s targetSeq
+	seen := map[byte]bool{}
+	for range 256 {
+		x := s.next(2, 4)
+		if x[0] < 0x80 || x[0] >= 0xc0 {
+			t.Fatalf("crawler 2 of 4 aimed at %x, outside its quarter 80..bf", x[:2])
+		}
+		seen[x[0]] = true
+	}
+	if len(seen) != 64 {
+		t.Fatalf("256 targets covered %d of the quarter's 64 top-byte regions", len(seen))
 	}
 }
 

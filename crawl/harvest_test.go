@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -40,6 +41,14 @@ func TestHarvestFromOwnNode(t *testing.T) {
 	if err := own.Bootstrap(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// The network's nodes hand out only nodes that answered them: have
+	// them ping ours, as a long-running node gets pinged in the real DHT.
+	for _, n := range nodes {
+		n.AddNode(own.Addr())
+	}
+	for ctx.Err() == nil && !slices.Contains(nodes[1].Nodes(), own.Addr()) {
+		time.Sleep(10 * time.Millisecond)
+	}
 	// Five nodes in all and K = 8: the announce traversal reaches ours.
 	ih := testIH(3000)
 	if err := nodes[1].Announce(ctx, ih, 7000); err != nil {
@@ -60,6 +69,9 @@ func TestHarvestFromOwnNode(t *testing.T) {
 	}
 	if len(e.Peers) != 1 || e.Peers[0] != want {
 		t.Errorf("peers = %v, want [%v]", e.Peers, want)
+	}
+	if err := x.Flush(); err != nil {
+		t.Fatal(err)
 	}
 	if p := c.Progress(); p.Found != 1 || p.Seen < 2 {
 		t.Errorf("progress = %+v", p)

@@ -1,6 +1,7 @@
 package crawl
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 
@@ -31,9 +32,18 @@ func ParseInfo(b []byte) (md index.Metadata, err error) {
 			md, err = index.Metadata{}, fmt.Errorf("%w: decoder panicked: %v", ErrBadInfo, r)
 		}
 	}()
+	// No string in b can be longer than b: capping at the input length
+	// stops an 18-byte dict that claims a 128 MiB string from allocating
+	// it (the decoder's default cap is 128 MiB). 0 would mean the default.
+	r := bytes.NewReader(b)
+	dec := bencode.NewDecoder(r)
+	dec.MaxStrLen = int64(max(len(b), 1))
 	var info metainfo.Info
-	if err := bencode.Unmarshal(b, &info); err != nil {
+	if err := dec.Decode(&info); err != nil {
 		return md, fmt.Errorf("%w: %w", ErrBadInfo, err)
+	}
+	if r.Len() != 0 {
+		return md, fmt.Errorf("%w: %d bytes after the dictionary", ErrBadInfo, r.Len())
 	}
 	md.Name = info.BestName()
 	if len(info.Files) == 0 {

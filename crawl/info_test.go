@@ -2,11 +2,14 @@ package crawl
 
 import (
 	"errors"
+	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/anacrolix/torrent/bencode"
 	"github.com/anacrolix/torrent/metainfo"
+
+	"github.com/magnetget/magnetget/crawl/index"
 )
 
 func mustInfo(t testing.TB, info metainfo.Info) []byte {
@@ -53,8 +56,16 @@ func FuzzParseInfo(f *testing.F) {
 	f.Add(mustInfo(f, metainfo.Info{Name: "dir", Files: []metainfo.FileInfo{{Path: []string{"x", "1"}, Length: 10}}}))
 	f.Add([]byte("d4:name1:a6:lengthi-1ee"))
 	f.Add([]byte("d5:filesld6:lengthi9223372036854775807e4:pathl1:aeed6:lengthi9223372036854775807e4:pathl1:beee4:name1:xe"))
+	f.Add([]byte("d4:name134217000:x"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		md, err := ParseInfo(b)
+		var md index.Metadata
+		var err error
+		// Bound: a small multiple of the input plus a constant for the
+		// decoder's own state (reflection, maps).
+		alloc := allocatedBy(func() { md, err = ParseInfo(b) })
+		if limit := uint64(64*len(b) + 256<<10); alloc > limit {
+			t.Fatalf("ParseInfo of %d bytes allocated %d bytes (limit %d)", len(b), alloc, limit)
+		}
 		if err != nil {
 			return
 		}
@@ -62,4 +73,32 @@ func FuzzParseInfo(f *testing.F) {
 			t.Fatalf("negative size %d", md.Size)
 		}
 	})
+}
+
+// TestParseInfoHugeStringClaim: an 18-byte info dict that claims a string
+// of 134,217,000 bytes (issue 9 row 9) must be refused without allocating
+// anything near that: the decoder's string cap is the input length.
+func TestParseInfoHugeStringClaim(t *testing.T) {
+	b := []byte("d4:name134217000:x")
+	if len(b) != 18 {
+		t.Fatalf("test input is %d bytes", len(b))
+	}
+	alloc := allocatedBy(func() {
+		if _, err := ParseInfo(b); !errors.Is(err, ErrBadInfo) {
+			t.Errorf("err = %v, want ErrBadInfo", err)
+		}
+	})
+	if alloc > 1<<20 {
+		t.Fatalf("ParseInfo of %d bytes allocated %d bytes", len(b), alloc)
+	}
+}
+
+// allocatedBy returns the bytes fn allocated (TotalAlloc delta).
+func allocatedBy(fn func()) uint64 {
+	var a, b runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&a)
+	fn()
+	runtime.ReadMemStats(&b)
+	return b.TotalAlloc - a.TotalAlloc
 }

@@ -3,6 +3,7 @@ package dht
 import (
 	"errors"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 )
@@ -10,9 +11,13 @@ import (
 // guardedConn wraps the node's socket for the library's read loop. The library panics when
 // ReadFrom fails before its Close (a transient ICMP error, or a socket closed under it), so this
 // wrapper retries transient errors and reports an error only once the node itself closes. It also
-// lets Close wait until the read loop has left ReadFrom.
+// lets Close wait until the read loop has left ReadFrom, and runs the node's packet filter.
 type guardedConn struct {
 	net.PacketConn
+
+	// filter, when set (before the library starts reading), sees every packet first and
+	// reports whether the library should get it; see inbound.go.
+	filter func(b []byte, from netip.AddrPort) bool
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -47,6 +52,9 @@ func (c *guardedConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	for {
 		n, addr, err := c.PacketConn.ReadFrom(b)
 		if err == nil {
+			if c.filter != nil && !c.filter(b[:n], addrPortOf(addr)) {
+				continue
+			}
 			return n, addr, nil
 		}
 		select {

@@ -8,14 +8,22 @@
 // answered last time) and seeds the routing table with those nodes. Bootstrap walks toward our own
 // id, starting from the saved nodes and falling back to the bootstrap list when nothing answers.
 // Lookup walks toward an infohash with get_peers and streams the peers it meets; Announce does the
-// same walk and then sends announce_peer, with the tokens collected, to the closest nodes.
+// same walk and then sends announce_peer, with the tokens collected, to the closest nodes. Walks
+// are our own (traverse.go): they start from whatever is known without waiting for Bootstrap, and
+// a query unanswered after a short soft timeout stops holding one of the alpha slots, so dead
+// nodes cost concurrency rather than rounds.
 //
-// The library answers ping. find_node, get_peers, announce_peer and BEP 51 sample_infohashes are
-// answered by this package from the library's query hook, writing replies on the socket itself:
-// nodes are chosen by XOR distance among the nodes that answered us (the library's choice walks
-// its buckets in one direction only and is unsorted, which leaves lookups short in small
-// networks), peers come from our own store (keyed by ip:port, expiring, capped per infohash and
-// in total) in bounded replies, and announce tokens are our own HMACs of the querier's IP.
+// Every packet passes a filter on the socket before the library sees it (inbound.go): anything
+// over 4 KiB, malformed, nested too deep or declaring a string longer than the packet is dropped
+// without decoding. Queries never reach the library: this package answers ping, find_node,
+// get_peers, announce_peer and BEP 51 sample_infohashes itself, within a reply budget per source
+// and one for the node, both apart from the budget our own queries use, so a flood cannot starve
+// our lookups. Only answers to our own queries add or verify nodes; a query cannot change the id
+// we hold for an address. Nodes are chosen by XOR distance among the nodes that answered us (the
+// library's choice walks its buckets in one direction only and is unsorted, which leaves lookups
+// short in small networks); peers come from our own store (keyed by ip:port, expiring, capped
+// per infohash, per IP and in total) in replies kept small for sources whose address is not
+// proven; announce tokens are our own HMACs of the querier's IP and the infohash.
 //
 // Each Node has its own send limiter (the library's default is one limiter shared by the whole
 // process), tracks when each remote node last answered (the library keeps no usable timestamps),

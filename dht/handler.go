@@ -13,8 +13,9 @@ import (
 	"github.com/anacrolix/torrent/bencode"
 )
 
-// The node answers find_node, get_peers, announce_peer and sample_infohashes itself, from the
-// query hook, and leaves ping (and BEP 44) to the library. The library's answers pick "closest"
+// The node answers every query itself (inbound.go hands them here; the library never sees one):
+// ping, find_node, get_peers, announce_peer and sample_infohashes; BEP 44 and unknown methods
+// get error 204. The library's answers pick "closest"
 // nodes by walking its buckets from the target's bucket toward bucket 0 only, unsorted, which in
 // small or young networks leaves lookups short of the nodes that hold the peers; it has no BEP 51;
 // and its get_peers would send every stored peer. Here the closest nodes are chosen by XOR
@@ -63,8 +64,9 @@ const replyNodes = 8
 // a token lives 10 to 20 minutes, like libtorrent's.
 const tokenEpoch = 10 * time.Minute
 
-// tokens issues and checks announce tokens: HMAC of the querier's IP and the time epoch under a
-// per-node secret, so no state is kept per querier.
+// tokens issues and checks announce tokens: HMAC of the querier's IP, the infohash and the time
+// epoch under a per-node secret, so no state is kept per querier and a token earned for one
+// infohash cannot announce another.
 type tokens struct {
 	secret [20]byte
 	now    func() time.Time
@@ -76,47 +78,43 @@ func newTokens() *tokens {
 	return t
 }
 
-func (t *tokens) forEpoch(ip netip.Addr, epoch int64) string {
+func (t *tokens) forEpoch(ip netip.Addr, ih [20]byte, epoch int64) string {
 	m := hmac.New(sha1.New, t.secret[:])
 	var e [8]byte
 	binary.BigEndian.PutUint64(e[:], uint64(epoch))
 	m.Write(e[:])
 	a := ip.Unmap().As16()
 	m.Write(a[:])
+	m.Write(ih[:])
 	return string(m.Sum(nil)[:8])
 }
 
-func (t *tokens) issue(ip netip.Addr) string {
-	return t.forEpoch(ip, t.now().UnixNano()/int64(tokenEpoch))
+func (t *tokens) issue(ip netip.Addr, ih [20]byte) string {
+	return t.forEpoch(ip, ih, t.now().UnixNano()/int64(tokenEpoch))
 }
 
-func (t *tokens) valid(tok string, ip netip.Addr) bool {
+func (t *tokens) valid(tok string, ip netip.Addr, ih [20]byte) bool {
 	epoch := t.now().UnixNano() / int64(tokenEpoch)
-	return hmac.Equal([]byte(tok), []byte(t.forEpoch(ip, epoch))) ||
-		hmac.Equal([]byte(tok), []byte(t.forEpoch(ip, epoch-1)))
+	return hmac.Equal([]byte(tok), []byte(t.forEpoch(ip, ih, epoch))) ||
+		hmac.Equal([]byte(tok), []byte(t.forEpoch(ip, ih, epoch-1)))
 }
 
-// handleQuery answers the queries the node implements itself and reports whether it did. It
-// runs under the library's lock: it touches only the node's own structures and the socket.
-func (n *Node) handleQuery(m *krpc.Msg, source net.Addr, from netip.AddrPort) bool {
-	switch m.Q {
-	case "find_node", "get_peers", "announce_peer", "sample_infohashes":
-	default:
-		return false
-	}
+// handleQuery answers one decoded query (inbound.go has already budgeted it).
+func (n *Node) handleQuery(m *krpc.Msg, from netip.AddrPort) {
 	if m.A == nil {
-		n.sendError(source, m.T, krpc.ErrorCodeProtocolError, "missing arguments dict")
-		return true
+		n.sendError(from, m.T, krpc.ErrorCodeProtocolError, "missing arguments dict")
+		return
 	}
 	body := replyBody{ID: string(n.id[:])}
 	switch m.Q {
+	case "ping":
 	case "find_node":
 		n.setNodes(&body, m.A.Target, from)
 	case "get_peers":
 		ih := m.A.InfoHash
 		n.emit(event{ih: ih, addr: from})
-		body.Token = n.tokens.issue(from.Addr())
-		for _, p := range n.peers.get(ih, maxValues) {
+		body.Token = n.tokens.issue(from.Addr(), ih)
+		for _, p := range n.peers.get(ih, n.valuesFor(from)) {
 			if p.Addr().Is4() == n.isV6() {
 				continue
 			}
@@ -126,9 +124,9 @@ func (n *Node) handleQuery(m *krpc.Msg, source net.Addr, from netip.AddrPort) bo
 			n.setNodes(&body, ih, from)
 		}
 	case "announce_peer":
-		if !n.tokens.valid(m.A.Token, from.Addr()) {
-			n.sendError(source, m.T, krpc.ErrorCodeProtocolError, "bad token")
-			return true
+		if !n.tokens.valid(m.A.Token, from.Addr(), m.A.InfoHash) {
+			n.sendError(from, m.T, krpc.ErrorCodeProtocolError, "bad token")
+			return
 		}
 		port := 0
 		if m.A.Port != nil {
@@ -138,12 +136,15 @@ func (n *Node) handleQuery(m *krpc.Msg, source net.Addr, from netip.AddrPort) bo
 			port = int(from.Port())
 		}
 		if port <= 0 || port > 65535 {
-			n.sendError(source, m.T, krpc.ErrorCodeProtocolError, "bad port")
-			return true
+			n.sendError(from, m.T, krpc.ErrorCodeProtocolError, "bad port")
+			return
 		}
 		peer := netip.AddrPortFrom(from.Addr(), uint16(port))
-		n.peers.add(m.A.InfoHash, peer)
-		n.emit(event{announce: true, ih: m.A.InfoHash, addr: peer})
+		// A refused peer (this IP holds too many infohashes, or the store is full) still gets
+		// a normal reply: the error would tell a flooder nothing it could use.
+		if n.peers.add(m.A.InfoHash, peer) {
+			n.emit(event{announce: true, ih: m.A.InfoHash, addr: peer})
+		}
 	case "sample_infohashes":
 		samples, num := n.peers.sample(maxSamples)
 		s := make([]byte, 0, 20*len(samples))
@@ -153,9 +154,38 @@ func (n *Node) handleQuery(m *krpc.Msg, source net.Addr, from netip.AddrPort) bo
 		str, interval, num64 := string(s), int64(SampleInterval/time.Second), int64(num)
 		body.Samples, body.Interval, body.Num = &str, &interval, &num64
 		n.setNodes(&body, m.A.Target, from)
+	default:
+		// BEP 44 get/put and anything newer: we store no items.
+		n.sendError(from, m.T, krpc.ErrorCodeMethodUnknown, "Method Unknown")
+		return
 	}
-	n.send(source, reply{IP: compactAddr(from), R: body, T: m.T, V: ClientVersion, Y: "r"})
-	return true
+	n.send(from, reply{IP: compactAddr(from), R: body, T: m.T, V: ClientVersion, Y: "r"})
+}
+
+// Reply size. A get_peers query is about 100 bytes; values are 8 bytes each on IPv4 (a 6-byte
+// compact string with its "6:" prefix) and 21 on IPv6.
+const (
+	// maxReplyValues keeps a reply to a source whose address is proven (it answered one of our
+	// queries) under about 1 KiB, inside any MTU: libtorrent's figure of 50 for IPv4.
+	maxReplyValues4, maxReplyValues6 = 50, 32
+	// unverifiedValues bounds values to any other source, whose address may be spoofed, so the
+	// reply is no larger than a find_node reply (8 nodes, 208 or 304 bytes): about 3x the query.
+	unverifiedValues4, unverifiedValues6 = 16, 8
+)
+
+// valuesFor is how many peers a get_peers reply to from may carry.
+func (n *Node) valuesFor(from netip.AddrPort) int {
+	verified := n.nodes.answered(from)
+	switch {
+	case n.isV6() && verified:
+		return maxReplyValues6
+	case n.isV6():
+		return unverifiedValues6
+	case verified:
+		return maxReplyValues4
+	default:
+		return unverifiedValues4
+	}
 }
 
 // setNodes fills the nodes (or nodes6) field with the answered nodes nearest target.
@@ -194,22 +224,20 @@ func compactNodes(ns []nodeEntry, v6 bool) string {
 	return string(b)
 }
 
-func (n *Node) sendError(to net.Addr, t string, code int, msg string) {
+func (n *Node) sendError(to netip.AddrPort, t string, code int, msg string) {
 	n.send(to, errorReply{E: []any{code, msg}, T: t, Y: "e"})
 }
 
-// send encodes and writes one reply. Replies beyond the node's rate are dropped, as the library
-// does for its own replies: a reply is worth less than our own queries.
-func (n *Node) send(to net.Addr, v any) {
-	if !n.limiter.Allow() {
-		return
-	}
+// send encodes and writes one reply. Its budget was taken before the query was decoded
+// (inbound.go); replies never draw on the limiter our own queries wait for.
+func (n *Node) send(to netip.AddrPort, v any) {
 	b, err := bencode.Marshal(v)
 	if err != nil {
 		n.log.Debug("dht: encoding reply", "err", err)
 		return
 	}
-	if _, err := n.conn.WriteTo(b, to); err != nil {
+	n.repliesSent.Add(1)
+	if _, err := n.conn.PacketConn.WriteTo(b, net.UDPAddrFromAddrPort(to)); err != nil {
 		n.log.Debug("dht: sending reply", "to", to, "err", err)
 	}
 }

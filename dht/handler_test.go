@@ -16,27 +16,31 @@ func TestTokens(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	tk.now = func() time.Time { return now }
 	a, b := netip.MustParseAddr("127.10.0.1"), netip.MustParseAddr("127.10.0.2")
-	tok := tk.issue(a)
-	if !tk.valid(tok, a) || !tk.valid(tok, netip.MustParseAddr("::ffff:127.10.0.1")) {
+	ih, other := [20]byte{1}, [20]byte{2}
+	tok := tk.issue(a, ih)
+	if !tk.valid(tok, a, ih) || !tk.valid(tok, netip.MustParseAddr("::ffff:127.10.0.1"), ih) {
 		t.Fatal("fresh token rejected")
 	}
-	if tk.valid(tok, b) || tk.valid("", a) || tk.valid(tok[:4], a) {
+	if tk.valid(tok, b, ih) || tk.valid("", a, ih) || tk.valid(tok[:4], a, ih) {
 		t.Fatal("token accepted for another IP or truncated")
 	}
+	if tk.valid(tok, a, other) {
+		t.Fatal("token accepted for another infohash")
+	}
 	now = now.Add(tokenEpoch)
-	if !tk.valid(tok, a) {
+	if !tk.valid(tok, a, ih) {
 		t.Fatal("token rejected one epoch later")
 	}
 	now = now.Add(2 * tokenEpoch)
-	if tk.valid(tok, a) {
+	if tk.valid(tok, a, ih) {
 		t.Fatal("token accepted three epochs later")
 	}
 }
 
-// FuzzHandleQuery feeds arbitrary KRPC messages to the node's own query handler, as the library
-// would after decoding a packet: it must never panic, whatever the arguments.
+// FuzzHandleQuery feeds arbitrary packets to the node's packet filter and query handler, as the
+// socket would: it must never panic, whatever the arguments.
 func FuzzHandleQuery(f *testing.F) {
-	n, err := New(Config{Addr: netip.MustParseAddrPort("127.0.5.1:0"), Rate: -1})
+	n, err := New(Config{Addr: netip.MustParseAddrPort("127.0.5.1:0"), Rate: -1, SourceRate: -1})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -46,7 +50,7 @@ func FuzzHandleQuery(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { sink.Close() })
-	from := sink.LocalAddr().(*net.UDPAddr)
+	from := sink.LocalAddr().(*net.UDPAddr).AddrPort()
 	for _, s := range []string{
 		"d1:ad2:id20:abcdefghij01234567896:target20:mnopqrstuvwxyz123456e1:q9:find_node1:t2:aa1:y1:qe",
 		"d1:ad2:id20:abcdefghij01234567899:info_hash20:mnopqrstuvwxyz123456e1:q9:get_peers1:t2:aa1:y1:qe",
@@ -58,11 +62,7 @@ func FuzzHandleQuery(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var m krpc.Msg
-		if bencode.Unmarshal(b, &m) != nil {
-			return
-		}
-		n.onQuery(&m, from)
+		n.inbound(b, from)
 	})
 }
 
@@ -86,16 +86,20 @@ func TestAnnounceNeedsToken(t *testing.T) {
 			t.Fatal(err)
 		}
 		buf := make([]byte, 1500)
-		c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		k, _, err := c.ReadFrom(buf)
-		if err != nil {
-			t.Fatalf("no reply to %q: %v", q, err)
+		for {
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			k, _, err := c.ReadFrom(buf)
+			if err != nil {
+				t.Fatalf("no reply to %q: %v", q, err)
+			}
+			var m krpc.Msg
+			if err := bencode.Unmarshal(buf[:k], &m); err != nil {
+				t.Fatalf("bad reply %q: %v", buf[:k], err)
+			}
+			if m.Y != "q" { // the node pings sources it does not know yet
+				return m
+			}
 		}
-		var m krpc.Msg
-		if err := bencode.Unmarshal(buf[:k], &m); err != nil {
-			t.Fatalf("bad reply %q: %v", buf[:k], err)
-		}
-		return m
 	}
 	announce := func(tok string) krpc.Msg {
 		return roundTrip("d1:ad2:id20:abcdefghij01234567899:info_hash20:" + ih + "4:porti7777e5:token" +

@@ -72,6 +72,19 @@ type Config struct {
 	// pings, bucket refresh, periodic re-bootstrap) starts; 0 = 1 min. It starts late so its
 	// first round does not duplicate the caller's Bootstrap.
 	MaintainerDelay time.Duration
+
+	// ReplyRate caps the replies we send per second over all sources, apart from the budget our
+	// own queries use (Rate), so a flood of queries cannot starve our lookups; 0 = Rate, <0
+	// unlimited. Queries beyond it are dropped unanswered.
+	ReplyRate float64
+	// SourceRate caps the replies per second to one source IP (on loopback, one IP and port),
+	// with a burst of two seconds' worth; 0 = 10, <0 unlimited.
+	SourceRate float64
+	// MaxInfohashesPerIP caps the infohashes one IP can have peers stored under; 0 = 100.
+	MaxInfohashesPerIP int
+	// ReadOnly joins as a BEP 43 read-only node: our queries carry "ro":1, so other nodes do
+	// not add us to their tables, and we answer no queries. For short-lived commands.
+	ReadOnly bool
 }
 
 // PeerResult is one peer found by Lookup, with the node that reported it.
@@ -82,6 +95,10 @@ type Stats struct {
 	GoodNodes, Nodes        int   // routing table
 	QueriesIn, QueriesOut   int64 // KRPC queries received / sent since New
 	PeersStored, Infohashes int   // peer store
+	// RepliesSent counts replies (answers and errors) sent; RepliesDropped the queries left
+	// unanswered because their source or the node was over its reply rate; PacketsDropped the
+	// packets refused before decoding (too long, malformed bencode, not KRPC).
+	RepliesSent, RepliesDropped, PacketsDropped int64
 	// QueriesInByType counts received queries by method: ping, find_node, get_peers,
 	// announce_peer, sample_infohashes, and "other".
 	QueriesInByType map[string]int64
@@ -105,22 +122,32 @@ type Node struct {
 	addr    netip.AddrPort
 	conn    *guardedConn
 	srv     *anadht.Server
-	limiter *rate.Limiter
-	peers   *peerStore
-	tokens  *tokens
-	nodes   *tracker
-	saved   []routing.Node // loaded from StateFile: traversal seeds beside the table
-	events  chan event     // for OnAnnounce/OnGetPeers, delivered by one goroutine
+	limiter *rate.Limiter // our own queries (the library waits on it)
+	// replies are budgeted apart from our queries: globally, and per source.
+	replyLimiter *rate.Limiter
+	sources      *sourceLimiter
+	peers        *peerStore
+	tokens       *tokens
+	nodes        *tracker
+	saved        []routing.Node // loaded from StateFile: traversal seeds beside the table
+	events       chan event     // for OnAnnounce/OnGetPeers, delivered by one goroutine
 
 	ctx    context.Context // cancelled by Close; parent of every operation
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // every goroutine the Node starts
 
-	queriesIn     atomic.Int64
-	queriesByType [len(queryTypes)]atomic.Int64
-	eventsDropped atomic.Int64
+	queriesIn      atomic.Int64
+	repliesSent    atomic.Int64
+	repliesDropped atomic.Int64
+	packetsDropped atomic.Int64
+	queriesByType  [len(queryTypes)]atomic.Int64
+	eventsDropped  atomic.Int64
 
 	saveMu sync.Mutex // serialises Save
+
+	verifying chan struct{} // semaphore: verification pings in flight
+	verifyMu  sync.Mutex    // guards verified
+	verified  map[netip.AddrPort]time.Time
 
 	lifeMu  sync.Mutex // guards closing; held while adding to wg so Close's Wait sees every Add
 	closing bool
@@ -160,11 +187,21 @@ func New(cfg Config) (*Node, error) {
 	if cfg.MaintainerDelay <= 0 {
 		cfg.MaintainerDelay = DefaultMaintainerDelay
 	}
+	if cfg.ReplyRate == 0 {
+		cfg.ReplyRate = cfg.Rate
+	}
+	if cfg.SourceRate == 0 {
+		cfg.SourceRate = DefaultSourceRate
+	}
+	if cfg.MaxInfohashesPerIP <= 0 {
+		cfg.MaxInfohashesPerIP = DefaultMaxInfohashesPerIP
+	}
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	n := &Node{cfg: cfg, log: logger, id: cfg.NodeID}
+	n := &Node{cfg: cfg, log: logger, id: cfg.NodeID,
+		verifying: make(chan struct{}, maxVerifying), verified: make(map[netip.AddrPort]time.Time)}
 
 	if cfg.StateFile != "" {
 		st, err := routing.Load(cfg.StateFile)
@@ -206,17 +243,16 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.addr = addrPortOf(pc.LocalAddr())
 	n.conn = newGuardedConn(pc)
+	n.conn.filter = n.inbound
 	v6 := n.addr.Addr().Is6() && !n.addr.Addr().Is4In6()
 	// Keep saved nodes of our family only: an IPv4 socket cannot reach IPv6 nodes.
 	n.saved = sameFamily(n.saved, v6)
 
-	if cfg.Rate < 0 {
-		n.limiter = rate.NewLimiter(rate.Inf, 1)
-	} else {
-		n.limiter = rate.NewLimiter(rate.Limit(cfg.Rate), max(1, int(cfg.Rate/5)))
-	}
+	n.limiter = newLimiter(cfg.Rate)
+	n.replyLimiter = newLimiter(cfg.ReplyRate)
+	n.sources = newSourceLimiter(cfg.SourceRate)
 	n.tokens = newTokens()
-	n.peers = newPeerStore(cfg.PeerTTL, cfg.MaxPeersPerInfohash, cfg.MaxPeers)
+	n.peers = newPeerStore(cfg.PeerTTL, cfg.MaxPeersPerInfohash, cfg.MaxPeers, cfg.MaxInfohashesPerIP)
 	n.nodes = newTracker(4 * SavedNodes)
 	n.nodes.seed(n.saved)
 	if cfg.OnAnnounce != nil || cfg.OnGetPeers != nil {
@@ -236,11 +272,11 @@ func New(cfg Config) (*Node, error) {
 		StartingNodes: func() ([]anadht.Addr, error) {
 			return toAnaAddrs(n.cfg.Bootstrap), nil
 		},
-		OnQuery:          n.onQuery,
 		QueryResendDelay: func() time.Duration { return n.cfg.ResendDelay },
 		Logger:           alog.FilterLevel(anlog.Warning),
 		DefaultWant:      want,
 		SendLimiter:      n.limiter,
+		Passive:          cfg.ReadOnly, // BEP 43: "ro":1 in our queries
 	}
 	srv, err := anadht.NewServer(sc)
 	if err != nil {
@@ -333,23 +369,12 @@ func (n *Node) emit(e event) {
 	}
 }
 
-// onQuery runs inside the library with its lock held: it must not call the Server.
-func (n *Node) onQuery(m *krpc.Msg, source net.Addr) bool {
-	n.queriesIn.Add(1)
-	i := len(queryTypes) - 1
-	for j, q := range queryTypes[:len(queryTypes)-1] {
-		if m.Q == q {
-			i = j
-			break
-		}
+// newLimiter returns a limiter of r events/s with a fifth of a second's burst; r < 0 is unlimited.
+func newLimiter(r float64) *rate.Limiter {
+	if r < 0 {
+		return rate.NewLimiter(rate.Inf, 1)
 	}
-	n.queriesByType[i].Add(1)
-	from := addrPortOf(source)
-	if m.A != nil && !m.ReadOnly {
-		n.nodes.queried(from, m.A.ID, time.Now())
-	}
-	// Returning false keeps the library from answering too.
-	return !n.handleQuery(m, source, from)
+	return rate.NewLimiter(rate.Limit(r), max(1, int(r/5)))
 }
 
 // ID returns the node id.
@@ -369,6 +394,9 @@ func (n *Node) Stats() Stats {
 		QueriesOut:      ss.OutboundQueriesAttempted,
 		PeersStored:     peers,
 		Infohashes:      ihs,
+		RepliesSent:     n.repliesSent.Load(),
+		RepliesDropped:  n.repliesDropped.Load(),
+		PacketsDropped:  n.packetsDropped.Load(),
 		QueriesInByType: make(map[string]int64, len(queryTypes)),
 	}
 	for i, q := range queryTypes {
@@ -397,11 +425,16 @@ func (n *Node) AddNode(addr netip.AddrPort) {
 	}
 	go func() {
 		defer n.wg.Done()
-		ctx, cancel := context.WithTimeout(n.ctx, 2*n.cfg.ResendDelay+time.Second)
-		defer cancel()
-		res := n.srv.Query(ctx, anadht.NewAddr(net.UDPAddrFromAddrPort(addr)), "ping", anadht.QueryInput{NumTries: 2})
-		n.noteReply(addr, res)
+		n.ping(addr)
 	}()
+}
+
+// ping queries addr once (with one resend); an answer adds it to the table and the tracker.
+func (n *Node) ping(addr netip.AddrPort) {
+	ctx, cancel := context.WithTimeout(n.ctx, 2*n.cfg.ResendDelay+time.Second)
+	defer cancel()
+	res := n.srv.Query(ctx, anadht.NewAddr(net.UDPAddrFromAddrPort(addr)), "ping", anadht.QueryInput{NumTries: 2})
+	n.noteReply(addr, res)
 }
 
 // goTracked reserves a slot in wg for a goroutine the caller is about to start, unless the node

@@ -11,29 +11,46 @@ import (
 // behind one IP are all kept, unlike the library's InMemory store), expires entries after ttl,
 // keeps at most perIH peers per infohash (evicting the oldest) and at most total peers overall
 // (refusing new ones when full, so a flood cannot grow memory without bound).
+//
+// One IP cannot take the store over: it holds at most perIPPerIH ports under one infohash (a new
+// port replaces its oldest) and appears under at most ihsPerIP infohashes (further ones are
+// refused until its entries expire). Without these, one host announcing 100 ports made every
+// get_peers reply a list of its own ports, and one announcing 1,100 infohashes filled the store.
 type peerStore struct {
-	ttl   time.Duration
-	perIH int
-	total int
-	now   func() time.Time // replaced in tests
+	ttl      time.Duration
+	perIH    int
+	total    int
+	ihsPerIP int
+	now      func() time.Time // replaced in tests
 
 	mu    sync.Mutex // guards the fields below
 	byIH  map[[20]byte]*ihPeers
-	ihs   [][20]byte // every infohash in byIH, for uniform BEP 51 sampling
-	count int        // peers over all infohashes
+	ihs   [][20]byte         // every infohash in byIH, for uniform BEP 51 sampling
+	count int                // peers over all infohashes
+	byIP  map[netip.Addr]int // infohashes under which each IP has at least one peer
 }
 
 type ihPeers struct {
 	idx   int // position in peerStore.ihs
 	peers map[netip.AddrPort]time.Time
+	perIP map[netip.Addr]int // peers per IP under this infohash
 }
 
-// maxValues bounds the values list of one get_peers reply so it fits a UDP packet (libtorrent
-// uses the same figure).
+// maxValues bounds the values a lookup takes from one get_peers reply (libtorrent sends at most
+// 100).
 const maxValues = 100
 
-func newPeerStore(ttl time.Duration, perIH, total int) *peerStore {
-	return &peerStore{ttl: ttl, perIH: perIH, total: total, now: time.Now, byIH: make(map[[20]byte]*ihPeers)}
+// perIPPerIH is how many ports of one IP an infohash keeps: a few, for clients sharing a NAT.
+const perIPPerIH = 4
+
+// DefaultMaxInfohashesPerIP caps the infohashes one IP can have peers stored under. Each node
+// holds only the infohashes whose ids are near its own, so a host seeding thousands of torrents
+// announces few of them to any one node.
+const DefaultMaxInfohashesPerIP = 100
+
+func newPeerStore(ttl time.Duration, perIH, total, ihsPerIP int) *peerStore {
+	return &peerStore{ttl: ttl, perIH: perIH, total: total, ihsPerIP: ihsPerIP, now: time.Now,
+		byIH: make(map[[20]byte]*ihPeers), byIP: make(map[netip.Addr]int)}
 }
 
 func normAddrPort(ap netip.AddrPort) netip.AddrPort {
@@ -46,6 +63,7 @@ func (s *peerStore) add(ih [20]byte, peer netip.AddrPort) bool {
 		return false
 	}
 	peer = normAddrPort(peer)
+	ip := peer.Addr()
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -56,28 +74,58 @@ func (s *peerStore) add(ih [20]byte, peer netip.AddrPort) bool {
 			return true
 		}
 	}
-	if s.count >= s.total {
+	newIP := e == nil || e.perIP[ip] == 0
+	if newIP && s.byIP[ip] >= s.ihsPerIP {
 		return false
 	}
+	if s.count >= s.total && (e == nil || e.perIP[ip] < perIPPerIH) {
+		return false // full, and no entry of this IP to replace
+	}
 	if e == nil {
-		e = &ihPeers{idx: len(s.ihs), peers: make(map[netip.AddrPort]time.Time, 1)}
+		e = &ihPeers{idx: len(s.ihs), peers: make(map[netip.AddrPort]time.Time, 1), perIP: make(map[netip.Addr]int, 1)}
 		s.byIH[ih] = e
 		s.ihs = append(s.ihs, ih)
 	}
-	if len(e.peers) >= s.perIH {
-		var oldest netip.AddrPort
-		var oldestT time.Time
-		for p, t := range e.peers {
-			if !oldest.IsValid() || t.Before(oldestT) {
-				oldest, oldestT = p, t
-			}
-		}
-		delete(e.peers, oldest)
-		s.count--
+	switch {
+	case e.perIP[ip] >= perIPPerIH:
+		s.removeLocked(e, oldest(e, func(p netip.AddrPort) bool { return p.Addr() == ip }))
+	case len(e.peers) >= s.perIH:
+		s.removeLocked(e, oldest(e, nil))
 	}
 	e.peers[peer] = now
 	s.count++
+	if e.perIP[ip]++; e.perIP[ip] == 1 {
+		s.byIP[ip]++
+	}
 	return true
+}
+
+// oldest returns the least recently announced peer of e that match accepts (nil: any).
+func oldest(e *ihPeers, match func(netip.AddrPort) bool) netip.AddrPort {
+	var old netip.AddrPort
+	var oldT time.Time
+	for p, t := range e.peers {
+		if (match == nil || match(p)) && (!old.IsValid() || t.Before(oldT)) {
+			old, oldT = p, t
+		}
+	}
+	return old
+}
+
+// removeLocked deletes one peer of e, keeping the counts; it leaves e in place even when empty.
+func (s *peerStore) removeLocked(e *ihPeers, p netip.AddrPort) {
+	if _, ok := e.peers[p]; !ok {
+		return
+	}
+	delete(e.peers, p)
+	s.count--
+	ip := p.Addr()
+	if e.perIP[ip]--; e.perIP[ip] <= 0 {
+		delete(e.perIP, ip)
+		if s.byIP[ip]--; s.byIP[ip] <= 0 {
+			delete(s.byIP, ip)
+		}
+	}
 }
 
 // get returns up to max live peers of ih, a random selection when there are more.
@@ -115,8 +163,7 @@ func (s *peerStore) expire() {
 	for ih, e := range s.byIH {
 		for p, t := range e.peers {
 			if t.Before(cutoff) {
-				delete(e.peers, p)
-				s.count--
+				s.removeLocked(e, p)
 			}
 		}
 		if len(e.peers) == 0 {

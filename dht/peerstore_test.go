@@ -13,7 +13,7 @@ func (c *fakeClock) now() time.Time { return c.t }
 
 func newTestStore(ttl time.Duration, perIH, total int) (*peerStore, *fakeClock) {
 	c := &fakeClock{t: time.Unix(1_700_000_000, 0)}
-	s := newPeerStore(ttl, perIH, total)
+	s := newPeerStore(ttl, perIH, total, DefaultMaxInfohashesPerIP)
 	s.now = c.now
 	return s, c
 }

@@ -33,9 +33,28 @@ func (t *tracker) responded(addr netip.AddrPort, id [20]byte, now time.Time) {
 	t.update(addr, id, func(n *routing.Node) { n.LastResponse = now })
 }
 
-// queried records a query from id at addr.
-func (t *tracker) queried(addr netip.AddrPort, id [20]byte, now time.Time) {
-	t.update(addr, id, func(n *routing.Node) { n.LastQuery = now })
+// queried records a query from id at addr. A query proves nothing (its source address can be
+// spoofed), so it only refreshes a node we already know under that same id: it never adds a node
+// and never replaces the id we hold for an address. Only answers to our own queries do that.
+// It reports whether the address is known at all.
+func (t *tracker) queried(addr netip.AddrPort, id [20]byte, now time.Time) (known bool) {
+	addr = normAddrPort(addr)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := t.nodes[addr]
+	if n != nil && n.ID == id {
+		n.LastQuery = now
+	}
+	return n != nil
+}
+
+// answered reports whether addr has answered one of our queries: its address is proven.
+func (t *tracker) answered(addr netip.AddrPort) bool {
+	addr = normAddrPort(addr)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := t.nodes[addr]
+	return n != nil && !n.LastResponse.IsZero()
 }
 
 // seed adds saved nodes, keeping their timestamps.

@@ -67,6 +67,9 @@ type Config struct {
 	SeedRatio float64       // stop seeding once uploaded/size reaches this; 0 = no ratio limit
 	SeedTime  time.Duration // stop seeding after this long; 0 = no time limit
 
+	ReadOnly bool // seed the user's own files: never create, write, truncate them or add state files (storage.Options)
+	Force    bool // overwrite files in the way that are not this download's (storage.ErrExists)
+
 	Logger     *slog.Logger   // nil = discard
 	OnProgress func(Progress) // called from one goroutine, at most about twice a second
 }
@@ -172,7 +175,8 @@ func New(cfg Config) (*Swarm, error) {
 	if cfg.Dir == "" {
 		cfg.Dir = "."
 	}
-	store, err := storage.Open(cfg.Dir, layout)
+	store, err := storage.OpenOptions(cfg.Dir, layout, storage.Options{
+		InfoHash: cfg.InfoHash, Info: cfg.Info, ReadOnly: cfg.ReadOnly, Force: cfg.Force})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrStorage, err)
 	}
@@ -353,6 +357,9 @@ func (s *Swarm) Run(ctx context.Context) (err error) {
 	// Pieces on disk are checked before any peer starts, so none of them is fetched again.
 	if err := s.checkExisting(ictx); err != nil {
 		return err
+	}
+	if err := s.store.CheckMissing(s.missingPieces()); err != nil {
+		return fmt.Errorf("%w: %w", ErrStorage, err) // a file in the way, or a seed that cannot fetch
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -599,6 +606,18 @@ feed:
 	s.dirty = true
 	s.mu.Unlock()
 	return ctx.Err()
+}
+
+// missingPieces returns the wanted pieces not verified.
+func (s *Swarm) missingPieces() (m []int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.layout.NumPieces() {
+		if s.picker.Wanted(i) && !s.picker.Have(i) {
+			m = append(m, i)
+		}
+	}
+	return m
 }
 
 // markHaveLocked records piece i as verified.

@@ -241,7 +241,8 @@ func TestOversizedFileTrimmed(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "trim", "x.bin"), junk, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Config{InfoHash: tt.ih, Info: tt.info, Dir: dir})
+	// The junk is not ours: only Force lets the download overwrite it (storage.ErrExists).
+	s, err := New(Config{InfoHash: tt.ih, Info: tt.info, Dir: dir, Force: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package torrentfile
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/anacrolix/torrent/bencode"
 	"github.com/anacrolix/torrent/metainfo"
+
+	"github.com/magnetget/magnetget/internal/bencscan"
 )
 
 const (
@@ -58,6 +61,10 @@ func Parse(data []byte) (*metainfo.MetaInfo, error) {
 	if len(data) > MaxFileSize {
 		return nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, MaxFileSize)
 	}
+	// Whitespace after the dictionary (an editor's or `echo >>`'s final
+	// newline, a CRLF from a download) is not part of the torrent: other
+	// clients accept it, and so do we. Anything else after it is refused.
+	data = bytes.TrimRight(data, " \t\r\n")
 	if err := checkDict(data, "file"); err != nil {
 		return nil, err
 	}
@@ -135,128 +142,15 @@ func checkDict(data []byte, what string) error {
 	return nil
 }
 
-// scanValue checks the bencoded value starting at data[off] without allocating, iteratively so that
-// hostile nesting cannot exhaust the stack, and returns the offset just after it. It enforces
-// integer syntax, string lengths within the input, string dict keys and maxDepth.
+// scanValue checks the bencoded value starting at data[off] without allocating (the project's one
+// bencode scanner, internal/bencscan) and returns the offset just after it. It enforces integer
+// syntax, string lengths within the input, string dict keys and maxDepth.
 func scanValue(data []byte, off int) (int, error) {
-	type frame struct {
-		dict   bool
-		keyNow bool // in a dict: the next value must be a key
+	end, err := bencscan.Scan(data, off, maxDepth)
+	if err != nil {
+		return end, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	var stack []frame
-	bad := func(what string) error {
-		return fmt.Errorf("%w: bencode syntax error at offset %d: %s", ErrInvalid, off, what)
-	}
-	for {
-		if off >= len(data) {
-			return off, bad("unexpected end of data")
-		}
-		c := data[off]
-		if c == 'e' {
-			if len(stack) == 0 {
-				return off, bad("unexpected 'e'")
-			}
-			if top := stack[len(stack)-1]; top.dict && !top.keyNow {
-				return off, bad("dict key without a value")
-			}
-			stack = stack[:len(stack)-1]
-			off++
-		} else {
-			isKey := len(stack) > 0 && stack[len(stack)-1].dict && stack[len(stack)-1].keyNow
-			if isKey && (c < '0' || c > '9') {
-				return off, bad("dict key is not a string")
-			}
-			switch {
-			case c == 'd' || c == 'l':
-				if len(stack) >= maxDepth {
-					return off, bad("nesting too deep")
-				}
-				if len(stack) > 0 {
-					flipKey(&stack[len(stack)-1].dict, &stack[len(stack)-1].keyNow)
-				}
-				stack = append(stack, frame{dict: c == 'd', keyNow: true})
-				off++
-				continue
-			case c == 'i':
-				end := off + 1
-				for end < len(data) && data[end] != 'e' {
-					end++
-				}
-				if end >= len(data) {
-					return off, bad("unterminated integer")
-				}
-				if !validInt(data[off+1 : end]) {
-					return off, bad(fmt.Sprintf("bad integer %q", truncate(data[off+1:end])))
-				}
-				off = end + 1
-			case c >= '0' && c <= '9':
-				colon := off
-				for colon < len(data) && data[colon] >= '0' && data[colon] <= '9' {
-					colon++
-				}
-				if colon >= len(data) || data[colon] != ':' {
-					return off, bad("bad string length")
-				}
-				digits := data[off:colon]
-				if len(digits) > 1 && digits[0] == '0' {
-					return off, bad("string length with leading zero")
-				}
-				if len(digits) > 10 {
-					return off, bad("string longer than the data")
-				}
-				var n int
-				for _, d := range digits {
-					n = n*10 + int(d-'0')
-				}
-				if n > len(data)-colon-1 {
-					return off, bad("string longer than the data")
-				}
-				off = colon + 1 + n
-			default:
-				return off, bad(fmt.Sprintf("unexpected byte %q", c))
-			}
-			if len(stack) > 0 {
-				flipKey(&stack[len(stack)-1].dict, &stack[len(stack)-1].keyNow)
-			}
-		}
-		if len(stack) == 0 {
-			return off, nil
-		}
-	}
-}
-
-// flipKey alternates a dict frame between expecting a key and a value; lists are unaffected.
-func flipKey(dict, keyNow *bool) {
-	if *dict {
-		*keyNow = !*keyNow
-	}
-}
-
-// validInt accepts canonical bencode integers that fit in an int64: no leading zeros, no "-0".
-func validInt(b []byte) bool {
-	neg := len(b) > 0 && b[0] == '-'
-	if neg {
-		b = b[1:]
-	}
-	if len(b) == 0 || len(b) > 19 || (b[0] == '0' && (len(b) > 1 || neg)) {
-		return false
-	}
-	for _, d := range b {
-		if d < '0' || d > '9' {
-			return false
-		}
-	}
-	if len(b) == 19 && string(b) > "9223372036854775807" {
-		return len(b) == 19 && neg && string(b) == "9223372036854775808"
-	}
-	return true
-}
-
-func truncate(b []byte) string {
-	if len(b) > 32 {
-		return string(b[:32]) + "..."
-	}
-	return string(b)
+	return end, nil
 }
 
 // ParseInfo decodes and validates a bencoded v1 info dict (the input must already be known to be

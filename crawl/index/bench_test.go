@@ -36,7 +36,7 @@ func BenchmarkObserve(b *testing.B) {
 	at := time.Now()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if _, err := x.Observe(benchIH(i), Sampled, netip.AddrPort{}, at); err != nil {
+		if err := x.Observe(benchIH(i), Sampled, netip.AddrPort{}, at); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -62,7 +62,7 @@ func BenchmarkMillion(b *testing.B) {
 		var peak uint64
 		var ms runtime.MemStats
 		for i := 0; i < n; i++ {
-			if _, err := x.Observe(benchIH(i), Sampled, netip.AddrPort{}, at); err != nil {
+			if err := x.Observe(benchIH(i), Sampled, netip.AddrPort{}, at); err != nil {
 				b.Fatal(err)
 			}
 			if i%100_000 == 0 {

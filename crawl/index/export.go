@@ -64,7 +64,11 @@ func (e *Entry) JSON() JSONEntry {
 
 // ExportJSONL writes one JSON object (JSONEntry) per line for every entry,
 // in infohash order.
-func (x *Index) ExportJSONL(w io.Writer) error {
+func (x *Index) ExportJSONL(w io.Writer) error { return ExportJSONL(w, x) }
+
+// ExportJSONL writes s as JSON lines (see (*Index).ExportJSONL). It
+// streams: s.ForEach never holds the whole index.
+func ExportJSONL(w io.Writer, x Store) error {
 	bw := bufio.NewWriter(w)
 	enc := json.NewEncoder(bw)
 	enc.SetEscapeHTML(false)
@@ -93,7 +97,10 @@ var CSVHeader = []string{"infohash", "first_seen", "last_seen", "seen_by", "meta
 // space-separated host:port; times are RFC 3339 UTC. Names come from the
 // network: one a spreadsheet would run as a formula (leading = + - @ tab
 // or CR) gets a leading apostrophe. JSONL keeps names verbatim.
-func (x *Index) ExportCSV(w io.Writer) error {
+func (x *Index) ExportCSV(w io.Writer) error { return ExportCSV(w, x) }
+
+// ExportCSV writes s as CSV (see (*Index).ExportCSV).
+func ExportCSV(w io.Writer, x Store) error {
 	cw := csv.NewWriter(w)
 	if err := cw.Write(CSVHeader); err != nil {
 		return fmt.Errorf("export csv: %w", err)

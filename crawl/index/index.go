@@ -11,7 +11,9 @@
 // first. Reads (Get, Due, Stats, exports) see the pending deltas too, or
 // flush first.
 //
-// Layout (schema "magnetget-crawl-index/1"):
+// Layout (schema "magnetget-crawl-index/2"; /1 files are upgraded in place
+// on open: /2 only adds a sightings count to records, and /1 records stay
+// readable):
 //
 //	meta/schema   the schema string
 //	meta/stats    running counters (see Stats), updated in every commit
@@ -33,6 +35,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -40,7 +43,11 @@ import (
 )
 
 // Schema is the value of meta/schema in an index this package writes.
-const Schema = "magnetget-crawl-index/1"
+const Schema = "magnetget-crawl-index/2"
+
+// schemaVersion is the number at the end of Schema: a file with a higher
+// one was written by a newer magnetget and is refused (ErrNewerSchema).
+const schemaVersion = 2
 
 const schemaPrefix = "magnetget-crawl-index/"
 
@@ -130,6 +137,7 @@ type Entry struct {
 	FirstSeen time.Time
 	LastSeen  time.Time
 	How       How
+	Seen      int64            // sightings recorded (repeats included)
 	Peers     []netip.AddrPort // from announces, most recent last, capped
 	Meta      MetaStatus
 	Attempts  int       // failed metadata fetches so far
@@ -159,9 +167,25 @@ type Index struct {
 	pending  map[[20]byte]*delta
 	flushing map[[20]byte]*delta // the batch being committed, until it is
 	closed   bool
+	leases   map[[20]byte]time.Time // Claim's leases: infohash -> lease end
+	health   Health
+
+	damaged atomic.Bool // a read faulted: the file is moved aside at Close
 
 	stop chan struct{}
 	done chan struct{}
+}
+
+// guarded runs a bbolt transaction under guard. A fault or panic marks the
+// index damaged: Close then moves the file aside.
+func (x *Index) guarded(fn func() error) error {
+	err := guard(fn)
+	if errors.Is(err, ErrCorrupt) {
+		x.damaged.Store(true)
+		x.log.Error("crawl index is damaged; it will be moved aside when closed", "path", x.db.Path(), "err", err)
+		return fmt.Errorf("crawl index %s: %w; it is moved aside when magnetget closes it", x.db.Path(), err)
+	}
+	return err
 }
 
 // delta is an uncommitted change to one infohash's record. Applying a delta
@@ -169,6 +193,7 @@ type Index struct {
 // a batch is between commit and bookkeeping).
 type delta struct {
 	how         How
+	count       int64 // sightings
 	first, last time.Time
 	peers       []netip.AddrPort
 	meta        *metaUpdate
@@ -240,47 +265,63 @@ func Open(path string, o Options) (*Index, error) {
 // error other than ErrLocked, ErrNewerSchema or a file-system error means
 // the file is unusable.
 func openChecked(path string, o Options) (db *bolt.DB, err error) {
-	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: o.LockTimeout, NoSync: o.NoSync})
+	if err := checkFile(path); err != nil {
+		if errors.Is(err, fs.ErrPermission) {
+			return nil, fmt.Errorf("crawl index %s: %w", path, err)
+		}
+		return nil, fmt.Errorf("checked before opening: %w", err)
+	}
+	// bbolt reads the freelist and more while opening: guarded too (a
+	// panic there leaks bbolt's file handle, which only this process sees).
+	err = guard(func() error {
+		var err error
+		db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: o.LockTimeout, NoSync: o.NoSync})
+		return err
+	})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("crawl index %s: %w", path, ErrLocked)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open crawl index %s: %w", path, err)
 	}
-	// bbolt panics on some damaged pages; a panic here means the file is
-	// unusable, not that the program should stop.
-	defer func() {
-		if r := recover(); r != nil {
-			db.Close()
-			db, err = nil, fmt.Errorf("%w: reading it panicked: %v", ErrBadRecord, r)
-		}
-	}()
-	err = db.Update(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(bucketMeta)
-		if meta == nil {
-			foreign := false
-			_ = tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
-				foreign = true
+	// bbolt panics (or faults) on some damaged pages; that means the file
+	// is unusable, not that the program should stop.
+	err = guard(func() error {
+		return db.Update(func(tx *bolt.Tx) error {
+			meta := tx.Bucket(bucketMeta)
+			if meta == nil {
+				foreign := false
+				_ = tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+					foreign = true
+					return nil
+				})
+				if foreign {
+					return errors.New("a bbolt file of some other kind")
+				}
+				return initSchema(tx)
+			}
+			s := string(meta.Get(keySchema))
+			if s == schemaPrefix+"1" {
+				// Migration 1 -> 2: records gain a sightings count; version-1
+				// records stay readable, so only the schema string changes.
+				if tx.Bucket(bucketIH) == nil || tx.Bucket(bucketDue) == nil {
+					return errors.New("buckets missing")
+				}
+				return meta.Put(keySchema, []byte(Schema))
+			}
+			if s == Schema {
+				if tx.Bucket(bucketIH) == nil || tx.Bucket(bucketDue) == nil {
+					return errors.New("buckets missing")
+				}
 				return nil
-			})
-			if foreign {
-				return errors.New("a bbolt file of some other kind")
 			}
-			return initSchema(tx)
-		}
-		s := string(meta.Get(keySchema))
-		if s == Schema {
-			if tx.Bucket(bucketIH) == nil || tx.Bucket(bucketDue) == nil {
-				return errors.New("buckets missing")
+			if v, ok := strings.CutPrefix(s, schemaPrefix); ok {
+				if n, err := strconv.Atoi(v); err == nil && n > schemaVersion {
+					return fmt.Errorf("crawl index %s: %w: it has schema version %d, this magnetget knows up to %d; upgrade magnetget", path, ErrNewerSchema, n, schemaVersion)
+				}
 			}
-			return nil
-		}
-		if v, ok := strings.CutPrefix(s, schemaPrefix); ok {
-			if n, err := strconv.Atoi(v); err == nil && n > 1 {
-				return fmt.Errorf("crawl index %s: %w (%q)", path, ErrNewerSchema, s)
-			}
-		}
-		return fmt.Errorf("unknown schema %q", s)
+			return fmt.Errorf("unknown schema %q", s)
+		})
 	})
 	if err != nil {
 		db.Close()
@@ -341,34 +382,22 @@ func (x *Index) flusher() {
 }
 
 // Observe records that ih was seen now in the way how; peer, when valid, is
-// an announced peer to keep. It reports whether the infohash is new to the
-// index. It commits inline (so the caller waits) when a batch is full:
-// that is the back-pressure that keeps memory bounded.
-func (x *Index) Observe(ih [20]byte, how How, peer netip.AddrPort, at time.Time) (isNew bool, err error) {
+// an announced peer to keep. Infohashes new to the index are counted in
+// Health().New when committed. It commits inline (so the caller waits) when
+// a batch is full: that is the back-pressure that keeps memory bounded.
+func (x *Index) Observe(ih [20]byte, how How, peer netip.AddrPort, at time.Time) error {
 	x.mu.Lock()
 	if x.closed {
 		x.mu.Unlock()
-		return false, ErrClosed
+		return ErrClosed
 	}
-	d, inPending := x.pending[ih]
-	_, inFlushing := x.flushing[ih]
-	if !inPending && !inFlushing {
-		// Checked under mu so two concurrent first sightings cannot both
-		// report new. bbolt read transactions do not wait for the writer.
-		err = x.db.View(func(tx *bolt.Tx) error {
-			isNew = tx.Bucket(bucketIH).Get(ih[:]) == nil
-			return nil
-		})
-		if err != nil {
-			x.mu.Unlock()
-			return false, fmt.Errorf("crawl index read: %w", err)
-		}
-	}
+	d := x.pending[ih]
 	if d == nil {
 		d = &delta{}
 		x.pending[ih] = d
 	}
 	d.how |= how
+	d.count++
 	if d.first.IsZero() || at.Before(d.first) {
 		d.first = at
 	}
@@ -381,11 +410,9 @@ func (x *Index) Observe(ih [20]byte, how How, peer netip.AddrPort, at time.Time)
 	full := len(x.pending) >= x.opts.BatchSize
 	x.mu.Unlock()
 	if full {
-		if err := x.Flush(); err != nil {
-			return isNew, err
-		}
+		return x.Flush()
 	}
-	return isNew, nil
+	return nil
 }
 
 // SetFetched stores ih's metadata. Fetched metadata is final: later
@@ -415,6 +442,7 @@ func (x *Index) setMeta(ih [20]byte, m *metaUpdate, at time.Time) error {
 	if d.meta == nil || d.meta.status != MetaFetched {
 		d.meta = m
 	}
+	delete(x.leases, ih)
 	full := len(x.pending) >= x.opts.BatchSize
 	x.mu.Unlock()
 	if full {
@@ -440,6 +468,7 @@ func addPeer(peers []netip.AddrPort, p netip.AddrPort, limit int) []netip.AddrPo
 // apply merges d into e (a zero Entry for a new infohash).
 func (d *delta) apply(e *Entry, maxPeers int) {
 	e.How |= d.how
+	e.Seen += d.count
 	if !d.first.IsZero() && (e.FirstSeen.IsZero() || d.first.Before(e.FirstSeen)) {
 		e.FirstSeen = d.first
 	}
@@ -501,58 +530,76 @@ func (x *Index) flushLocked() error {
 	}
 	// Sorted keys touch each B-tree page once per commit.
 	slices.SortFunc(keys, func(a, b [20]byte) int { return bytes.Compare(a[:], b[:]) })
-	err := x.db.Update(func(tx *bolt.Tx) error {
-		ihb, due, meta := tx.Bucket(bucketIH), tx.Bucket(bucketDue), tx.Bucket(bucketMeta)
-		st := decodeStats(meta.Get(keyStats))
-		arena := make([]byte, 0, 64*len(keys))
-		for _, ih := range keys {
-			var old Entry
-			exists := false
-			if v := ihb.Get(ih[:]); v != nil {
-				e, err := decodeRecord(ih, v)
-				if err != nil {
-					x.log.Warn("crawl index: replacing an unreadable record", "infohash", fmt.Sprintf("%x", ih), "err", err)
-					st.Infohashes-- // it was counted when written
-				} else {
-					old, exists = e, true
+	var added, seen int64
+	began := time.Now()
+	err := x.guarded(func() error {
+		return x.db.Update(func(tx *bolt.Tx) error {
+			ihb, due, meta := tx.Bucket(bucketIH), tx.Bucket(bucketDue), tx.Bucket(bucketMeta)
+			st := decodeStats(meta.Get(keyStats))
+			arena := make([]byte, 0, 64*len(keys))
+			for _, ih := range keys {
+				var old Entry
+				exists := false
+				if v := ihb.Get(ih[:]); v != nil {
+					e, err := decodeRecord(ih, v)
+					if err != nil {
+						x.log.Warn("crawl index: replacing an unreadable record", "infohash", fmt.Sprintf("%x", ih), "err", err)
+						st.Infohashes-- // it was counted when written
+					} else {
+						old, exists = e, true
+					}
 				}
-			}
-			e := old
-			if exists {
-				e.Peers = slices.Clone(old.Peers)
-			}
-			e.InfoHash = ih
-			batch[ih].apply(&e, x.opts.MaxPeers)
-			st.account(&old, exists, -1)
-			st.account(&e, true, +1)
-			// bbolt keeps the value slice until the commit: never reuse
-			// it. Appending to one arena keeps earlier values intact
-			// (a grown arena is a new array).
-			start := len(arena)
-			arena = encodeRecord(arena, &e)
-			if err := ihb.Put(ih[:], arena[start:len(arena):len(arena)]); err != nil {
-				return err
-			}
-			if exists && old.Meta != MetaFetched {
-				if err := due.Delete(dueKey(old.NextRetry, ih)); err != nil {
+				e := old
+				if exists {
+					e.Peers = slices.Clone(old.Peers)
+				}
+				e.InfoHash = ih
+				batch[ih].apply(&e, x.opts.MaxPeers)
+				if !exists && batch[ih].count > 0 {
+					added++
+				}
+				seen += batch[ih].count
+				st.account(&old, exists, -1)
+				st.account(&e, true, +1)
+				// bbolt keeps the value slice until the commit: never reuse
+				// it. Appending to one arena keeps earlier values intact
+				// (a grown arena is a new array).
+				start := len(arena)
+				arena = encodeRecord(arena, &e)
+				if err := ihb.Put(ih[:], arena[start:len(arena):len(arena)]); err != nil {
 					return err
 				}
-			}
-			if e.Meta != MetaFetched {
-				if err := due.Put(dueKey(e.NextRetry, ih), nil); err != nil {
-					return err
+				if exists && old.Meta != MetaFetched {
+					if err := due.Delete(dueKey(old.NextRetry, ih)); err != nil {
+						return err
+					}
+				}
+				if e.Meta != MetaFetched {
+					if err := due.Put(dueKey(e.NextRetry, ih), nil); err != nil {
+						return err
+					}
 				}
 			}
-		}
-		return meta.Put(keyStats, st.encode())
+			return meta.Put(keyStats, st.encode())
+		})
 	})
 	x.mu.Lock()
 	x.flushing = nil
+	if err == nil {
+		x.health.New += added
+		x.health.Sightings += seen
+		x.health.Commits++
+		x.health.WriteLatency = time.Since(began)
+		x.health.Retrying, x.health.LastError = false, ""
+	} else {
+		x.health.Retrying, x.health.LastError = true, err.Error()
+	}
 	if err != nil {
 		// Keep the changes: put them back under newer ones.
 		for ih, d := range batch {
 			if nd, ok := x.pending[ih]; ok {
 				d.how |= nd.how
+				d.count += nd.count
 				if !nd.first.IsZero() && (d.first.IsZero() || nd.first.Before(d.first)) {
 					d.first = nd.first
 				}
@@ -593,15 +640,17 @@ func (x *Index) Get(ih [20]byte) (Entry, bool, error) {
 	pd, fd := x.pending[ih], x.flushing[ih]
 	var e Entry
 	found := false
-	err := x.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketIH).Get(ih[:])
-		if v == nil {
-			return nil
-		}
-		var err error
-		e, err = decodeRecord(ih, v)
-		found = err == nil
-		return err
+	err := x.guarded(func() error {
+		return x.db.View(func(tx *bolt.Tx) error {
+			v := tx.Bucket(bucketIH).Get(ih[:])
+			if v == nil {
+				return nil
+			}
+			var err error
+			e, err = decodeRecord(ih, v)
+			found = err == nil
+			return err
+		})
 	})
 	// Apply deltas under mu: they are only mutated under mu.
 	for _, d := range []*delta{fd, pd} {
@@ -629,25 +678,27 @@ func (x *Index) Due(now time.Time, limit int) ([]Entry, error) {
 	}
 	var out []Entry
 	end := dueKey(now, [20]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
-	err := x.db.View(func(tx *bolt.Tx) error {
-		ihb := tx.Bucket(bucketIH)
-		c := tx.Bucket(bucketDue).Cursor()
-		for k, _ := c.First(); k != nil && len(out) < limit && bytes.Compare(k, end) <= 0; k, _ = c.Next() {
-			if len(k) != 28 {
-				continue
+	err := x.guarded(func() error {
+		return x.db.View(func(tx *bolt.Tx) error {
+			ihb := tx.Bucket(bucketIH)
+			c := tx.Bucket(bucketDue).Cursor()
+			for k, _ := c.First(); k != nil && len(out) < limit && bytes.Compare(k, end) <= 0; k, _ = c.Next() {
+				if len(k) != 28 {
+					continue
+				}
+				ih := [20]byte(k[8:])
+				v := ihb.Get(ih[:])
+				if v == nil {
+					continue
+				}
+				e, err := decodeRecord(ih, v)
+				if err != nil || e.Meta == MetaFetched {
+					continue
+				}
+				out = append(out, e)
 			}
-			ih := [20]byte(k[8:])
-			v := ihb.Get(ih[:])
-			if v == nil {
-				continue
-			}
-			e, err := decodeRecord(ih, v)
-			if err != nil || e.Meta == MetaFetched {
-				continue
-			}
-			out = append(out, e)
-		}
-		return nil
+			return nil
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("crawl index due: %w", err)
@@ -662,20 +713,22 @@ func (x *Index) ForEach(fn func(Entry) bool) error {
 	if err := x.Flush(); err != nil {
 		return err
 	}
-	err := x.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketIH).ForEach(func(k, v []byte) error {
-			if len(k) != 20 {
+	err := x.guarded(func() error {
+		return x.db.View(func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketIH).ForEach(func(k, v []byte) error {
+				if len(k) != 20 {
+					return nil
+				}
+				e, err := decodeRecord([20]byte(k), v)
+				if err != nil {
+					x.log.Warn("crawl index: skipping an unreadable record", "infohash", fmt.Sprintf("%x", k), "err", err)
+					return nil
+				}
+				if !fn(e) {
+					return errStop
+				}
 				return nil
-			}
-			e, err := decodeRecord([20]byte(k), v)
-			if err != nil {
-				x.log.Warn("crawl index: skipping an unreadable record", "infohash", fmt.Sprintf("%x", k), "err", err)
-				return nil
-			}
-			if !fn(e) {
-				return errStop
-			}
-			return nil
+			})
 		})
 	})
 	if err != nil && !errors.Is(err, errStop) {
@@ -705,5 +758,15 @@ func (x *Index) Close() error {
 	x.flushMu.Unlock()
 	close(x.stop)
 	<-x.done
-	return errors.Join(err, x.db.Close())
+	path := x.db.Path()
+	err = errors.Join(err, x.db.Close())
+	if x.damaged.Load() {
+		aside, merr := moveAside(path)
+		if merr != nil {
+			return errors.Join(err, fmt.Errorf("%w: %s: moving it aside failed: %w", ErrCorrupt, path, merr))
+		}
+		x.log.Warn("crawl index was damaged; moved aside", "path", path, "moved_to", aside)
+		return errors.Join(err, fmt.Errorf("%w: %s moved aside to %s", ErrCorrupt, path, aside))
+	}
+	return err
 }

@@ -13,7 +13,6 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -53,7 +52,7 @@ func TestRestartKeepsData(t *testing.T) {
 		{b, GetPeers, netip.AddrPort{}, t0.Add(2 * time.Minute)},
 		{c, Sampled, netip.AddrPort{}, t0.Add(3 * time.Minute)},
 	} {
-		if _, err := x.Observe(o.ih, o.how, o.peer, o.at); err != nil {
+		if err := x.Observe(o.ih, o.how, o.peer, o.at); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -87,14 +86,14 @@ func TestRestartKeepsData(t *testing.T) {
 	if e.Meta != MetaFailed || e.Attempts != 2 || !e.NextRetry.Equal(t0.Add(time.Hour)) {
 		t.Errorf("b = %+v", e)
 	}
-	if isNew, err := x.Observe(c, Sampled, netip.AddrPort{}, t0.Add(5*time.Minute)); err != nil || isNew {
-		t.Errorf("Observe(c) after restart: new=%v err=%v, want known", isNew, err)
+	if err := x.Observe(c, Sampled, netip.AddrPort{}, t0.Add(5*time.Minute)); err != nil || x.Flush() != nil || x.Health().New != 0 {
+		t.Errorf("Observe(c) after restart: err=%v health %+v, want known", err, x.Health())
 	}
 	st, err := x.Stats()
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Stats{Infohashes: 3, WithMetadata: 1, Failed: 1, Sampled: 2, GetPeers: 1, Announced: 1, FirstSeen: t0, LastSeen: t0.Add(5 * time.Minute)}
+	want := Stats{Infohashes: 3, WithMetadata: 1, Failed: 1, Sampled: 2, GetPeers: 1, Announced: 1, Sightings: 5, FirstSeen: t0, LastSeen: t0.Add(5 * time.Minute)}
 	if st != want {
 		t.Errorf("Stats = %+v\nwant    %+v", st, want)
 	}
@@ -142,30 +141,25 @@ func TestFetchedIsFinal(t *testing.T) {
 func TestObserveNewExactlyOnce(t *testing.T) {
 	x := openT(t, filepath.Join(t.TempDir(), "i.db"), Options{BatchSize: 7})
 	const n, workers = 200, 8
-	var news atomic.Int64
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range n {
-				isNew, err := x.Observe(ihOf(string(rune(i))), How(1<<(w%3)), netip.AddrPort{}, t0.Add(time.Duration(i)*time.Second))
-				if err != nil {
+				if err := x.Observe(ihOf(string(rune(i))), How(1<<(w%3)), netip.AddrPort{}, t0.Add(time.Duration(i)*time.Second)); err != nil {
 					t.Error(err)
 					return
-				}
-				if isNew {
-					news.Add(1)
 				}
 			}
 		}()
 	}
 	wg.Wait()
-	if news.Load() != n {
-		t.Errorf("new reported %d times for %d infohashes", news.Load(), n)
-	}
 	st, _ := x.Stats()
-	if st.Infohashes != n || st.Sampled != n || st.GetPeers != n || st.Announced != n {
+	if h := x.Health(); h.New != n || h.Sightings != n*workers {
+		t.Errorf("Health = %+v, want %d new, %d sightings", h, n, n*workers)
+	}
+	if st.Infohashes != n || st.Sampled != n || st.GetPeers != n || st.Announced != n || st.Sightings != n*workers {
 		t.Errorf("Stats = %+v", st)
 	}
 }
@@ -204,7 +198,7 @@ func TestCorruptFileMovedAside(t *testing.T) {
 	}
 	defer x.Close()
 	checkAside(t, dir, err, garbage)
-	if _, err := x.Observe(ihOf("a"), Sampled, netip.AddrPort{}, t0); err != nil {
+	if err := x.Observe(ihOf("a"), Sampled, netip.AddrPort{}, t0); err != nil {
 		t.Fatalf("fresh index unusable: %v", err)
 	}
 }
@@ -280,7 +274,7 @@ func TestLockedNeverHangs(t *testing.T) {
 func TestClosed(t *testing.T) {
 	x, _ := Open(filepath.Join(t.TempDir(), "i.db"), Options{})
 	x.Close()
-	if _, err := x.Observe(ihOf("a"), Sampled, netip.AddrPort{}, t0); !errors.Is(err, ErrClosed) {
+	if err := x.Observe(ihOf("a"), Sampled, netip.AddrPort{}, t0); !errors.Is(err, ErrClosed) {
 		t.Errorf("Observe after Close: %v", err)
 	}
 	if err := x.Close(); !errors.Is(err, ErrClosed) {

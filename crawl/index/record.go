@@ -8,10 +8,11 @@ import (
 	"time"
 )
 
-// recordVersion is the first byte of every stored record. A record with
+// recordVersion is the first byte of every record written. Version 1
+// (schema /1) lacks the sightings count; it is still read. A record with
 // another first byte is treated as corrupt (skipped and logged), so a future
 // record layout must come with a schema bump.
-const recordVersion = 1
+const recordVersion = 2
 
 // Bounds applied when decoding a record read back from disk: the file may
 // have been damaged or written by something else, so nothing is trusted.
@@ -33,6 +34,7 @@ func encodeRecord(dst []byte, e *Entry) []byte {
 	dst = binary.AppendVarint(dst, unixMilli(e.LastSeen))
 	dst = binary.AppendUvarint(dst, uint64(max(e.Attempts, 0)))
 	dst = binary.AppendVarint(dst, unixMilli(e.NextRetry))
+	dst = binary.AppendUvarint(dst, uint64(max(e.Seen, 0)))
 	peers := e.Peers
 	if len(peers) > maxStoredPeers {
 		peers = peers[len(peers)-maxStoredPeers:]
@@ -146,7 +148,8 @@ func (d *decoder) string_(what string) string {
 func decodeRecord(ih [20]byte, b []byte) (Entry, error) {
 	d := decoder{b: b}
 	e := Entry{InfoHash: ih}
-	if v := d.byte_("version"); d.err == nil && v != recordVersion {
+	v := d.byte_("version")
+	if d.err == nil && v != 1 && v != recordVersion {
 		return Entry{}, fmt.Errorf("%w: record version %d", ErrBadRecord, v)
 	}
 	e.How = How(d.byte_("how"))
@@ -155,6 +158,9 @@ func decodeRecord(ih [20]byte, b []byte) (Entry, error) {
 	e.LastSeen = fromMilli(d.varint("last seen"))
 	e.Attempts = d.count(1<<31-1, 0, "attempts")
 	e.NextRetry = fromMilli(d.varint("next retry"))
+	if v >= 2 {
+		e.Seen = int64(d.count(1<<62, 0, "sightings"))
+	}
 	if np := d.count(maxStoredPeers, 7, "peer count"); np > 0 {
 		e.Peers = make([]netip.AddrPort, 0, np)
 		for range np {

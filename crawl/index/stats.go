@@ -14,6 +14,7 @@ type Stats struct {
 	Sampled      int64     // seen in BEP 51 samples
 	GetPeers     int64     // seen in get_peers queries
 	Announced    int64     // seen in announce_peer queries
+	Sightings    int64     // sightings recorded, repeats included
 	FirstSeen    time.Time // earliest first sighting
 	LastSeen     time.Time // latest sighting
 }
@@ -40,6 +41,7 @@ func (s *Stats) account(e *Entry, exists bool, sign int64) {
 	if e.How&Announce != 0 {
 		s.Announced += sign
 	}
+	s.Sightings += sign * e.Seen
 	if sign > 0 {
 		if !e.FirstSeen.IsZero() && (s.FirstSeen.IsZero() || e.FirstSeen.Before(s.FirstSeen)) {
 			s.FirstSeen = e.FirstSeen
@@ -52,7 +54,7 @@ func (s *Stats) account(e *Entry, exists bool, sign int64) {
 
 func (s *Stats) encode() []byte {
 	b := make([]byte, 0, 64)
-	for _, v := range []int64{s.Infohashes, s.WithMetadata, s.Failed, s.Sampled, s.GetPeers, s.Announced, unixMilli(s.FirstSeen), unixMilli(s.LastSeen)} {
+	for _, v := range []int64{s.Infohashes, s.WithMetadata, s.Failed, s.Sampled, s.GetPeers, s.Announced, unixMilli(s.FirstSeen), unixMilli(s.LastSeen), s.Sightings} {
 		b = binary.AppendVarint(b, v)
 	}
 	return b
@@ -61,7 +63,7 @@ func (s *Stats) encode() []byte {
 // decodeStats reads the counters; a missing or damaged value yields zeros
 // for what cannot be read (the counters are advisory).
 func decodeStats(b []byte) Stats {
-	var v [8]int64
+	var v [9]int64
 	for i := range v {
 		x, n := binary.Varint(b)
 		if n <= 0 {
@@ -71,7 +73,7 @@ func decodeStats(b []byte) Stats {
 	}
 	return Stats{
 		Infohashes: v[0], WithMetadata: v[1], Failed: v[2], Sampled: v[3], GetPeers: v[4], Announced: v[5],
-		FirstSeen: fromMilli(v[6]), LastSeen: fromMilli(v[7]),
+		FirstSeen: fromMilli(v[6]), LastSeen: fromMilli(v[7]), Sightings: v[8],
 	}
 }
 
@@ -81,9 +83,11 @@ func (x *Index) Stats() (Stats, error) {
 		return Stats{}, err
 	}
 	var s Stats
-	err := x.db.View(func(tx *bolt.Tx) error {
-		s = decodeStats(tx.Bucket(bucketMeta).Get(keyStats))
-		return nil
+	err := x.guarded(func() error {
+		return x.db.View(func(tx *bolt.Tx) error {
+			s = decodeStats(tx.Bucket(bucketMeta).Get(keyStats))
+			return nil
+		})
 	})
 	return s, err
 }

@@ -25,11 +25,13 @@ func Addr(i int) netip.Addr {
 	return netip.AddrFrom4([4]byte{127, 0, byte(1 + i/250), byte(1 + i%250)})
 }
 
-// Config returns the configuration Network uses: unlimited send rate and a resend delay that is
-// short for a network but long enough for a loaded CI machine running -race (an answered query
-// never waits for it).
+// Config returns the configuration Network uses: unlimited send and reply rates (each node stands
+// for a host of the wide DHT, where one client rarely asks one node twice; in a small network a
+// client running many lookups asks every node over and over), and a resend delay that is short
+// for a network but long enough for a loaded CI machine running -race (an answered query never
+// waits for it).
 func Config() dht.Config {
-	return dht.Config{Rate: -1, ResendDelay: time.Second}
+	return dht.Config{Rate: -1, SourceRate: -1, ResendDelay: time.Second}
 }
 
 // Network starts n nodes on loopback (distinct 127.0.x.y addresses), each seeded with several
@@ -39,7 +41,8 @@ func Network(t testing.TB, n int) []*dht.Node {
 }
 
 // NetworkWith is Network with a hook to adjust each node's Config (state files, callbacks)
-// before it starts. Conn and Bootstrap are set by NetworkWith.
+// before it starts. Bootstrap is set by NetworkWith; Conn is the node's socket, which the hook
+// may wrap (the wrapper then owns it).
 func NetworkWith(t testing.TB, n int, configure func(i int, c *dht.Config)) []*dht.Node {
 	t.Helper()
 	conns := make([]*net.UDPConn, n)
@@ -66,10 +69,10 @@ func NetworkWith(t testing.TB, n int, configure func(i int, c *dht.Config)) []*d
 	rng := rand.New(rand.NewPCG(uint64(n), 42))
 	for i, c := range conns {
 		cfg := Config()
+		cfg.Conn = c // set first, so the hook may wrap it (NetworkProfile does)
 		if configure != nil {
 			configure(i, &cfg)
 		}
-		cfg.Conn = c
 		cfg.Bootstrap = pickOthers(rng, addrs, i, Seeds)
 		nd, err := dht.New(cfg)
 		if err != nil {

@@ -1,14 +1,18 @@
 package storage
 
 import (
+	"bytes"
 	"crypto/sha1"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
+	"strconv"
+	"unicode"
+	"unicode/utf8"
 )
 
 // ResumeName returns the resume file's name for an infohash: hidden, in the output directory.
@@ -20,65 +24,180 @@ func (s *Storage) ResumePath(ih [20]byte) string { return filepath.Join(s.dir, R
 // FileStat is what the resume file remembers about each file: a piece recorded as verified is
 // trusted only while its files still have this size and modification time.
 type FileStat struct {
-	Size  int64 `json:"size"`  // -1: absent
+	Size  int64 `json:"size"`  // -1: absent (or not a regular file reached without a symlink)
 	MTime int64 `json:"mtime"` // UnixNano
 }
 
-type resumeFile struct {
-	Version     int        `json:"version"`
-	InfoHash    string     `json:"infohash"`
-	PieceLength int64      `json:"piece_length"`
-	Pieces      int        `json:"pieces"`
-	Have        []byte     `json:"have"` // wire-order bitfield
-	Files       []FileStat `json:"files"`
+// unknownSize marks a file whose state was not recorded: it never equals a current FileStat,
+// so nothing about its pieces is trusted without hashing.
+const unknownSize = -2
+
+type fileState struct {
+	FileStat
+	Ours bool `json:"ours,omitempty"` // created by this download, or adopted: ours to write
 }
 
-// Stat returns the current size and mtime of file i (Size -1 when absent).
+type resumeFile struct {
+	Version     int         `json:"version"`
+	InfoHash    string      `json:"infohash"`
+	PieceLength int64       `json:"piece_length"`
+	Pieces      int         `json:"pieces"`
+	Have        []byte      `json:"have"` // wire-order bitfield
+	Files       []fileState `json:"files"`
+}
+
+const resumeVersion = 2
+
+// Stat returns the current size and mtime of file i (Size -1 when absent). Below a download's
+// output directory nothing is followed: a symlink counts as absent.
 func (s *Storage) Stat(i int) FileStat {
-	fi, err := os.Stat(s.FilePath(i))
-	if err != nil || !fi.Mode().IsRegular() {
+	if s.opts.ReadOnly {
+		fi, err := s.root.Stat(s.layout.Files[i].Path)
+		if err != nil || !fi.Mode().IsRegular() {
+			return FileStat{Size: -1}
+		}
+		return FileStat{Size: fi.Size(), MTime: fi.ModTime().UnixNano()}
+	}
+	size, mtime, ok := s.tree.lstat(s.layout.Files[i].Path)
+	if !ok {
 		return FileStat{Size: -1}
 	}
-	return FileStat{Size: fi.Size(), MTime: fi.ModTime().UnixNano()}
+	return FileStat{Size: size, MTime: mtime}
 }
 
-// SaveResume records the verified pieces and the files' current stats in the resume file,
-// atomically (temporary file, fsync, rename). Callers sync the data files first, so a piece
-// recorded here is on disk.
+// maxResumeSize bounds the resume file we read for a layout: its JSON is a base64 bitfield and
+// one small object per file.
+func maxResumeSize(l *Layout) int64 {
+	return 4096 + 2*int64(l.NumPieces()/8+1) + 128*int64(len(l.Files))
+}
+
+// readResume reads and checks the resume file. A missing one is (nil, nil).
+func (s *Storage) readResume(ih [20]byte) (*resumeFile, error) {
+	path := s.ResumePath(ih)
+	f, err := openStateFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("resume: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxResumeSize(s.layout)+1))
+	if err != nil {
+		return nil, fmt.Errorf("resume: %w", err)
+	}
+	rf, err := decodeResume(b, ih, s.layout)
+	if err != nil {
+		return nil, fmt.Errorf("resume: %s: %w", path, err)
+	}
+	return rf, nil
+}
+
+// decodeResume parses a resume file's bytes and checks they describe this torrent. Any bytes
+// give a resume file or an error wrapping ErrDamaged, never a panic, and allocate in proportion
+// to their length.
+func decodeResume(b []byte, ih [20]byte, l *Layout) (*resumeFile, error) {
+	if int64(len(b)) > maxResumeSize(l) {
+		return nil, fmt.Errorf("%w: %d bytes, more than a resume file of this torrent can be", ErrDamaged, len(b))
+	}
+	var rf resumeFile
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&rf); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrDamaged, err)
+	}
+	if rf.Version != 1 && rf.Version != resumeVersion || rf.InfoHash != hex.EncodeToString(ih[:]) || rf.PieceLength != l.PieceLength ||
+		rf.Pieces != l.NumPieces() || len(rf.Have) != (l.NumPieces()+7)/8 || len(rf.Files) != len(l.Files) {
+		return nil, fmt.Errorf("%w: it does not match this torrent", ErrDamaged)
+	}
+	if rf.Version == 1 {
+		// Version 1 kept no ownership: a file it saw existing was being downloaded by it.
+		for i := range rf.Files {
+			rf.Files[i].Ours = rf.Files[i].Size >= 0
+		}
+	}
+	return &rf, nil
+}
+
+// claim decides which files this download owns and records that in the resume state before
+// any file is created, so that a crash at any later point cannot leave a file of ours that a
+// rerun would take for someone else's.
+func (s *Storage) claim() error {
+	rf, err := s.readResume(s.opts.InfoHash)
+	if err != nil {
+		rf = nil // vouches for nothing; LoadResume reports the damage
+	}
+	fresh := rf == nil
+	if fresh {
+		l := s.layout
+		rf = &resumeFile{InfoHash: hex.EncodeToString(s.opts.InfoHash[:]), PieceLength: l.PieceLength,
+			Pieces: l.NumPieces(), Have: make([]byte, (l.NumPieces()+7)/8), Files: make([]fileState, len(l.Files))}
+		for i := range rf.Files {
+			rf.Files[i].Size = unknownSize
+		}
+	}
+	changed := fresh || rf.Version != resumeVersion
+	rf.Version = resumeVersion
+	for i, f := range s.layout.Files {
+		ours := f.Pad || s.opts.Force || rf.Files[i].Ours
+		if !ours {
+			// Absent (we will create it) or empty (nothing to lose): ours. Something that is
+			// not a regular file is refused when opened.
+			st := s.Stat(i)
+			ours = st.Size <= 0
+		}
+		s.ours[i] = ours
+		if rf.Files[i].Ours != ours {
+			rf.Files[i].Ours = ours
+			changed = true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	b, err := json.Marshal(rf)
+	if err != nil {
+		return fmt.Errorf("resume: %w", err)
+	}
+	if err := s.tree.writeAtomic(ResumeName(s.opts.InfoHash), b); err != nil {
+		return fmt.Errorf("resume: %w", err)
+	}
+	return nil
+}
+
+// SaveResume records the verified pieces, the files' current stats and which files are ours
+// in the resume file, atomically (temporary file, fsync, rename, fsync of the directory).
+// Callers sync the data files first, so a piece recorded here is on disk. ih must be the
+// Options.InfoHash the storage was opened with. ReadOnly storage saves nothing.
 func (s *Storage) SaveResume(ih [20]byte, have func(int) bool) error {
+	if s.opts.ReadOnly {
+		return nil
+	}
 	l := s.layout
-	rf := resumeFile{Version: 1, InfoHash: hex.EncodeToString(ih[:]), PieceLength: l.PieceLength,
+	rf := resumeFile{Version: resumeVersion, InfoHash: hex.EncodeToString(ih[:]), PieceLength: l.PieceLength,
 		Pieces: l.NumPieces(), Have: make([]byte, (l.NumPieces()+7)/8)}
 	for i := range l.NumPieces() {
 		if have(i) {
 			rf.Have[i>>3] |= 0x80 >> (i & 7)
 		}
 	}
-	rf.Files = make([]FileStat, len(l.Files))
+	rf.Files = make([]fileState, len(l.Files))
 	for i := range l.Files {
-		rf.Files[i] = s.Stat(i)
+		rf.Files[i].FileStat = s.Stat(i)
+	}
+	s.mu.Lock()
+	closed := s.closed
+	for i := range rf.Files {
+		rf.Files[i].Ours = s.ours[i]
+	}
+	s.mu.Unlock()
+	if closed {
+		return ErrClosed
 	}
 	b, err := json.Marshal(&rf)
 	if err != nil {
 		return fmt.Errorf("resume: %w", err)
 	}
-	path := s.ResumePath(ih)
-	tmp, err := os.CreateTemp(s.dir, ResumeName(ih)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("resume: %w", err)
-	}
-	_, err = tmp.Write(b)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp.Name())
+	if err := s.tree.writeAtomic(ResumeName(ih), b); err != nil {
 		return fmt.Errorf("resume: %w", err)
 	}
 	return nil
@@ -95,30 +214,29 @@ type ResumeState struct {
 }
 
 // LoadResume reads the resume file. A missing, foreign or damaged file vouches for nothing
-// (err is non-nil only for damage worth a warning).
+// (err is non-nil only for damage worth a warning). ReadOnly storage writes none, but reads
+// one a download left (seeding what `get` fetched need not hash it all again).
 func (s *Storage) LoadResume(ih [20]byte) (ResumeState, error) {
 	l := s.layout
 	st := ResumeState{Verified: make([]bool, l.NumPieces()), Known: make([]bool, l.NumPieces())}
-	b, err := os.ReadFile(s.ResumePath(ih))
-	if errors.Is(err, fs.ErrNotExist) {
-		return st, nil
+	rf, err := s.readResume(ih)
+	if rf == nil {
+		return st, err
 	}
-	if err != nil {
-		return st, fmt.Errorf("resume: %w", err)
+	stats := make([]FileStat, len(l.Files))
+	for i := range l.Files {
+		stats[i] = s.Stat(i)
 	}
-	var rf resumeFile
-	if err := json.Unmarshal(b, &rf); err != nil {
-		return st, fmt.Errorf("resume: %s: %w", s.ResumePath(ih), err)
-	}
-	if rf.Version != 1 || rf.InfoHash != hex.EncodeToString(ih[:]) || rf.PieceLength != l.PieceLength ||
-		rf.Pieces != l.NumPieces() || len(rf.Have) != (l.NumPieces()+7)/8 || len(rf.Files) != len(l.Files) {
-		return st, fmt.Errorf("resume: %s does not match this torrent", s.ResumePath(ih))
-	}
+	rf.state(l, stats, st)
+	return st, nil
+}
+
+// state fills st from the resume file and the files' current stats.
+func (rf *resumeFile) state(l *Layout, stats []FileStat, st ResumeState) {
 	same := make([]bool, len(l.Files))
 	for i := range l.Files {
-		cur := s.Stat(i)
 		// An absent file that was absent at the save is unchanged too.
-		same[i] = cur == rf.Files[i]
+		same[i] = stats[i] == rf.Files[i].FileStat
 	}
 	for i := range st.Verified {
 		first, last := l.PieceFiles(i)
@@ -131,7 +249,6 @@ func (s *Storage) LoadResume(ih [20]byte) (ResumeState, error) {
 		st.Known[i] = ok
 		st.Verified[i] = ok && rf.Have[i>>3]&(0x80>>(i&7)) != 0
 	}
-	return st, nil
 }
 
 // PieceOnDisk reports whether every file piece i overlaps exists and is long enough to hold
@@ -154,7 +271,8 @@ func (s *Storage) PieceOnDisk(i int, stats []FileStat) bool {
 }
 
 // HashPiece reads piece i from disk and reports whether its SHA-1 matches the info
-// dictionary. buf is scratch space (any size > 0); reusing it keeps memory flat.
+// dictionary. buf is scratch space (any size > 0); reusing it keeps memory flat. A piece that
+// verifies makes the files it overlaps ours (see Storage).
 func (s *Storage) HashPiece(i int, buf []byte) (bool, error) {
 	l := s.layout
 	h := sha1.New()
@@ -170,5 +288,20 @@ func (s *Storage) HashPiece(i int, buf []byte) (bool, error) {
 	}
 	var sum [20]byte
 	h.Sum(sum[:0])
-	return sum == l.Hashes[i], nil
+	ok := sum == l.Hashes[i]
+	if ok {
+		s.adopt(i)
+	}
+	return ok, nil
+}
+
+// printable returns s as is when it holds only printable characters, else quoted with escapes,
+// so that a name from a torrent cannot drive the user's terminal.
+func printable(s string) string {
+	for _, r := range s {
+		if r == utf8.RuneError || !unicode.IsPrint(r) {
+			return strconv.Quote(s)
+		}
+	}
+	return s
 }

@@ -1,0 +1,301 @@
+package pgindex
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/magnetget/magnetget/crawl/index"
+	"github.com/magnetget/magnetget/crawl/index/indextest"
+	"github.com/magnetget/magnetget/internal/pgtest"
+)
+
+var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+func openT(t testing.TB, url string, o Options) *Index {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	x, err := Open(ctx, url, o)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	return x
+}
+
+// TestStoreSuite: the PostgreSQL index passes the same behaviour suite as
+// the bbolt one.
+func TestStoreSuite(t *testing.T) {
+	indextest.Run(t, func(t *testing.T) index.Store { return openT(t, pgtest.New(t), Options{}) })
+}
+
+// TestTwoCrawlersOneRecord: two crawlers (two handles on one database) that
+// see the same infohashes record each once, sightings merged, and only one
+// of them counts each as new.
+func TestTwoCrawlersOneRecord(t *testing.T) {
+	url := pgtest.New(t)
+	a, b := openT(t, url, Options{}), openT(t, url, Options{})
+	defer a.Close()
+	defer b.Close()
+	const n = 300
+	var wg sync.WaitGroup
+	for k, x := range []*Index{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range n {
+				how := index.Sampled
+				if k == 1 {
+					how = index.GetPeers
+				}
+				if err := x.Observe(indextest.IH(fmt.Sprint(i)), how, netip.AddrPort{}, t0.Add(time.Duration(k)*time.Minute)); err != nil {
+					t.Error(err)
+				}
+				if i%50 == 0 {
+					x.Flush()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(a.Flush(), b.Flush()); err != nil {
+		t.Fatal(err)
+	}
+	st, err := a.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Infohashes != n || st.Sightings != 2*n || st.Sampled != n || st.GetPeers != n {
+		t.Errorf("Stats = %+v, want %d infohashes each seen twice, both ways", st, n)
+	}
+	if na, nb := a.Health().New, b.Health().New; na+nb != n {
+		t.Errorf("new counted %d + %d times for %d infohashes", na, nb, n)
+	}
+	e, _, _ := b.Get(indextest.IH("7"))
+	if e.Seen != 2 || !e.FirstSeen.Equal(t0) || !e.LastSeen.Equal(t0.Add(time.Minute)) {
+		t.Errorf("merged record: %+v", e)
+	}
+}
+
+// TestClaimsDisjointAcrossCrawlers: four crawlers claiming at once never get
+// the same infohash; a crawler that stops without storing results (killed)
+// leaves leases that come back when they end.
+func TestClaimsDisjointAcrossCrawlers(t *testing.T) {
+	url := pgtest.New(t)
+	xs := make([]*Index, 4)
+	for i := range xs {
+		xs[i] = openT(t, url, Options{})
+		defer xs[i].Close()
+	}
+	const n = 400
+	for i := range n {
+		xs[0].Observe(indextest.IH(fmt.Sprint(i)), index.Sampled, netip.AddrPort{}, t0)
+	}
+	if err := xs[0].Flush(); err != nil {
+		t.Fatal(err)
+	}
+	now := t0.Add(time.Minute)
+	var mu sync.Mutex
+	got := map[[20]byte]int{}
+	var wg sync.WaitGroup
+	for _, x := range xs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				es, err := x.Claim(context.Background(), now, 7, time.Minute)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if len(es) == 0 {
+					return
+				}
+				mu.Lock()
+				for _, e := range es {
+					got[e.InfoHash]++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(got) != n {
+		t.Errorf("claimed %d distinct of %d", len(got), n)
+	}
+	for ih, c := range got {
+		if c != 1 {
+			t.Fatalf("%x claimed %d times", ih[:4], c)
+		}
+	}
+	// Nobody stored a result: after the lease time they are due again.
+	if es, _ := xs[1].Claim(context.Background(), now.Add(30*time.Second), n, time.Minute); len(es) != 0 {
+		t.Errorf("%d claimed again while leased", len(es))
+	}
+	if es, _ := xs[1].Claim(context.Background(), now.Add(61*time.Second), n, time.Minute); len(es) != n {
+		t.Errorf("%d of %d came back after the leases ended", len(es), n)
+	}
+}
+
+// TestShareRebalances: each crawler's share is its rank among the live
+// ones; when one leaves (Close) or stops heart-beating (dies), the others'
+// count shrinks.
+func TestShareRebalances(t *testing.T) {
+	url := pgtest.New(t)
+	ctx := context.Background()
+	var xs []*Index
+	for _, id := range []string{"a", "b", "c"} {
+		x := openT(t, url, Options{ID: id, CrawlerTTL: 2 * time.Second})
+		defer x.Close()
+		xs = append(xs, x)
+	}
+	for i, x := range xs {
+		if _, _, err := x.Share(ctx); err != nil {
+			t.Fatal(err)
+		}
+		_ = i
+	}
+	for i, x := range xs {
+		r, c, err := x.Share(ctx)
+		if err != nil || r != i || c != 3 {
+			t.Errorf("crawler %d: share %d of %d, %v", i, r, c, err)
+		}
+	}
+	xs[1].Close()
+	if r, c, _ := xs[2].Share(ctx); r != 1 || c != 2 {
+		t.Errorf("after b left: c has share %d of %d, want 1 of 2", r, c)
+	}
+	// c dies: no more heartbeats. After the TTL a is alone.
+	time.Sleep(2500 * time.Millisecond)
+	if r, c, _ := xs[0].Share(ctx); r != 0 || c != 1 {
+		t.Errorf("after c died: a has share %d of %d, want 0 of 1", r, c)
+	}
+}
+
+// TestOutageBuffered: while PostgreSQL is down sightings are buffered and
+// the handle says it is retrying; after the restart they are all written.
+// Past MaxBuffer the oldest are dropped and counted.
+func TestOutageBuffered(t *testing.T) {
+	url := pgtest.New(t)
+	x := openT(t, url, Options{MaxBuffer: 100, FlushInterval: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond})
+	defer x.Close()
+	x.Observe(indextest.IH("before"), index.Sampled, netip.AddrPort{}, t0)
+	if err := x.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	pgtest.Stop(t)
+	restarted := false
+	defer func() {
+		if !restarted {
+			pgtest.Start(t)
+		}
+	}()
+	for i := range 150 {
+		x.Observe(indextest.IH(fmt.Sprint(i)), index.Sampled, netip.AddrPort{}, t0.Add(time.Duration(i)*time.Second))
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !x.Health().Retrying && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	h := x.Health()
+	if !h.Retrying || h.LastError == "" || h.Pending != 100 || h.Dropped != 50 {
+		t.Errorf("during the outage: %+v, want retrying, 100 pending, 50 dropped", h)
+	}
+	pgtest.Start(t)
+	restarted = true
+	deadline = time.Now().Add(30 * time.Second)
+	for x.Health().Pending > 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := x.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := x.Stats()
+	if err != nil || st.Infohashes != 101 {
+		t.Fatalf("after the restart: %+v, %v; want 101 infohashes", st, err)
+	}
+	for i := range 150 {
+		_, ok, _ := x.Get(indextest.IH(fmt.Sprint(i)))
+		if ok != (i >= 50) {
+			t.Errorf("sighting %d stored=%v: the oldest 50 should be the dropped ones", i, ok)
+		}
+	}
+	if h := x.Health(); h.Retrying || h.Dropped != 50 {
+		t.Errorf("after the restart: %+v", h)
+	}
+}
+
+// TestNewerSchemaRefused: an older binary meeting a newer schema refuses it
+// with a message naming both versions, and changes nothing.
+func TestNewerSchemaRefused(t *testing.T) {
+	url := pgtest.New(t)
+	x := openT(t, url, Options{})
+	x.Close()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "UPDATE magnetget_schema SET version = 99"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(ctx, url, Options{})
+	if !errors.Is(err, index.ErrNewerSchema) || !strings.Contains(err.Error(), "99") || !strings.Contains(err.Error(), "upgrade magnetget") {
+		t.Fatalf("Open of a newer schema: %v", err)
+	}
+	var v int
+	conn.QueryRow(ctx, "SELECT version FROM magnetget_schema").Scan(&v)
+	if v != 99 {
+		t.Errorf("schema version changed to %d", v)
+	}
+}
+
+// TestExportFlatMemory: ForEach streams through a cursor: the heap while
+// walking 20,000 rows does not grow with the rows walked.
+func TestExportFlatMemory(t *testing.T) {
+	url := pgtest.New(t)
+	x := openT(t, url, Options{})
+	defer x.Close()
+	ctx := context.Background()
+	if _, err := x.pool.Exec(ctx, `INSERT INTO torrents (infohash, first_seen, last_seen, sightings, meta, name, size, nfiles, files)
+SELECT substring(sha256(int4send(i)) from 1 for 20), now(), now(), 1, 1, repeat('n', 200) || i, i, 1, '[{"path":["f"],"length":1}]'
+FROM generate_series(1, 20000) i`); err != nil {
+		t.Fatal(err)
+	}
+	var at1k, peak uint64
+	n := 0
+	var ms runtime.MemStats
+	err := x.ForEach(func(e index.Entry) bool {
+		n++
+		if n%2000 == 0 {
+			runtime.GC()
+			runtime.ReadMemStats(&ms)
+			if n == 2000 {
+				at1k = ms.HeapAlloc
+			}
+			peak = max(peak, ms.HeapAlloc)
+		}
+		return true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 20000 {
+		t.Fatalf("walked %d rows", n)
+	}
+	if peak > at1k+8<<20 {
+		t.Errorf("heap grew from %d to %d bytes while walking: not streaming", at1k, peak)
+	}
+}
