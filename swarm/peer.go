@@ -70,7 +70,11 @@ type peer struct {
 	pieces         []int // pieces this peer is downloading for us, in pick order
 	outstanding    map[blockKey]request
 	allowedFast    map[int]bool
-	maxOut         int
+	maxOut         int           // requests we keep outstanding: see pipeline.go
+	slowStart      bool          // maxOut grows by one per block received
+	minRTT         time.Duration // least time from a request to its block seen yet
+	lastRate       float64       // downRate at the previous update, for leaving slow start
+	reqq           int           // the requests the peer queues (its extended handshake); 0 = unknown
 	lastBlock      time.Time
 	lastPayload    time.Time // a block received or sent (connection time until then)
 	evicting       bool      // closed to make room for another peer
@@ -151,6 +155,7 @@ func (s *Swarm) startPeerDir(c *peerwire.Conn, adopted, outgoing bool) {
 		outstanding: make(map[blockKey]request),
 		allowedFast: make(map[int]bool),
 		maxOut:      initOutstanding,
+		slowStart:   true,
 		pexSent:     make(map[netip.AddrPort]bool),
 		lastPayload: time.Now(),
 		qsig:        make(chan struct{}, 1),
@@ -160,6 +165,7 @@ func (s *Swarm) startPeerDir(c *peerwire.Conn, adopted, outgoing bool) {
 	ours := c.LocalExt().M
 	p.ourPexID = ours["ut_pex"]
 	p.pexID = c.PeerExt().M["ut_pex"] // adopted conns have it already
+	p.reqq = c.PeerExt().Reqq
 	if adopted && c.SupportsExtensions() && p.ourPexID == 0 {
 		// The metadata fetcher advertised only ut_metadata; BEP 10 lets us send a new
 		// handshake adding ut_pex and the metadata size we now have.
@@ -549,6 +555,7 @@ func (p *peer) onPiece(m peerwire.Message) error {
 	s.dropRequestLocked(p, k)
 	p.lastBlock = time.Now()
 	p.lastPayload = p.lastBlock
+	p.blockArrivedLocked(p.lastBlock.Sub(r.at))
 	idx, b := int(m.Index), int(m.Begin/blockSize)
 	ps := s.pieces[idx]
 	if ps == nil || ps.claimed[b] || ps.verifying || s.picker.Have(idx) {
@@ -599,9 +606,10 @@ func (p *peer) onExtended(m peerwire.Message) error {
 	s := p.s
 	switch {
 	case m.ExtID == 0: // their handshake, recorded by peerwire
-		id := p.c.PeerExt().M["ut_pex"]
+		h := p.c.PeerExt()
 		s.mu.Lock()
-		p.pexID = id
+		p.pexID = h.M["ut_pex"]
+		p.reqq = h.Reqq
 		s.mu.Unlock()
 	case int(m.ExtID) == p.c.LocalExt().M[metadata.ExtName]:
 		if err := metadata.Serve(p.c, s.cfg.Info, m); err != nil {
