@@ -11,8 +11,10 @@ import "time"
 // every block received raises the pipeline by slowStartGrowth, so it triples every round trip
 // while the link keeps up (64, 192, 512 blocks: a 40 MiB/s, 100 ms peer is saturated after two
 // round trips of data). A slow peer's pipeline grows only as fast as its blocks arrive.
-// Slow start ends when a second's rate is no longer growing (by 10 %) or the pipeline reaches
-// its cap. From then on, once a second, the pipeline follows the measured rate times the queue
+// Slow start ends when the blocks start to queue at the peer (a block's request-to-arrival time
+// above twice the least seen, plus slowStartSlack for scheduling noise: the pipeline then
+// exceeds the bandwidth-delay product), when a second's rate is no longer growing (by 10 %), or
+// when the pipeline reaches its cap. From then on, once a second, the pipeline follows the measured rate times the queue
 // time (requestQueueTime, or two round trips on links slower than that, as libtorrent's
 // request_queue_time), never below minOutstanding, and never above maxOutstanding or the
 // peer's advertised reqq.
@@ -20,6 +22,7 @@ import "time"
 const (
 	requestQueueTime = time.Second
 	slowStartGrowth  = 2 // more requests per block received in slow start: x3 per round trip
+	slowStartSlack   = 10 * time.Millisecond
 )
 
 // pipelineCap is the most requests p may have outstanding: ours and its advertised reqq.
@@ -35,6 +38,11 @@ func (p *peer) pipelineCap() int {
 func (p *peer) blockArrivedLocked(rtt time.Duration) {
 	if rtt > 0 && (p.minRTT == 0 || rtt < p.minRTT) {
 		p.minRTT = rtt
+	}
+	if p.slowStart && rtt > 2*p.minRTT+slowStartSlack {
+		// Blocks now wait in the peer's queue: the pipeline holds more than the link's
+		// bandwidth-delay product, so growing it further gains nothing.
+		p.slowStart = false
 	}
 	if p.slowStart {
 		if c := p.pipelineCap(); p.maxOut < c {

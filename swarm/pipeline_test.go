@@ -50,6 +50,17 @@ func TestPipelineSlowStart(t *testing.T) {
 		t.Fatalf("slow peer: pipeline %d, slow start %v; want %d, ended", s.maxOut, s.slowStart, 3+minOutstanding)
 	}
 
+	// A 40 ms peer at 8 MiB/s: its blocks queue behind each other (2 ms each), so slow start
+	// ends once a block waits longer than two round trips: the pipeline stops near 64 blocks,
+	// already above its bandwidth-delay product of 20.
+	w := &peer{maxOut: initOutstanding, slowStart: true, reqq: 2000}
+	for i := range 300 {
+		w.blockArrivedLocked(40*time.Millisecond + time.Duration(i)*2*time.Millisecond)
+	}
+	if w.slowStart || w.maxOut > 2*initOutstanding {
+		t.Fatalf("queueing peer: pipeline %d, slow start %v", w.maxOut, w.slowStart)
+	}
+
 	// A long link (1.5 s round trips at 1 MiB/s): two round trips of its rate are queued.
 	l := &peer{maxOut: minOutstanding, minRTT: 1500 * time.Millisecond, downRate: 1 << 20, reqq: 2000}
 	l.resizePipelineLocked()
