@@ -310,3 +310,56 @@ func TestRepeatedHaveAllDropped(t *testing.T) {
 		t.Fatal("a peer repeating have_all 100 times is still connected")
 	}
 }
+
+// TestMessageFloodCostsNoPicks: each unchoke, have or allowed_fast a peer sent made the swarm
+// look for a piece for it (a pass over every piece, under the swarm's lock), even when nothing
+// had changed. Repeats that change nothing now cost nothing, and a peer that keeps repeating
+// haves is dropped.
+func TestMessageFloodCostsNoPicks(t *testing.T) {
+	tt := makeTorrent(t, "flood", 16<<10, []testFile{{"f.bin", 256 << 10}}, 26)
+	ln := listen(t, "127.0.26.1")
+	s, err := New(Config{InfoHash: tt.ih, Info: tt.info, Dir: t.TempDir(), Listener: ln})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	picks := 0
+	s.onPick = func() { mu.Lock(); picks++; mu.Unlock() }
+	startRun(t, s, 60*time.Second)
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.26.2")}}
+	nc, err := d.Dial("tcp", addrOf(ln).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	// It has piece 0 only and unchokes us: we ask for that piece, then it floods.
+	msg := handshakeBytes(tt.ih, 1)
+	msg = peerwire.AppendMessage(msg, peerwire.Message{ID: peerwire.Have, Index: 0})
+	msg = peerwire.AppendMessage(msg, peerwire.Message{ID: peerwire.Unchoke})
+	for range 1000 {
+		msg = peerwire.AppendMessage(msg, peerwire.Message{ID: peerwire.Unchoke})
+		msg = peerwire.AppendMessage(msg, peerwire.Message{ID: peerwire.AllowedFast, Index: 0})
+	}
+	for range 100 {
+		msg = peerwire.AppendMessage(msg, peerwire.Message{ID: peerwire.Have, Index: 0})
+	}
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		io.Copy(io.Discard, nc)
+	}()
+	if _, err := nc.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	// The connection ends on the repeated haves; by then every message before them was handled.
+	select {
+	case <-closed:
+	case <-time.After(20 * time.Second):
+		t.Fatal("a peer repeating haves is still connected")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if picks > 20 {
+		t.Fatalf("%d picks for one peer with one piece", picks)
+	}
+}
