@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha1"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -21,6 +22,8 @@ import (
 
 	"github.com/anacrolix/torrent/bencode"
 	"github.com/anacrolix/torrent/metainfo"
+
+	"github.com/magnetget/magnetget/internal/peerwire"
 )
 
 // The benchmark downloads one large file from 1 and from 4 seeding Swarms. Seeders run in child
@@ -219,4 +222,83 @@ func rusage() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkHostileDownload downloads the benchmark file from one seeder process twice per
+// iteration: clean, and beside 16 peers that each send a handshake and the 13-byte head of an
+// unrequested Piece message and then nothing (issue 9, row 4), plus 50 idle connections from
+// one address sending keepalives (row 7). It reports both times and their ratio (issue 9's
+// target: within 2x).
+func BenchmarkHostileDownload(b *testing.B) {
+	size := int64(1024)
+	if v, err := strconv.ParseInt(os.Getenv("MAGNETGET_BENCH_MIB"), 10, 64); err == nil && v > 0 {
+		size = v
+	}
+	size <<= 20
+	bench, err := makeBenchData(size) // its own: the function runs once per b.N tried
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer os.RemoveAll(bench.dir)
+	seed, stop := startSeederProcess(b, bench, "127.0.1.1")
+	defer stop()
+	var clean, hostile time.Duration
+	run := func(withHostile bool) time.Duration {
+		out, err := os.MkdirTemp(bench.dir, "out-")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer os.RemoveAll(out)
+		ln, err := net.Listen("tcp", "127.0.1.100:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer ln.Close()
+		s, err := New(Config{InfoHash: bench.ih, Info: bench.info, Dir: out, Listener: ln})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		errc := make(chan error, 1)
+		start := time.Now()
+		go func() { errc <- s.Run(ctx) }()
+		if withHostile {
+			addr := ln.Addr().(*net.TCPAddr).AddrPort()
+			head := append(binary.BigEndian.AppendUint32(nil, 9+blockSize), peerwire.Piece, 0, 0, 0, 0, 0, 0, 0, 0)
+			var stops []func()
+			for i, ip := range ipRange(50, 16) {
+				st, err := openHostile([]string{ip}, addr, append(handshakeBytes(bench.ih, i), head...), 0)
+				stops = append(stops, st)
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			for i := range 50 {
+				st, err := openHostile([]string{"127.0.51.1"}, addr, handshakeBytes(bench.ih, 100+i), time.Second)
+				stops = append(stops, st)
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			defer func() {
+				for _, st := range stops {
+					st()
+				}
+			}()
+		}
+		s.AddPeer(seed)
+		if err := <-errc; err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(start)
+	}
+	b.ResetTimer()
+	for range b.N {
+		clean += run(false)
+		hostile += run(true)
+	}
+	b.ReportMetric(clean.Seconds()/float64(b.N), "clean-s/op")
+	b.ReportMetric(hostile.Seconds()/float64(b.N), "hostile-s/op")
+	b.ReportMetric(hostile.Seconds()/clean.Seconds(), "hostile/clean")
 }

@@ -110,18 +110,12 @@ func (s *Swarm) rechoke(newOptimistic bool) {
 	}
 }
 
-// updateRate refreshes p's rate estimates and sizes its request pipeline to about one second
-// of its current rate, within the peer's advertised reqq.
+// updateRate refreshes p's rate estimates and resizes its request pipeline (pipeline.go).
 func (p *peer) updateRate(dt float64) {
 	p.downRate = ewma(p.downRate, float64(p.downBytes-p.lastDownBytes)/dt)
 	p.upRate = ewma(p.upRate, float64(p.upBytes-p.lastUpBytes)/dt)
 	p.lastDownBytes, p.lastUpBytes = p.downBytes, p.upBytes
-	reqq := p.c.PeerExt().Reqq
-	if reqq <= 0 {
-		reqq = defaultReqq
-	}
-	want := int(p.downRate/blockSize) + minOutstanding
-	p.maxOut = max(minOutstanding, min(want, maxOutstanding, reqq))
+	p.resizePipelineLocked()
 }
 
 // checkSnubbed disconnects peers that owe us blocks but have sent none for snubTimeout.

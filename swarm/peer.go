@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/magnetget/magnetget/internal/peerwire"
 	"github.com/magnetget/magnetget/metadata"
 	"github.com/magnetget/magnetget/swarm/pex"
@@ -59,9 +61,11 @@ type peer struct {
 	// guarded by s.mu
 	has            picker.Bitfield
 	hasCount       int
-	gotHas         bool // a bitfield, have_all or have_none arrived
-	staleHas       int  // later ones that added no piece
-	useful         int  // pieces it has that we want and lack
+	gotHas         bool          // a bitfield, have_all or have_none arrived
+	staleHas       int           // later ones that added no piece
+	staleHave      int           // have messages for pieces already announced
+	flips          *rate.Limiter // chokes we accept from the peer
+	useful         int           // pieces it has that we want and lack
 	peerChoking    bool
 	peerInterested bool
 	amChoking      bool
@@ -70,7 +74,11 @@ type peer struct {
 	pieces         []int // pieces this peer is downloading for us, in pick order
 	outstanding    map[blockKey]request
 	allowedFast    map[int]bool
-	maxOut         int
+	maxOut         int           // requests we keep outstanding: see pipeline.go
+	slowStart      bool          // maxOut grows by one per block received
+	minRTT         time.Duration // least time from a request to its block seen yet
+	lastRate       float64       // downRate at the previous update, for leaving slow start
+	reqq           int           // the requests the peer queues (its extended handshake); 0 = unknown
 	lastBlock      time.Time
 	lastPayload    time.Time // a block received or sent (connection time until then)
 	evicting       bool      // closed to make room for another peer
@@ -151,6 +159,8 @@ func (s *Swarm) startPeerDir(c *peerwire.Conn, adopted, outgoing bool) {
 		outstanding: make(map[blockKey]request),
 		allowedFast: make(map[int]bool),
 		maxOut:      initOutstanding,
+		slowStart:   true,
+		flips:       rate.NewLimiter(rate.Every(chokeFlipEvery), chokeFlipBurst),
 		pexSent:     make(map[netip.AddrPort]bool),
 		lastPayload: time.Now(),
 		qsig:        make(chan struct{}, 1),
@@ -160,6 +170,7 @@ func (s *Swarm) startPeerDir(c *peerwire.Conn, adopted, outgoing bool) {
 	ours := c.LocalExt().M
 	p.ourPexID = ours["ut_pex"]
 	p.pexID = c.PeerExt().M["ut_pex"] // adopted conns have it already
+	p.reqq = c.PeerExt().Reqq
 	if adopted && c.SupportsExtensions() && p.ourPexID == 0 {
 		// The metadata fetcher advertised only ut_metadata; BEP 10 lets us send a new
 		// handshake adding ut_pex and the metadata size we now have.
@@ -401,7 +412,18 @@ func (p *peer) handle(m peerwire.Message) error {
 	n := s.layout.NumPieces()
 	switch m.ID {
 	case peerwire.Choke:
+		// Each choke and unchoke costs a pass over our requests and a pick under the swarm's
+		// lock: a repeat is a no-op, and a peer flipping faster than any choker would is
+		// dropped.
 		s.mu.Lock()
+		if p.peerChoking {
+			s.mu.Unlock()
+			return nil
+		}
+		if !p.flips.Allow() {
+			s.mu.Unlock()
+			return fmt.Errorf("%w: choking us too often", errProtocol)
+		}
 		p.peerChoking = true
 		// Without the fast extension a choke discards our requests; with it the peer
 		// rejects each, but we do not rely on that.
@@ -413,8 +435,10 @@ func (p *peer) handle(m peerwire.Message) error {
 		s.mu.Unlock()
 	case peerwire.Unchoke:
 		s.mu.Lock()
-		p.peerChoking = false
-		s.fillLocked(p)
+		if p.peerChoking {
+			p.peerChoking = false
+			s.fillLocked(p)
+		}
 		s.mu.Unlock()
 	case peerwire.Interested:
 		s.mu.Lock()
@@ -430,10 +454,22 @@ func (p *peer) handle(m peerwire.Message) error {
 			return fmt.Errorf("%w: have %d of %d pieces", errProtocol, m.Index, n)
 		}
 		s.mu.Lock()
-		s.peerHasLocked(p, int(m.Index))
-		err := s.afterHasLocked(p)
-		s.mu.Unlock()
-		return err
+		defer s.mu.Unlock()
+		i := int(m.Index)
+		if !s.peerHasLocked(p, i) {
+			// Already known: nothing changes, and a flood of these must cost nothing.
+			if p.staleHave++; p.staleHave > maxStaleHave {
+				return fmt.Errorf("%w: %d haves of pieces it had announced", errProtocol, p.staleHave)
+			}
+			return nil
+		}
+		if s.picker.Wanted(i) && !s.picker.Have(i) {
+			return s.afterHasLocked(p) // a piece we want: interest and requests
+		}
+		if s.picker.Missing() == 0 && p.hasCount == n {
+			return errBothComplete
+		}
+		return nil
 	case peerwire.Bitfield:
 		bf, err := picker.ParseBitfield(m.Bitfield, n)
 		if err != nil {
@@ -482,10 +518,10 @@ func (p *peer) handle(m peerwire.Message) error {
 	case peerwire.AllowedFast:
 		if int64(m.Index) < int64(n) {
 			s.mu.Lock()
-			if len(p.allowedFast) < maxAllowedFast {
+			if len(p.allowedFast) < maxAllowedFast && !p.allowedFast[int(m.Index)] {
 				p.allowedFast[int(m.Index)] = true
+				s.fillLocked(p)
 			}
-			s.fillLocked(p)
 			s.mu.Unlock()
 		}
 	case peerwire.Extended:
@@ -549,6 +585,7 @@ func (p *peer) onPiece(m peerwire.Message) error {
 	s.dropRequestLocked(p, k)
 	p.lastBlock = time.Now()
 	p.lastPayload = p.lastBlock
+	p.blockArrivedLocked(p.lastBlock.Sub(r.at))
 	idx, b := int(m.Index), int(m.Begin/blockSize)
 	ps := s.pieces[idx]
 	if ps == nil || ps.claimed[b] || ps.verifying || s.picker.Have(idx) {
@@ -599,9 +636,10 @@ func (p *peer) onExtended(m peerwire.Message) error {
 	s := p.s
 	switch {
 	case m.ExtID == 0: // their handshake, recorded by peerwire
-		id := p.c.PeerExt().M["ut_pex"]
+		h := p.c.PeerExt()
 		s.mu.Lock()
-		p.pexID = id
+		p.pexID = h.M["ut_pex"]
+		p.reqq = h.Reqq
 		s.mu.Unlock()
 	case int(m.ExtID) == p.c.LocalExt().M[metadata.ExtName]:
 		if err := metadata.Serve(p.c, s.cfg.Info, m); err != nil {
@@ -633,6 +671,16 @@ func (p *peer) onExtended(m peerwire.Message) error {
 // maxStaleHas is how many bitfield, have_all or have_none messages adding no piece a peer may
 // send after its first before it is dropped.
 const maxStaleHas = 8
+
+// maxStaleHave is how many have messages for pieces it had already announced a peer may send.
+const maxStaleHave = 64
+
+// Choke flips: a burst of chokeFlipBurst, then one per chokeFlipEvery (rechokers run every
+// 10 s or so).
+const (
+	chokeFlipBurst = 20
+	chokeFlipEvery = 2 * time.Second
+)
 
 // addHasLocked records the pieces of a bitfield (wire form), or every piece when all is set,
 // as p's. A have_all after p has everything costs nothing.
@@ -666,10 +714,10 @@ func (s *Swarm) addHasLocked(p *peer, bf []byte, all bool) error {
 	return s.afterHasLocked(p)
 }
 
-// peerHasLocked records that p has piece i.
-func (s *Swarm) peerHasLocked(p *peer, i int) {
+// peerHasLocked records that p has piece i and reports whether that is news.
+func (s *Swarm) peerHasLocked(p *peer, i int) bool {
 	if p.has.Has(i) {
-		return
+		return false
 	}
 	p.has.Set(i)
 	p.hasCount++
@@ -677,6 +725,7 @@ func (s *Swarm) peerHasLocked(p *peer, i int) {
 	if s.picker.Wanted(i) && !s.picker.Have(i) {
 		p.useful++
 	}
+	return true
 }
 
 // peerLacksLocked forgets that p has piece i.
@@ -817,6 +866,9 @@ func (s *Swarm) nextBlockLocked(p *peer) (piece, block int, ok bool) {
 					}
 				}
 			}
+		}
+		if s.onPick != nil {
+			s.onPick()
 		}
 		i, _, ok := s.picker.Pick(func(i int) bool {
 			if !p.has.Has(i) || p.peerChoking && !p.allowedFast[i] {

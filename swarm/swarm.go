@@ -146,6 +146,7 @@ type Swarm struct {
 	// test hooks, set by tests in this package before Run
 	onRequest  func(piece int)
 	onBan      func(netip.Addr)
+	onPick     func()        // each picker.Pick, under s.mu
 	evictAfter time.Duration // 0: evictIdle
 }
 

@@ -55,8 +55,12 @@ func EncodeExtHandshake(h ExtHandshake) []byte {
 }
 
 // decodeBencode decodes one value from b into v and returns how many bytes it used. The string
-// length cap is len(b): nothing larger than the input is ever allocated.
+// length cap is len(b): nothing larger than the input is ever allocated; and values nested
+// deeper than MaxBencodeDepth are refused before the decoder sees them.
 func decodeBencode(b []byte, v any) (n int, err error) {
+	if _, err := scanBencode(b, MaxBencodeDepth); err != nil {
+		return 0, err
+	}
 	defer func() {
 		// The bencode decoder reports some errors by panicking; never let network input crash us.
 		if r := recover(); r != nil {

@@ -12,6 +12,25 @@ import (
 	"time"
 )
 
+// allocBound fails t when fn allocates more than fixed + perByte*n bytes: parsers of network
+// bytes must never allocate much more than they were sent. The fuzzing engine allocates
+// beside fn now and then, so one excess is measured again before it counts.
+func allocBound(t *testing.T, n int, fixed, perByte uint64, fn func()) {
+	t.Helper()
+	limit := fixed + perByte*uint64(n)
+	var got uint64
+	for range 2 {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		fn()
+		runtime.ReadMemStats(&after)
+		if got = after.TotalAlloc - before.TotalAlloc; got <= limit {
+			return
+		}
+	}
+	t.Fatalf("%d input bytes allocated %d bytes (bound %d + %d per byte)", n, got, fixed, perByte)
+}
+
 func FuzzParseHandshake(f *testing.F) {
 	var ih, id [20]byte
 	copy(ih[:], "infohash-infohash-ih")
@@ -21,7 +40,9 @@ func FuzzParseHandshake(f *testing.F) {
 	f.Add([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n-----------------------------------------"))
 	f.Add([]byte{19})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		h, err := ParseHandshake(b)
+		var h Handshake
+		var err error
+		allocBound(t, len(b), 1024, 0, func() { h, err = ParseHandshake(b) })
 		if err != nil {
 			if !errors.Is(err, ErrBadHandshake) {
 				t.Fatalf("error %v does not wrap ErrBadHandshake", err)
@@ -43,7 +64,9 @@ func FuzzDecodeMessage(f *testing.F) {
 	f.Add([]byte{Extended})
 	f.Add([]byte{200, 1, 2, 3})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		m, err := DecodeMessage(b)
+		var m Message
+		var err error
+		allocBound(t, len(b), 1024, 0, func() { m, err = DecodeMessage(b) }) // slices alias b
 		if err != nil {
 			if !errors.Is(err, ErrBadMessage) && !errors.Is(err, ErrMessageTooLarge) {
 				t.Fatalf("error %v wraps no sentinel", err)
@@ -72,8 +95,12 @@ func FuzzDecodeExtHandshake(f *testing.F) {
 	f.Add([]byte("de"))
 	f.Add([]byte("d1:m"))
 	f.Add([]byte("li1ee"))
+	f.Add([]byte("d1:v134217000:xxe")) // a huge string announced
+	f.Add([]byte("dddddddddddddddddddddddddddddddd"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		h, err := DecodeExtHandshake(b)
+		var h ExtHandshake
+		var err error
+		allocBound(t, len(b), 16<<10, 64, func() { h, err = DecodeExtHandshake(b) })
 		if err != nil {
 			if !errors.Is(err, ErrBadExtHandshake) {
 				t.Fatalf("error %v does not wrap ErrBadExtHandshake", err)

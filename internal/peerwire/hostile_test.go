@@ -150,3 +150,24 @@ func TestMsgBuffered(t *testing.T) {
 		t.Fatal("MsgBuffered false with a message pushed back")
 	}
 }
+
+// TestDeeplyNestedExtHandshake: a 128 KiB extended handshake of nested dicts ("dddd...") made
+// the bencode decoder recurse and allocate until the process was killed. Nesting is capped
+// before the decoder runs.
+func TestDeeplyNestedExtHandshake(t *testing.T) {
+	for _, b := range [][]byte{
+		bytes.Repeat([]byte("d"), peerwire.MaxMessageLen-2),
+		append([]byte("d1:m"), bytes.Repeat([]byte("l"), peerwire.MaxMessageLen-6)...),
+	} {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, err := peerwire.DecodeExtHandshake(b)
+		runtime.ReadMemStats(&after)
+		if err == nil {
+			t.Fatal("a deeply nested handshake decoded")
+		}
+		if n := after.TotalAlloc - before.TotalAlloc; n > 64<<10 {
+			t.Fatalf("refusing a %d-byte nested handshake allocated %d bytes", len(b), n)
+		}
+	}
+}

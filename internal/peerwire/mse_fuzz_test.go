@@ -43,7 +43,12 @@ func FuzzAcceptDetect(f *testing.F) {
 			return // longer than any handshake can use: the read limits are tested with sockets
 		}
 		o := Options{InfoHashes: func() [][20]byte { return [][20]byte{{1}, ih} }, Timeout: time.Minute}
-		c, err := Accept(context.Background(), scriptConn{bytes.NewReader(b)}, func(h [20]byte) bool { return h == ih }, o)
+		var c *Conn
+		var err error
+		// A Conn's read and write buffers (96 KiB) plus the MSE state, whatever the input.
+		allocBound(t, len(b), 256<<10, 64, func() {
+			c, err = Accept(context.Background(), scriptConn{bytes.NewReader(b)}, func(h [20]byte) bool { return h == ih }, o)
+		})
 		if err != nil {
 			return
 		}

@@ -4,12 +4,13 @@
 package pex
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
 
 	"github.com/anacrolix/torrent/bencode"
+
+	"github.com/magnetget/magnetget/internal/peerwire"
 )
 
 // ErrBadMessage is wrapped by Decode errors.
@@ -63,23 +64,17 @@ func Decode(b []byte) (Message, error) {
 	return m, nil
 }
 
-// unmarshal decodes b into v with no string longer than b itself: the decoder's default cap is
-// 128 MiB, which a 20-byte payload announcing a huge string would make it allocate. The
-// decoder also reports some errors by panicking; network input must never crash us, so a
-// panic becomes an error here (a last line of defence, not the expected path).
-func unmarshal(b []byte, v any) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("bencode: %v", r)
-		}
-	}()
-	d := bencode.NewDecoder(bytes.NewReader(b))
-	d.MaxStrLen = int64(len(b))
-	if err := d.Decode(v); err != nil {
+// unmarshal decodes b, which must be one bencoded dict and nothing more, into v. It goes
+// through peerwire's guarded decoder: no string longer than b itself (the decoder's default
+// cap is 128 MiB, which a 20-byte payload announcing a huge string made it allocate), nesting
+// capped (a deep one made it allocate for minutes), and a decoder panic turned into an error.
+func unmarshal(b []byte, v any) error {
+	n, err := peerwire.DecodeBencodeDict(b, v)
+	if err != nil {
 		return err
 	}
-	if d.Offset != int64(len(b)) {
-		return fmt.Errorf("%d trailing bytes", int64(len(b))-d.Offset)
+	if n != len(b) {
+		return fmt.Errorf("%d trailing bytes", len(b)-n)
 	}
 	return nil
 }

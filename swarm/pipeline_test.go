@@ -1,0 +1,70 @@
+package swarm
+
+import (
+	"testing"
+	"time"
+)
+
+// TestPipelineSlowStart: a fast peer's pipeline triples per round trip of blocks from 1 MiB to
+// its cap (so a 40 MiB/s peer at 100 ms, 256 blocks in flight, is saturated after two round
+// trips), a slow peer's stays small, and after slow start the pipeline follows rate times the
+// queue time, longer on long links.
+func TestPipelineSlowStart(t *testing.T) {
+	p := &peer{maxOut: initOutstanding, slowStart: true, reqq: 2000}
+	for round := 1; round <= 2; round++ {
+		n := p.maxOut // a full round trip's worth of blocks arrives
+		for range n {
+			p.blockArrivedLocked(100 * time.Millisecond)
+		}
+	}
+	if bdp := 40 << 20 / 10 / blockSize; p.maxOut < bdp {
+		t.Fatalf("after two round trips the pipeline is %d blocks, under the %d of 40 MiB/s x 100 ms", p.maxOut, bdp)
+	}
+	if p.maxOut > maxOutstanding {
+		t.Fatalf("pipeline %d above maxOutstanding", p.maxOut)
+	}
+
+	// The peer advertises a small queue: never more than that.
+	q := &peer{maxOut: initOutstanding, slowStart: true, reqq: 100}
+	for range 500 {
+		q.blockArrivedLocked(50 * time.Millisecond)
+	}
+	if q.maxOut != 100 || q.slowStart {
+		t.Fatalf("pipeline %d (slow start %v) for a peer with reqq 100", q.maxOut, q.slowStart)
+	}
+
+	// A slow peer: 3 blocks a second. Its rate stops growing, slow start ends, and the pipeline
+	// shrinks to about a second of its rate.
+	s := &peer{maxOut: initOutstanding, slowStart: true}
+	for sec := range 3 {
+		for range 3 {
+			s.blockArrivedLocked(300 * time.Millisecond)
+		}
+		s.downRate = 3 * blockSize
+		s.resizePipelineLocked()
+		if sec == 0 && !s.slowStart {
+			t.Fatal("slow start ended on the first rate measurement")
+		}
+	}
+	if s.slowStart || s.maxOut != 3+minOutstanding {
+		t.Fatalf("slow peer: pipeline %d, slow start %v; want %d, ended", s.maxOut, s.slowStart, 3+minOutstanding)
+	}
+
+	// A 40 ms peer at 8 MiB/s: its blocks queue behind each other (2 ms each), so slow start
+	// ends once a block waits longer than two round trips: the pipeline stops near 64 blocks,
+	// already above its bandwidth-delay product of 20.
+	w := &peer{maxOut: initOutstanding, slowStart: true, reqq: 2000}
+	for i := range 300 {
+		w.blockArrivedLocked(40*time.Millisecond + time.Duration(i)*2*time.Millisecond)
+	}
+	if w.slowStart || w.maxOut > 2*initOutstanding {
+		t.Fatalf("queueing peer: pipeline %d, slow start %v", w.maxOut, w.slowStart)
+	}
+
+	// A long link (1.5 s round trips at 1 MiB/s): two round trips of its rate are queued.
+	l := &peer{maxOut: minOutstanding, minRTT: 1500 * time.Millisecond, downRate: 1 << 20, reqq: 2000}
+	l.resizePipelineLocked()
+	if want := 3*64 + minOutstanding; l.maxOut != want {
+		t.Fatalf("long link: pipeline %d, want %d", l.maxOut, want)
+	}
+}
