@@ -28,7 +28,10 @@ func completionCommand() *cli.Command {
 			case "zsh":
 				fmt.Fprint(c.App.Writer, zshCompletion)
 			case "fish":
-				s, err := c.App.ToFishCompletion()
+				// From a fresh app: urfave/cli's help command is one global
+				// value that a run of `help` makes its own subcommand, and the
+				// fish generator would recurse through it forever.
+				s, err := newApp(nil, nil).ToFishCompletion()
 				if err != nil {
 					return err
 				}

@@ -66,7 +66,16 @@ func bootstrapAddrs(ctx context.Context, c *cli.Context, log *slog.Logger) ([]ne
 	addList := func(src, text string) {
 		good, bad := maddr.ParseList(strings.NewReader(text))
 		for _, e := range bad {
-			log.Warn("skipping bad bootstrap line", "source", src, "err", e)
+			// A --bootstrap value is named as typed; a file line by its number.
+			var le *maddr.LineError
+			switch {
+			case errors.As(e, &le) && src == "--bootstrap":
+				log.Warn(fmt.Sprintf("skipping --bootstrap %q: %s", le.Text, userMessage(le.Err)))
+			case errors.As(e, &le):
+				log.Warn(fmt.Sprintf("skipping %s line %d %q: %s", src, le.Line, le.Text, userMessage(le.Err)))
+			default:
+				log.Warn(fmt.Sprintf("skipping a bootstrap entry of %s: %s", src, userMessage(e)))
+			}
 		}
 		mas = append(mas, good...)
 	}
@@ -125,7 +134,7 @@ func listenUDP(addr netip.AddrPort, log *slog.Logger) (net.PacketConn, error) {
 func joinDHT(ctx context.Context, c *cli.Context, log *slog.Logger, hooks dht.Config, optional bool) (*dhtSet, error) {
 	udp, tcp, err := maddr.ParseListen(c.StringSlice("listen"))
 	if err != nil {
-		return nil, usageError("--listen: %v", err)
+		return nil, usageError("--%s", userMessage(err))
 	}
 	dir, err := dataDir(c)
 	if err != nil {

@@ -29,11 +29,28 @@ func userMessage(err error) string {
 	var keep []string
 	for i, p := range parts {
 		t := strings.TrimSpace(p)
+		// The multiaddr parser repeats the input and its own steps
+		// ("failed to parse multiaddr \"/ip4/x\"", "failed to parse ip4
+		// addr"); the value was already named and the last step says what
+		// is wrong with it.
+		if i < len(parts)-1 && strings.HasPrefix(t, "failed to parse ") {
+			continue
+		}
+		if t == "must begin with /" {
+			t = "want HOST:PORT or a multiaddr such as /ip4/1.2.3.4/udp/6881"
+			if len(keep) > 0 && keep[len(keep)-1] == "bad multiaddr" {
+				keep = keep[:len(keep)-1]
+			}
+		}
 		// A prefix is only a prefix when something follows it.
 		if i < len(parts)-1 && packagePrefixes[strings.ToLower(t)] {
 			continue
 		}
 		if len(keep) > 0 && keep[len(keep)-1] == t {
+			continue
+		}
+		// A last segment that only repeats a value already quoted.
+		if i == len(parts)-1 && i > 0 && strings.Contains(msg, `"`+t+`"`) {
 			continue
 		}
 		keep = append(keep, t)

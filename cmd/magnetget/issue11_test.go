@@ -286,8 +286,11 @@ func TestGetWithoutPeersSaysWhatItTried(t *testing.T) {
 	if strings.Contains(r.stderr, "metadata: metadata") || strings.Contains(r.stderr, "level=") {
 		t.Errorf("doubled prefixes or raw slog lines:\n%s", r.stderr)
 	}
-	r = runIn(t, 30*time.Second, args("get", ih, "--timeout", "1s", "--json", "-o", t.TempDir(), offline(t))...)
+	r = runIn(t, 30*time.Second, args("get", ih, "--timeout", "1500ms", "--json", "-o", t.TempDir(), offline(t))...)
 	ls := lines(r.stdout)
+	if !strings.Contains(r.stdout, `"event":"waiting"`) || !strings.Contains(r.stdout, `"peers_found":0`) {
+		t.Errorf("no waiting event saying what it waits for:\n%s", r.stdout)
+	}
 	var done struct {
 		Event string `json:"event"`
 		OK    *bool  `json:"ok"`
@@ -851,6 +854,8 @@ func TestUserMessage(t *testing.T) {
 		errors.New("dht: bootstrap: dht: no node responded"):                "bootstrap: no node responded",
 		errors.New("name \x1b[2J"):                                          `name \x1b[2J`,
 		errors.New("storage"):                                               "storage",
+		errors.New(`maddr: listen "/ip4/1.2.3/udp/5": bad multiaddr: failed to parse multiaddr "/ip4/1.2.3/udp/5": invalid value "1.2.3" for protocol ip4: failed to parse ip4 addr: 1.2.3`): `listen "/ip4/1.2.3/udp/5": bad multiaddr: invalid value "1.2.3" for protocol ip4`,
+		errors.New(`bad multiaddr: failed to parse multiaddr "foo:bar": must begin with /`):                                                                                                  "want HOST:PORT or a multiaddr such as /ip4/1.2.3.4/udp/6881",
 	}
 	for err, want := range cases {
 		if got := userMessage(err); got != want {

@@ -390,6 +390,10 @@ func renderBar(p swarm.Progress, width int) string {
 		{fmt.Sprintf("peers %d", p.Peers), 4},
 		{eta, 6},
 	}
+	if p.Peers == 0 && p.RateDown < 1 && !p.Complete {
+		// Say what it waits for rather than "down 0 B/s".
+		fields[2] = field{"waiting for peers", 7}
+	}
 	join := func(fs []field) string {
 		var parts []string
 		for _, f := range fs {
