@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/magnetget/magnetget/crawl"
 	"github.com/magnetget/magnetget/crawl/index"
 	"github.com/magnetget/magnetget/crawl/index/pgindex"
 	"github.com/magnetget/magnetget/dht/dhttest"
@@ -151,5 +152,19 @@ func TestCrawlSearchBbolt(t *testing.T) {
 	r = runBin(t, 30*time.Second, "crawl", "search", "--db", db, "nothing")
 	if r.code != 0 || !strings.Contains(r.stderr, "no match") {
 		t.Errorf("no-match search: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+// TestProgressSaysDatabaseUnreachable: while index writes fail, the
+// progress line says so, with the buffer depth; drops are counted.
+func TestProgressSaysDatabaseUnreachable(t *testing.T) {
+	var p crawl.Progress
+	if s := formatProgress(p, 0); strings.Contains(s, "UNREACHABLE") || strings.Contains(s, "dropped") {
+		t.Errorf("healthy progress line: %s", s)
+	}
+	p.DB = index.Health{Retrying: true, Pending: 1234, LastError: "connection refused", Dropped: 5}
+	s := formatProgress(p, 0)
+	if !strings.Contains(s, "DATABASE UNREACHABLE: 1234 infohashes buffered, retrying (connection refused)") || !strings.Contains(s, "5 sightings dropped") {
+		t.Errorf("progress line during an outage: %s", s)
 	}
 }
