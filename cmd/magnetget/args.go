@@ -14,6 +14,17 @@ func permuteArgs(app *cli.App, args []string) []string {
 	if len(args) == 0 {
 		return args
 	}
+	// Shell completion: urfave/cli wants its flag last, and reads the word
+	// being completed ("--li") from os.Args itself; handed to the parser,
+	// a partial flag is an unknown flag.
+	const complete = "--generate-bash-completion"
+	if n := len(args); n > 1 && args[n-1] == complete {
+		rest := args[:n-1]
+		if m := len(rest); m > 1 && strings.HasPrefix(rest[m-1], "-") {
+			rest = rest[:m-1]
+		}
+		return append(permuteArgs(app, rest), complete)
+	}
 	out := []string{args[0]}
 	rest := args[1:]
 	flags, cmds := app.Flags, app.Commands

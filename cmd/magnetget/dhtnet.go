@@ -23,11 +23,11 @@ import (
 
 func dhtFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringSliceFlag{Name: "listen", Aliases: []string{"l"}, Usage: "listen multiaddr, repeatable: /udp/ is a DHT socket, /tcp/ the peer listener; one alone implies the other on the same IP and port (default /ip4/0.0.0.0/udp/6881 and /ip6/::/udp/6881)"},
-		&cli.StringSliceFlag{Name: "bootstrap", Aliases: []string{"b"}, Usage: "bootstrap node multiaddr, repeatable, e.g. /ip4/127.0.0.1/udp/6881 (default: the embedded list)"},
-		&cli.PathFlag{Name: "bootstrap-file", Usage: "file of bootstrap multiaddrs, one a line, # comments"},
-		&cli.PathFlag{Name: "data-dir", Usage: "where routing.db is kept (default $XDG_DATA_HOME/magnetget)"},
-		&cli.Float64Flag{Name: "dht-rate", Value: 250, Usage: "outgoing DHT packets per second, per socket (negative: unlimited)"},
+		&cli.StringSliceFlag{Name: "listen", Aliases: []string{"l"}, EnvVars: []string{"MAGNETGET_LISTEN"}, Usage: "listen address (multiaddr or IP:PORT), repeatable: /udp/ is a DHT socket, /tcp/ the peer listener; one alone implies the other on the same IP and port (default /ip4/0.0.0.0/udp/6881 and /ip6/::/udp/6881)"},
+		&cli.StringSliceFlag{Name: "bootstrap", Aliases: []string{"b"}, EnvVars: []string{"MAGNETGET_BOOTSTRAP"}, Usage: "bootstrap node, repeatable: HOST:PORT or a multiaddr such as /ip4/127.0.0.1/udp/6881 (default: the embedded list)"},
+		&cli.PathFlag{Name: "bootstrap-file", EnvVars: []string{"MAGNETGET_BOOTSTRAP_FILE"}, Usage: "file of bootstrap nodes (HOST:PORT or multiaddr), one a line, # comments"},
+		&cli.PathFlag{Name: "data-dir", EnvVars: []string{"MAGNETGET_DATA_DIR"}, Usage: "where routing.db is kept (default $XDG_DATA_HOME/magnetget)"},
+		&cli.Float64Flag{Name: "dht-rate", Value: 250, EnvVars: []string{"MAGNETGET_DHT_RATE"}, Usage: "outgoing DHT packets per second, per socket (negative: unlimited)"},
 	}
 }
 
@@ -73,7 +73,7 @@ func bootstrapAddrs(ctx context.Context, c *cli.Context, log *slog.Logger) ([]ne
 	given := false
 	for _, s := range c.StringSlice("bootstrap") {
 		given = true
-		addList("--bootstrap", s)
+		addList("--bootstrap", hostPortLines(s, "udp"))
 	}
 	if f := c.Path("bootstrap-file"); f != "" {
 		given = true
@@ -81,7 +81,7 @@ func bootstrapAddrs(ctx context.Context, c *cli.Context, log *slog.Logger) ([]ne
 		if err != nil {
 			return nil, fmt.Errorf("bootstrap file: %w", err)
 		}
-		addList(f, string(b))
+		addList(f, hostPortLines(string(b), "udp"))
 	}
 	if !given {
 		addList("embedded bootstrap.txt", magnetget.DefaultBootstrap)
@@ -104,8 +104,10 @@ func listenUDP(addr netip.AddrPort, log *slog.Logger) (net.PacketConn, error) {
 	}
 	pc, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(addr))
 	if err != nil && errors.Is(err, syscall.EADDRINUSE) && addr.Port() != 0 {
-		log.Warn("DHT port taken, using a free one", "addr", addr)
 		pc, err = net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr.Addr(), 0)))
+		if err == nil {
+			log.Warn(fmt.Sprintf("DHT port %d is taken; using %d instead", addr.Port(), pc.LocalAddr().(*net.UDPAddr).Port))
+		}
 	}
 	if err != nil {
 		return nil, err

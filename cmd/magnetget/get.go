@@ -4,23 +4,23 @@ import (
 	"context"
 	"crypto/sha1"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
 	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/anacrolix/torrent/metainfo"
 	"github.com/urfave/cli/v2"
-	"golang.org/x/sys/unix"
 
 	"github.com/magnetget/magnetget/dht"
 	"github.com/magnetget/magnetget/internal/peerwire"
@@ -28,22 +28,25 @@ import (
 	"github.com/magnetget/magnetget/magnet"
 	"github.com/magnetget/magnetget/metadata"
 	"github.com/magnetget/magnetget/swarm"
+	"github.com/magnetget/magnetget/swarm/storage"
 	"github.com/magnetget/magnetget/torrentfile"
 )
 
 func getFlags() []cli.Flag {
 	return append(append(dhtFlags(), logFlags()...),
-		&cli.PathFlag{Name: "output", Aliases: []string{"o"}, Value: ".", Usage: "download into this directory"},
+		&cli.PathFlag{Name: "output", Aliases: []string{"o"}, Value: ".", EnvVars: []string{"MAGNETGET_OUTPUT_DIR"}, Usage: "download into this directory"},
 		&cli.StringFlag{Name: "select", Usage: "only these files: indexes (0,2,4-6) or globs (*.mkv), comma-separated"},
 		&cli.BoolFlag{Name: "sequential", Usage: "fetch pieces in order (for streaming)"},
 		&cli.BoolFlag{Name: "seed", Usage: "keep seeding after the download completes"},
 		&cli.Float64Flag{Name: "seed-ratio", Usage: "with --seed: stop at this upload/download ratio (0: no limit)"},
 		&cli.DurationFlag{Name: "seed-time", Usage: "with --seed: stop after seeding this long (0: no limit)"},
-		&cli.IntFlag{Name: "max-peers", Value: 50, Usage: "most peer connections at once"},
-		&cli.StringFlag{Name: "download-limit", Usage: "bytes per second, e.g. 2M (0: unlimited)"},
-		&cli.StringFlag{Name: "upload-limit", Usage: "bytes per second, e.g. 500K (0: unlimited)"},
+		&cli.IntFlag{Name: "max-peers", Value: 50, EnvVars: []string{"MAGNETGET_MAX_PEERS"}, Usage: "most peer connections at once"},
+		&cli.StringFlag{Name: "download-limit", EnvVars: []string{"MAGNETGET_DOWNLOAD_LIMIT"}, Usage: "bytes per second, e.g. 2M (0: unlimited)"},
+		&cli.StringFlag{Name: "upload-limit", EnvVars: []string{"MAGNETGET_UPLOAD_LIMIT"}, Usage: "bytes per second, e.g. 500K (0: unlimited)"},
 		&cli.BoolFlag{Name: "json", Usage: "NDJSON progress events on stdout"},
 		&cli.IntFlag{Name: "max-metadata-size", Value: 16 << 20, Usage: "refuse info dicts larger than this many bytes"},
+		&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "overwrite files in the way that this download did not write"},
+		&cli.DurationFlag{Name: "timeout", Usage: "give up when no metadata arrives, or no data is verified, for this long (0: keep trying)"},
 	)
 }
 
@@ -106,7 +109,7 @@ func loadTarget(arg string) (*target, error) {
 			return t, nil
 		}
 	}
-	m, err := magnet.ParseTarget(arg)
+	m, err := parseTarget(arg)
 	if err != nil {
 		// Looks like a path: say what is wrong with the file, not the magnet.
 		if strings.HasSuffix(strings.ToLower(arg), ".torrent") || strings.ContainsRune(arg, os.PathSeparator) {
@@ -153,7 +156,7 @@ func selector(spec string, so []magnet.Range, info *metainfo.Info) (func(int) bo
 		}
 		if i, err := strconv.Atoi(part); err == nil {
 			if i < 0 || i >= len(files) {
-				return nil, fmt.Errorf("--select: no file %d (the torrent has %d)", i, len(files))
+				return nil, fmt.Errorf("--select: no file %d (the torrent has %d, numbered from 0; meta --print lists them)", i, len(files))
 			}
 			sel[i] = true
 			continue
@@ -182,7 +185,7 @@ func selector(spec string, so []magnet.Range, info *metainfo.Info) (func(int) bo
 
 // joinPeerNet joins the DHT (optional: peers may come from x.pe and
 // trackers) and opens the peer listener on the --listen TCP address.
-func joinPeerNet(ctx context.Context, c *cli.Context, log *slog.Logger) (*dhtSet, net.Listener, error) {
+func joinPeerNet(ctx context.Context, c *cli.Context, log *slog.Logger) (*dhtSet, *peerListener, error) {
 	set, err := joinDHT(ctx, c, log, dht.Config{}, true)
 	if err != nil {
 		return nil, nil, err
@@ -195,16 +198,31 @@ func joinPeerNet(ctx context.Context, c *cli.Context, log *slog.Logger) (*dhtSet
 	return set, ln, nil
 }
 
-func listenTCP(addrs []netip.AddrPort, log *slog.Logger) (net.Listener, error) {
+// peerListener is the peer listener with the address it was asked to bind:
+// Go binds "0.0.0.0" dual-stack and reports it as [::], so the family a
+// user asked for is kept here for the x.pe hints.
+type peerListener struct {
+	net.Listener
+	want netip.AddrPort
+}
+
+// bound is the address the listener serves, in the family asked for.
+func (l *peerListener) bound() netip.AddrPort {
+	return netip.AddrPortFrom(l.want.Addr(), uint16(l.Addr().(*net.TCPAddr).Port))
+}
+
+func listenTCP(addrs []netip.AddrPort, log *slog.Logger) (*peerListener, error) {
 	var firstErr error
 	for _, a := range addrs {
 		ln, err := net.Listen("tcp", a.String())
-		if err != nil && a.Port() != 0 {
-			log.Warn("peer port taken, using a free one", "addr", a, "err", err)
+		if err != nil && a.Port() != 0 && errors.Is(err, syscall.EADDRINUSE) {
 			ln, err = net.Listen("tcp", netip.AddrPortFrom(a.Addr(), 0).String())
+			if err == nil {
+				log.Warn(fmt.Sprintf("peer port %d is taken; using %d instead", a.Port(), ln.Addr().(*net.TCPAddr).Port))
+			}
 		}
 		if err == nil {
-			return ln, nil
+			return &peerListener{Listener: ln, want: a}, nil
 		}
 		if firstErr == nil {
 			firstErr = err
@@ -216,16 +234,24 @@ func listenTCP(addrs []netip.AddrPort, log *slog.Logger) (net.Listener, error) {
 	return nil, fmt.Errorf("peer listener: %w", firstErr)
 }
 
-func getAction(c *cli.Context) error {
+func getAction(c *cli.Context) (err error) {
+	ctx := c.Context
+	ev := newEvents(c.App.Writer, c.App.ErrWriter, c.Bool("json"))
+	// Every way out, usage errors and failures included, ends the --json
+	// stream with "done".
+	defer func() { ev.done(err) }()
 	if c.NArg() != 1 {
 		if c.NArg() == 0 {
-			return cli.ShowAppHelp(c)
+			return usageHint("give a magnet URI, infohash or .torrent file to download")
 		}
-		return usageError("give one magnet URI, infohash or .torrent file")
+		return usageHint("give one magnet URI, infohash or .torrent file (for several, run magnetget once each, or meta --from FILE)")
+	}
+	if err := checkGetFlags(c); err != nil {
+		return err
 	}
 	t, err := loadTarget(c.Args().First())
 	if err != nil {
-		return usageError("%v", err)
+		return usageError("%s", userMessage(err))
 	}
 	down, err := parseRate(c.String("download-limit"))
 	if err != nil {
@@ -235,29 +261,66 @@ func getAction(c *cli.Context) error {
 	if err != nil {
 		return usageError("--upload-limit: %v", err)
 	}
-	log := logger(c)
-	ctx := c.Context
+	log := loggerTo(c, ev)
+	if ev.tty && !ev.json {
+		stop := onResize(ev.redraw)
+		defer stop()
+	}
+	// --timeout bounds the wait for metadata and, later, any stretch
+	// without a byte of progress. 0: keep trying, as other clients do.
+	timeout := c.Duration("timeout")
 	set, ln, err := joinPeerNet(ctx, c, log)
 	if err != nil {
 		return err
 	}
 	defer set.Close()
 	defer ln.Close()
-	port := ln.Addr().(*net.TCPAddr).Port
+	port := ln.bound().Port()
 	peerID := newPeerID()
-	ev := newEvents(c.App.Writer, c.App.ErrWriter, c.Bool("json"))
+	out := c.Path("output")
+
+	// A download into out keeps its info dict beside its resume state: a
+	// rerun never asks peers for metadata again, and --seed on a finished
+	// copy works offline. A damaged copy is only a warning: fetch again.
+	if t.info == nil {
+		switch info, err := storage.LoadInfo(out, t.ih); {
+		case err == nil:
+			t.info = info
+			log.Info("metadata from the earlier download", "dir", out)
+		case errors.Is(err, storage.ErrDamaged):
+			log.Warn("ignoring the kept metadata; fetching it again", "err", err)
+		}
+	}
 
 	direct := resolvePeers(ctx, t.peers, log)
 	var conns []*peerwire.Conn
 	if t.info == nil {
-		ev.event("metadata", map[string]any{"infohash": hex.EncodeToString(t.ih[:])})
-		mctx, cancel := context.WithCancel(ctx)
-		r, err := metadata.Fetch(mctx, t.ih, mergePeers(mctx, direct, set.Peers(mctx, t.ih),
-			trackerPeers(mctx, t.trackers, t.ih, peerID, uint16(port), log)),
+		ihs := hex.EncodeToString(t.ih[:])
+		ev.event("metadata", map[string]any{"infohash": ihs})
+		mctx, cancel := ctx, context.CancelFunc(func() {})
+		if timeout > 0 {
+			mctx, cancel = context.WithTimeout(ctx, timeout)
+		}
+		f := &finder{set: set, ih: t.ih, urls: t.trackers, peerID: peerID, port: port, log: log}
+		stopStatus := ticker(mctx, time.Second, func() {
+			ev.status(fmt.Sprintf("looking for metadata: %s (%s)", f.tried(), time.Since(ev.start).Round(time.Second)),
+				map[string]any{"dht_nodes": set.Stats().Nodes, "peers_found": f.found.Load(), "trackers_answered": f.answered.Load(), "trackers": len(t.trackers)})
+		})
+		fctx, fcancel := context.WithCancel(mctx)
+		r, err := metadata.Fetch(fctx, t.ih, f.peers(fctx, direct),
 			metadata.Options{MaxSize: c.Int("max-metadata-size"), PeerID: peerID, Logger: log})
+		fcancel()
+		stopStatus()
+		tried := f.tried()
 		cancel()
 		if err != nil {
-			return fmt.Errorf("metadata: %w", err)
+			switch {
+			case ctx.Err() != nil:
+				return cli.Exit("interrupted while looking for metadata ("+tried+")", 130)
+			case mctx.Err() != nil:
+				return fmt.Errorf("no metadata for %s within %v: %s", ihs, timeout, tried)
+			}
+			return fmt.Errorf("no metadata for %s: %w (%s)", ihs, err, tried)
 		}
 		t.info, conns = r.Info, r.Conns
 		if v1 := sha1.Sum(t.info); v1 != t.ih {
@@ -278,47 +341,138 @@ func getAction(c *cli.Context) error {
 		closeAll(conns)
 		return usageError("%v", err)
 	}
-	ev.event("start", map[string]any{"name": info.BestName(), "size": info.TotalLength(), "pieces": info.NumPieces(), "dir": c.Path("output")})
+	ev.event("start", map[string]any{"name": info.BestName(), "size": info.TotalLength(), "pieces": info.NumPieces(), "dir": out})
+	var swp atomic.Pointer[swarm.Swarm]
 	sw, err := swarm.New(swarm.Config{
-		InfoHash: t.ih, Info: t.info, Dir: c.Path("output"), Select: sel, Sequential: c.Bool("sequential"),
+		InfoHash: t.ih, Info: t.info, Dir: out, Select: sel, Sequential: c.Bool("sequential"),
 		PeerID: peerID, Listener: ln, MaxPeers: c.Int("max-peers"), DownloadLimit: down, UploadLimit: up,
 		Seed: c.Bool("seed"), SeedRatio: c.Float64("seed-ratio"), SeedTime: c.Duration("seed-time"),
-		Logger: log, OnProgress: ev.progress,
+		Force: c.Bool("force"), Logger: log, OnProgress: func(p swarm.Progress) {
+			// Called outside the swarm's lock, so asking it for figures is safe.
+			if s := swp.Load(); s != nil {
+				ev.peerStats(s.PeerStats())
+			}
+			ev.progress(p)
+		},
 	})
 	if err != nil {
 		closeAll(conns)
 		return err
 	}
+	swp.Store(sw)
 	for _, pc := range conns {
 		sw.AddConn(pc)
 	}
 	for _, ap := range direct {
 		sw.AddPeer(ap)
 	}
-	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	rctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		feedPeers(rctx, set, sw, t.ih, port, log)
+		feedPeers(rctx, set, sw, t.ih, int(port), log)
 	}()
 	go func() {
 		defer wg.Done()
 		trackers.Feed(rctx, t.trackers, func() trackers.Request {
 			p := ev.last()
-			return trackers.Request{InfoHash: t.ih, PeerID: peerID, Port: uint16(port), Uploaded: p.Up, Downloaded: p.Down, Left: p.Total - p.Done}
+			return trackers.Request{InfoHash: t.ih, PeerID: peerID, Port: port, Uploaded: p.Up, Downloaded: p.Down, Left: p.Total - p.Done}
 		}, sw.AddPeer, log)
 	}()
+	if timeout > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			stallWatch(rctx, timeout, ev, cancel)
+		}()
+	}
 	err = sw.Run(rctx)
-	cancel()
+	stall := context.Cause(rctx)
+	cancel(nil)
 	wg.Wait()
-	ev.done(err)
+	if err == nil {
+		ev.partial(partialFiles(&info, sel))
+		// The resume file stays on purpose: it holds which pieces are
+		// verified (and, with the storage work, the info dict), so a rerun,
+		// another --select or --seed starts at once, offline, without
+		// rehashing or refetching. Deleting it only costs that.
+		log.Info("kept the resume state for reruns and --seed", "file", filepath.Join(out, storage.ResumeName(t.ih)))
+	}
 	if err != nil {
 		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+			if ev.last().Complete {
+				// Seeding ended by the user: the download is whole.
+				ev.stoppedSeeding()
+				return nil
+			}
 			return cli.Exit("interrupted; run the same command again to resume", 130)
 		}
+		if errors.Is(stall, errStalled) {
+			p := ev.last()
+			return fmt.Errorf("no progress for %v (%s of %s verified, %d peers connected); run the same command again to resume", timeout, humanBytes(p.Done), humanBytes(p.Total), p.Peers)
+		}
 		return err
+	}
+	return nil
+}
+
+var errStalled = errors.New("stalled")
+
+// stallWatch cancels the download with errStalled when no byte has been
+// verified for d and the download is not complete.
+func stallWatch(ctx context.Context, d time.Duration, ev *events, cancel context.CancelCauseFunc) {
+	last, since := int64(-1), time.Now()
+	t := time.NewTicker(min(d/4, time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			p := ev.last()
+			if p.Complete {
+				return
+			}
+			if p.Done != last {
+				last, since = p.Done, now
+			} else if now.Sub(since) >= d {
+				cancel(errStalled)
+				return
+			}
+		}
+	}
+}
+
+// ticker calls fn every d until ctx ends or stop is called; stop waits for it.
+func ticker(ctx context.Context, d time.Duration, fn func()) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				fn()
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+// checkGetFlags refuses flag combinations that would be ignored silently.
+func checkGetFlags(c *cli.Context) error {
+	if !c.Bool("seed") {
+		for _, f := range []string{"seed-ratio", "seed-time"} {
+			if c.IsSet(f) {
+				return usageError("--%s applies only with --seed", f)
+			}
+		}
 	}
 	return nil
 }
@@ -363,102 +517,59 @@ func feedPeers(ctx context.Context, set *dhtSet, sw *swarm.Swarm, ih [20]byte, p
 	}
 }
 
-// events renders progress: NDJSON with --json, a redrawn bar on a terminal,
-// plain lines every few seconds otherwise.
-type events struct {
-	mu       sync.Mutex
-	out, err io.Writer
-	json     bool
-	tty      bool
-	lastLine time.Time
-	start    time.Time
-	latest   swarm.Progress
-	enc      *json.Encoder
+// partialFile is a file left out by --select that still receives bytes:
+// pieces straddle file boundaries, and a piece shared with a selected file
+// is downloaded, verified and written whole.
+type partialFile struct {
+	Index int    `json:"index"`
+	Path  string `json:"path"`
+	Have  int64  `json:"have"`
+	Size  int64  `json:"size"`
 }
 
-func newEvents(out, errw io.Writer, asJSON bool) *events {
-	e := &events{out: out, err: errw, json: asJSON, start: time.Now(), enc: json.NewEncoder(out)}
-	if f, ok := errw.(*os.File); ok {
-		_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-		e.tty = err == nil
+// partialFiles lists the unselected files that the selected files' edge
+// pieces write into, with how many of their bytes those pieces hold.
+func partialFiles(info *metainfo.Info, sel func(int) bool) []partialFile {
+	if sel == nil || info.PieceLength <= 0 {
+		return nil
 	}
-	return e
-}
-
-func (e *events) event(kind string, fields map[string]any) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.json {
-		fields["event"] = kind
-		fields["elapsed_ms"] = time.Since(e.start).Milliseconds()
-		_ = e.enc.Encode(fields)
-		return
+	files := info.UpvertedFiles()
+	type span struct{ off, end int64 }
+	spans := make([]span, len(files))
+	var off int64
+	for i, f := range files {
+		spans[i] = span{off, off + f.Length}
+		off += f.Length
 	}
-	switch kind {
-	case "metadata":
-		fmt.Fprintf(e.err, "fetching metadata for %s\n", fields["infohash"])
-	case "start":
-		fmt.Fprintf(e.err, "downloading %s (%s) into %s\n", fields["name"], humanBytes(fields["size"].(int64)), fields["dir"])
-	}
-}
-
-// last returns the latest progress the swarm reported.
-func (e *events) last() swarm.Progress {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.latest
-}
-
-func (e *events) progress(p swarm.Progress) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.latest = p
-	if e.json {
-		_ = e.enc.Encode(map[string]any{"event": "progress", "done": p.Done, "total": p.Total, "down": p.Down, "up": p.Up,
-			"rate_down": int64(p.RateDown), "rate_up": int64(p.RateUp), "peers": p.Peers, "complete": p.Complete,
-			"elapsed_ms": time.Since(e.start).Milliseconds()})
-		return
-	}
-	now := time.Now()
-	if !e.tty && now.Sub(e.lastLine) < 5*time.Second && !p.Complete {
-		return
-	}
-	e.lastLine = now
-	pct := 100.0
-	if p.Total > 0 {
-		pct = 100 * float64(p.Done) / float64(p.Total)
-	}
-	eta := "-"
-	if p.RateDown > 0 && p.Total > p.Done {
-		eta = (time.Duration(float64(p.Total-p.Done)/p.RateDown) * time.Second).Round(time.Second).String()
-	}
-	line := fmt.Sprintf("%5.1f%% %s/%s  down %s/s  up %s/s  peers %d  eta %s",
-		pct, humanBytes(p.Done), humanBytes(p.Total), humanBytes(int64(p.RateDown)), humanBytes(int64(p.RateUp)), p.Peers, eta)
-	if e.tty {
-		const width = 24
-		n := int(pct / 100 * width)
-		bar := strings.Repeat("=", n) + strings.Repeat(" ", width-n)
-		fmt.Fprintf(e.err, "\r[%s] %s\x1b[K", bar, line)
-		return
-	}
-	fmt.Fprintln(e.err, line)
-}
-
-func (e *events) done(err error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.json {
-		f := map[string]any{"event": "done", "ok": err == nil, "elapsed_ms": time.Since(e.start).Milliseconds()}
-		if err != nil {
-			f["error"] = err.Error()
+	// Pieces fetched: every piece that touches a selected file.
+	fetched := map[int64]bool{}
+	for i, s := range spans {
+		if !sel(i) || s.end == s.off {
+			continue
 		}
-		_ = e.enc.Encode(f)
-		return
+		for p := s.off / info.PieceLength; p <= (s.end-1)/info.PieceLength; p++ {
+			fetched[p] = true
+		}
 	}
-	if e.tty {
-		fmt.Fprintln(e.err)
+	var out []partialFile
+	for i, s := range spans {
+		if sel(i) || s.end == s.off {
+			continue
+		}
+		var have int64
+		for p := s.off / info.PieceLength; p <= (s.end-1)/info.PieceLength; p++ {
+			if fetched[p] {
+				lo, hi := max(s.off, p*info.PieceLength), min(s.end, (p+1)*info.PieceLength)
+				have += hi - lo
+			}
+		}
+		if have > 0 && have < s.end-s.off {
+			p := info.BestName()
+			if len(info.Files) > 0 {
+				p = strings.Join(files[i].BestPath(), "/")
+			}
+			out = append(out, partialFile{Index: i, Path: p, Have: have, Size: s.end - s.off})
+		}
 	}
-	if err == nil {
-		fmt.Fprintf(e.err, "done in %v: every piece verified\n", time.Since(e.start).Round(time.Millisecond))
-	}
+	return out
 }

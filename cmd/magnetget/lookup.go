@@ -37,7 +37,7 @@ type lookupLine struct {
 
 func lookupAction(c *cli.Context) error {
 	if c.NArg() != 1 {
-		return usageError("lookup takes one infohash or magnet URI")
+		return usageHint("lookup takes one infohash or magnet URI")
 	}
 	m, err := magnet.ParseTarget(c.Args().First())
 	if err != nil {

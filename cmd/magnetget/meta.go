@@ -43,6 +43,7 @@ func metaCommand() *cli.Command {
 }
 
 type metaFile struct {
+	Index  int    `json:"index"`
 	Path   string `json:"path"`
 	Length int64  `json:"length"`
 }
@@ -61,28 +62,38 @@ type metaResult struct {
 	ElapsedMS   int64      `json:"elapsed_ms"`
 }
 
+// targetSpec is one target and where it was given: "" for an argument,
+// "list.txt line 3" for a --from line, so a bad line can be found.
+type targetSpec struct {
+	text, where string
+}
+
 // readTargets collects the command's targets: arguments, then --from.
-func readTargets(c *cli.Context) ([]string, error) {
-	targets := append([]string(nil), c.Args().Slice()...)
+func readTargets(c *cli.Context) ([]targetSpec, error) {
+	var targets []targetSpec
+	for _, a := range c.Args().Slice() {
+		targets = append(targets, targetSpec{text: a})
+	}
 	if f := c.String("from"); f != "" {
 		var r io.Reader = os.Stdin
+		name := "stdin"
 		if f != "-" {
 			fh, err := os.Open(f)
 			if err != nil {
 				return nil, fmt.Errorf("--from: %w", err)
 			}
 			defer fh.Close()
-			r = fh
+			r, name = fh, f
 		}
 		sc := bufio.NewScanner(r)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
+		for n := 1; sc.Scan(); n++ {
 			if l := strings.TrimSpace(sc.Text()); l != "" && !strings.HasPrefix(l, "#") {
-				targets = append(targets, l)
+				targets = append(targets, targetSpec{text: l, where: fmt.Sprintf("%s line %d", name, n)})
 			}
 		}
 		if err := sc.Err(); err != nil {
-			return nil, fmt.Errorf("--from: %w", err)
+			return nil, fmt.Errorf("--from %s: after line %d: %w", name, len(targets), err)
 		}
 	}
 	return targets, nil
@@ -94,24 +105,34 @@ func metaAction(c *cli.Context) error {
 		return err
 	}
 	if len(targets) == 0 {
-		return usageError("meta needs a magnet URI or infohash (or --from FILE)")
+		return usageHint("meta needs a magnet URI or infohash (or --from FILE)")
 	}
 	out := c.String("output")
 	if out == "-" && len(targets) > 1 {
-		return usageError("-o - takes a single target")
+		return usageHint("-o - takes a single target")
+	}
+	if out == "-" && c.Bool("print") {
+		return usageError("--print and -o - would both write to stdout; use --json, or -o FILE with --print")
+	}
+	if out == "-" && !c.Bool("json") && isTerminal(c.App.Writer) {
+		return usageError("-o - would write a binary .torrent to the terminal; redirect it (> x.torrent) or pipe it")
 	}
 	if out != "" && out != "-" && len(targets) > 1 && !strings.Contains(out, "{infohash}") && !strings.Contains(out, "{name}") {
 		return usageError("with several targets -o must be a template with {name} or {infohash}")
 	}
 	// Parse everything first: a typo fails fast, before joining the DHT.
 	mags := make([]*magnet.Magnet, len(targets))
+	parseErrs := make([]error, len(targets))
 	for i, t := range targets {
-		m, err := magnet.ParseTarget(t)
+		m, err := parseTarget(t.text)
 		if err != nil {
-			if len(targets) == 1 {
-				return usageError("%v", err)
+			if t.where != "" {
+				err = fmt.Errorf("%s: %w", t.where, err)
 			}
-			mags[i] = nil
+			if len(targets) == 1 {
+				return usageError("%s", userMessage(err))
+			}
+			parseErrs[i] = err
 			continue
 		}
 		mags[i] = m
@@ -132,14 +153,13 @@ func metaAction(c *cli.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
 			if mags[i] == nil {
-				_, err := magnet.ParseTarget(t)
-				results <- metaResult{Target: t, Error: err.Error()}
+				results <- metaResult{Target: t.text, Error: userMessage(parseErrs[i])}
 				return
 			}
-			results <- fetchOne(c, set, t, mags[i], &writeMu)
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			results <- fetchOne(c, set, t.text, mags[i], &writeMu)
 		}()
 	}
 	go func() { wg.Wait(); close(results) }()
@@ -155,15 +175,15 @@ func metaAction(c *cli.Context) error {
 			_ = enc.Encode(r)
 		case out == "-":
 			if !r.OK {
-				fmt.Fprintf(c.App.ErrWriter, "FAIL %s %s\n", r.InfoHash, r.Error)
+				fmt.Fprintf(c.App.ErrWriter, "FAIL %s %s\n", esc(orTarget(r)), esc(r.Error))
 			}
 		case r.OK:
-			fmt.Fprintf(c.App.Writer, "OK   %s %s (%s, %s)\n", r.InfoHash, r.File, r.Name, humanBytes(r.Size))
+			fmt.Fprintf(c.App.Writer, "OK   %s %s (%s, %s)\n", r.InfoHash, esc(r.File), esc(r.Name), humanBytes(r.Size))
 			if c.Bool("print") {
 				printMeta(c.App.Writer, r)
 			}
 		default:
-			fmt.Fprintf(c.App.Writer, "FAIL %s %s\n", orTarget(r), r.Error)
+			fmt.Fprintf(c.App.Writer, "FAIL %s %s\n", esc(orTarget(r)), esc(r.Error))
 		}
 	}
 	if failed > 0 {
@@ -175,6 +195,23 @@ func metaAction(c *cli.Context) error {
 	return nil
 }
 
+// parseTarget is magnet.ParseTarget with the message a bare string that
+// looks like a mistyped infohash deserves: the same one as inside a magnet
+// ("want 40 hex or 32 base32 characters, got 39").
+func parseTarget(s string) (*magnet.Magnet, error) {
+	m, err := magnet.ParseTarget(s)
+	if err == nil {
+		return m, nil
+	}
+	t := strings.TrimSpace(s)
+	if len(t) >= 16 && len(t) <= 64 && strings.Trim(strings.ToLower(t), "0123456789abcdefghijklmnopqrstuvwxyz") == "" {
+		if _, ierr := magnet.ParseInfoHash(t); ierr != nil {
+			return nil, ierr
+		}
+	}
+	return nil, err
+}
+
 func orTarget(r metaResult) string {
 	if r.InfoHash != "" {
 		return r.InfoHash
@@ -183,9 +220,10 @@ func orTarget(r metaResult) string {
 }
 
 func printMeta(w io.Writer, r metaResult) {
-	fmt.Fprintf(w, "  name:         %s\n  total size:   %s (%d bytes)\n  piece length: %s (%d pieces)\n  files:\n", r.Name, humanBytes(r.Size), r.Size, humanBytes(r.PieceLength), r.Pieces)
-	for _, f := range r.Files {
-		fmt.Fprintf(w, "    %12d  %s\n", f.Length, f.Path)
+	fmt.Fprintf(w, "  name:         %s\n  total size:   %s (%d bytes)\n  piece length: %s (%d pieces)\n  files:\n", esc(r.Name), humanBytes(r.Size), r.Size, humanBytes(r.PieceLength), r.Pieces)
+	fmt.Fprintf(w, "    %5s  %12s  %s\n", "index", "bytes", "path (select with get --select INDEX,...)")
+	for i, f := range r.Files {
+		fmt.Fprintf(w, "    %5d  %12d  %s\n", i, f.Length, esc(f.Path))
 	}
 }
 
@@ -194,7 +232,7 @@ func fetchOne(c *cli.Context, set *dhtSet, target string, m *magnet.Magnet, writ
 	start := time.Now()
 	res := metaResult{Target: target, InfoHash: hex.EncodeToString(m.InfoHash[:])}
 	fail := func(err error) metaResult {
-		res.Error = err.Error()
+		res.Error = userMessage(err)
 		res.ElapsedMS = time.Since(start).Milliseconds()
 		return res
 	}
@@ -203,16 +241,21 @@ func fetchOne(c *cli.Context, set *dhtSet, target string, m *magnet.Magnet, writ
 	log := logger(c)
 	direct := resolvePeers(ctx, m.Peers, log)
 	peerID := newPeerID()
-	peers := mergePeers(ctx, direct, set.Peers(ctx, m.InfoHash), trackerPeers(ctx, m.Trackers, m.InfoHash, peerID, 6881, log))
-	r, err := metadata.Fetch(ctx, m.InfoHash, peers, metadata.Options{MaxSize: c.Int("max-metadata-size"), PeerID: peerID, Logger: log})
+	f := &finder{set: set, ih: m.InfoHash, urls: m.Trackers, peerID: peerID, port: 6881, log: log}
+	fctx, fcancel := context.WithCancel(ctx)
+	r, err := metadata.Fetch(fctx, m.InfoHash, f.peers(fctx, direct), metadata.Options{MaxSize: c.Int("max-metadata-size"), PeerID: peerID, Logger: log})
+	fcancel()
 	for _, pc := range r.Conns {
 		pc.Close()
 	}
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			return fail(fmt.Errorf("no metadata within %v", c.Duration("timeout")))
+		switch {
+		case c.Context.Err() != nil:
+			return fail(fmt.Errorf("interrupted (%s)", f.tried()))
+		case ctx.Err() != nil:
+			return fail(fmt.Errorf("no metadata within %v: %s", c.Duration("timeout"), f.tried()))
 		}
-		return fail(err)
+		return fail(fmt.Errorf("%w (%s)", err, f.tried()))
 	}
 	mi, info, err := torrentfile.FromInfoParsed(r.Info, m.Trackers)
 	if err != nil {
@@ -233,12 +276,12 @@ func fillMeta(res *metaResult, info *metainfo.Info) {
 	res.Size = info.TotalLength()
 	res.PieceLength = info.PieceLength
 	res.Pieces = info.NumPieces()
-	for _, f := range info.UpvertedFiles() {
+	for i, f := range info.UpvertedFiles() {
 		p := strings.Join(f.BestPath(), "/")
 		if len(info.Files) == 0 {
 			p = info.BestName()
 		}
-		res.Files = append(res.Files, metaFile{Path: p, Length: f.Length})
+		res.Files = append(res.Files, metaFile{Index: i, Path: p, Length: f.Length})
 	}
 }
 
@@ -279,12 +322,13 @@ func writeTorrent(c *cli.Context, mi *metainfo.MetaInfo, res metaResult, writeMu
 	}
 	if d := filepath.Dir(path); d != "." {
 		if err := os.MkdirAll(d, 0o755); err != nil {
-			return "", err
+			return "", fmt.Errorf("cannot write %s: %w", path, pathErr(err))
 		}
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".magnetget-*.torrent")
 	if err != nil {
-		return "", err
+		// The temp file is ours; the user asked for path.
+		return "", fmt.Errorf("cannot write %s: %w", path, pathErr(err))
 	}
 	defer os.Remove(tmp.Name())
 	if err := torrentfile.Write(tmp, mi); err != nil {
@@ -298,7 +342,7 @@ func writeTorrent(c *cli.Context, mi *metainfo.MetaInfo, res metaResult, writeMu
 		return "", err
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
-		return "", err
+		return "", fmt.Errorf("cannot write %s: %w", path, pathErr(err))
 	}
 	return path, nil
 }
@@ -314,4 +358,18 @@ func humanBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// pathErr is the reason inside a *PathError or *LinkError, without the
+// (temporary) path it names.
+func pathErr(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	var le *os.LinkError
+	if errors.As(err, &le) {
+		return le.Err
+	}
+	return err
 }

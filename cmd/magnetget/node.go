@@ -38,7 +38,7 @@ func dhtMetrics(s *dhtSet) []metric {
 
 func nodeAction(c *cli.Context) error {
 	if c.NArg() != 0 {
-		return usageError("node takes no arguments")
+		return usageHint("node takes no arguments")
 	}
 	log := logger(c)
 	ctx := c.Context

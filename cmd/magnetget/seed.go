@@ -3,10 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -28,7 +28,7 @@ func seedCommand() *cli.Command {
 			&cli.PathFlag{Name: "torrent", Usage: "seed this existing .torrent: the data is verified first"},
 			&cli.BoolFlag{Name: "print-peer", Usage: "add our listen address to the magnet as x.pe"},
 			&cli.StringFlag{Name: "status-addr", Usage: "serve status as JSON at / and Prometheus text at /metrics on this multiaddr"},
-			&cli.StringFlag{Name: "upload-limit", Usage: "bytes per second, e.g. 500K (0: unlimited)"},
+			&cli.StringFlag{Name: "upload-limit", EnvVars: []string{"MAGNETGET_UPLOAD_LIMIT"}, Usage: "bytes per second, e.g. 500K (0: unlimited)"},
 			&cli.IntFlag{Name: "max-peers", Value: 100, Usage: "most peer connections at once"},
 			&cli.DurationFlag{Name: "announce-interval", Value: 15 * time.Minute, Usage: "how often to re-announce to the DHT"},
 			&cli.DurationFlag{Name: "status-interval", Value: 10 * time.Second, Usage: "how often to print the upload figures (per peer with --verbose)"},
@@ -39,7 +39,7 @@ func seedCommand() *cli.Command {
 
 func seedAction(c *cli.Context) error {
 	if c.NArg() != 1 {
-		return usageError("seed takes one file or directory")
+		return usageHint("seed takes one file or directory")
 	}
 	root, err := filepath.Abs(c.Args().First())
 	if err != nil {
@@ -62,7 +62,7 @@ func seedAction(c *cli.Context) error {
 		if mi, path, err = makeTorrent(c, root); err != nil {
 			return err
 		}
-		fmt.Fprintf(c.App.ErrWriter, "wrote %s\n", path)
+		fmt.Fprintf(c.App.ErrWriter, "wrote %s\n", esc(path))
 	}
 	ih := mi.HashInfoBytes()
 	info, err := mi.UnmarshalInfo()
@@ -83,22 +83,32 @@ func seedAction(c *cli.Context) error {
 	}
 	defer set.Close()
 	defer ln.Close()
-	tcpAddr := ln.Addr().(*net.TCPAddr).AddrPort()
+	tcpAddr := ln.bound()
 	var hints []string
 	if c.Bool("print-peer") {
-		hints = []string{maddr.FromAddrPort(tcpAddr, "tcp").String()}
+		var note string
+		if hints, note = dialableHints(tcpAddr); note != "" {
+			fmt.Fprintln(c.App.ErrWriter, note)
+		}
 	}
 	fmt.Fprintln(c.App.Writer, magnetFor(mi, ih, hints))
 
 	peerID := newPeerID()
 	var (
-		mu   sync.Mutex
-		last swarm.Progress
+		mu    sync.Mutex // guards last and meter
+		last  swarm.Progress
+		meter activeMeter
 	)
+	started := time.Now()
 	sw, err := swarm.New(swarm.Config{
 		InfoHash: ih, Info: mi.InfoBytes, Dir: dataDir, PeerID: peerID, Listener: ln,
 		MaxPeers: c.Int("max-peers"), UploadLimit: up, Seed: true, ReadOnly: true, Logger: log,
-		OnProgress: func(p swarm.Progress) { mu.Lock(); last = p; mu.Unlock() },
+		OnProgress: func(p swarm.Progress) {
+			mu.Lock()
+			last = p
+			meter.add(p.Up, time.Now())
+			mu.Unlock()
+		},
 	})
 	if err != nil {
 		return err
@@ -109,7 +119,7 @@ func seedAction(c *cli.Context) error {
 		mu.Unlock()
 		return append(dhtMetrics(set),
 			metric{Name: "uploaded_bytes_total", Help: "Bytes uploaded to peers.", Value: float64(p.Up)},
-			metric{Name: "upload_rate_bytes", Help: "Upload rate, bytes per second.", Value: p.RateUp, Gauge: true},
+			metric{Name: "upload_rate_bytes_per_second", Help: "Upload rate, bytes per second.", Value: p.RateUp, Gauge: true},
 			metric{Name: "peers", Help: "Connected peers.", Value: float64(p.Peers), Gauge: true},
 			metric{Name: "verified_bytes", Help: "Bytes verified and available.", Value: float64(p.Done), Gauge: true},
 		)
@@ -147,24 +157,34 @@ func seedAction(c *cli.Context) error {
 		defer wg.Done()
 		t := time.NewTicker(c.Duration("status-interval"))
 		defer t.Stop()
+		var shown swarm.Progress
 		for {
 			select {
 			case <-rctx.Done():
 				return
 			case <-t.C:
 				mu.Lock()
-				p := last
+				p, upText := last, meter.describe(last.Up)
 				mu.Unlock()
-				fmt.Fprintf(c.App.ErrWriter, "%s seeding: %s verified, uploaded %s (%s/s), peers %d\n",
-					time.Now().Format(time.TimeOnly), humanBytes(p.Done), humanBytes(p.Up), humanBytes(int64(p.RateUp)), p.Peers)
+				// Quiet while nothing happens: a line only when the figures move.
+				if p.Up == shown.Up && p.Peers == shown.Peers && p.Done == shown.Done {
+					continue
+				}
+				shown = p
+				fmt.Fprintf(c.App.ErrWriter, "%s seeding: %s verified, uploaded %s, peers %d\n",
+					time.Now().Format(time.TimeOnly), humanBytes(p.Done), upText, p.Peers)
 				if c.Bool("verbose") {
 					for _, ps := range sw.PeerStats() {
 						client := ps.Client
 						if client == "" {
 							client = "-"
 						}
-						fmt.Fprintf(c.App.ErrWriter, "  peer %s %q: uploaded %s (%s/s), downloaded %s\n",
-							maddr.FromAddrPort(ps.Addr, "tcp"), client, humanBytes(ps.Up), humanBytes(int64(ps.RateUp)), humanBytes(ps.Down))
+						rateText := ""
+						if ps.RateUp >= 1 {
+							rateText = fmt.Sprintf(" (now %s/s)", humanBytes(int64(ps.RateUp)))
+						}
+						fmt.Fprintf(c.App.ErrWriter, "  peer %s %s: uploaded %s%s, downloaded %s\n",
+							maddr.FromAddrPort(ps.Addr, "tcp"), strconv.Quote(esc(client)), humanBytes(ps.Up), rateText, humanBytes(ps.Down))
 					}
 				}
 			}
@@ -177,6 +197,11 @@ func seedAction(c *cli.Context) error {
 	if err != nil && ctx.Err() == nil {
 		return err
 	}
+	mu.Lock()
+	p, upText := last, meter.describe(last.Up)
+	mu.Unlock()
+	// Ended by the user (Ctrl-C, SIGTERM): a normal end, not an error.
+	fmt.Fprintf(c.App.ErrWriter, "stopped after %s: uploaded %s, peers %d at the end\n", roundDur(time.Since(started)), upText, p.Peers)
 	return nil
 }
 

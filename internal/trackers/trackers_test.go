@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -63,9 +64,11 @@ func startOpentracker(t *testing.T, ihs ...[20]byte) int {
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		// Up, and the whitelist loaded (opentracker reads it in a thread of its own after it
+		// starts listening): a "stopped" announce that leaves nothing behind is accepted.
+		url := fmt.Sprintf("http://127.0.0.1:%d/announce", port)
+		_, _, err := Announce(context.Background(), url, Request{InfoHash: ihs[0], PeerID: [20]byte{'p', 'r', 'o', 'b', 'e'}, Port: 1, Event: Stopped})
 		if err == nil {
-			c.Close()
 			return port
 		}
 		if time.Now().After(deadline) {
@@ -144,5 +147,31 @@ func TestUnsupportedScheme(t *testing.T) {
 	_, _, err := Announce(context.Background(), "wss://127.0.0.1:1/x", Request{})
 	if !errors.Is(err, ErrUnsupported) {
 		t.Fatalf("got %v, want ErrUnsupported", err)
+	}
+}
+
+// Issue 10: a seed bound to 127.0.231.7 was listed by the tracker as 127.0.0.1, where nothing
+// listens. With Client.LocalAddr the announce leaves from the listen address and the tracker lists
+// that.
+func TestLocalAddrListedByOpentracker(t *testing.T) {
+	ih := [20]byte{4, 5, 6}
+	port := startOpentracker(t, ih)
+	seedAddr := netip.MustParseAddr("127.0.231.7")
+	for i, scheme := range []string{"http", "udp"} {
+		t.Run(scheme, func(t *testing.T) {
+			url := fmt.Sprintf("%s://127.0.0.1:%d/announce", scheme, port)
+			seed := &Client{LocalAddr: seedAddr}
+			seedPort := uint16(42000 + i)
+			if _, err := seed.Announce(context.Background(), url, Request{InfoHash: ih, PeerID: [20]byte{'s', byte(i)}, Port: seedPort, Event: Started}); err != nil {
+				t.Fatal(err)
+			}
+			res, err := (&Client{}).Announce(context.Background(), url, Request{InfoHash: ih, PeerID: [20]byte{'l', byte(i)}, Port: 42100, Left: 1, Event: Started})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Contains(res.Peers, netip.AddrPortFrom(seedAddr, seedPort)) {
+				t.Fatalf("tracker lists %v, want %v:%d among them", res.Peers, seedAddr, seedPort)
+			}
+		})
 	}
 }

@@ -6,17 +6,25 @@
 // Vocabulary: the torrent is one byte stream, the concatenation of its files in info-dict
 // order; a piece is a PieceLength slice of that stream (the last one may be shorter); a file's
 // Offset is where it starts in the stream.
+//
+// What the output directory may hold is not trusted. Names from the torrent are sanitised
+// (layout.go); every content file is then opened beneath the directory's descriptor without
+// following any symlink (tree_unix.go: openat2 with RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS, or
+// one O_NOFOLLOW element at a time), and truncated or preallocated through its descriptor. A
+// download locks its state (ErrBusy) and writes only files it owns (ErrExists without Force);
+// read-only storage, for seeding, changes nothing at all (ErrMismatch when the files are not
+// the torrent's). Beside the resume file the info dictionary is kept (LoadInfo).
 package storage
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
 
-	"github.com/anacrolix/torrent/bencode"
 	"github.com/anacrolix/torrent/metainfo"
+
+	"github.com/magnetget/magnetget/internal/bencscan"
 )
 
 var (
@@ -55,7 +63,7 @@ type Layout struct {
 // ParseInfo decodes a verbatim bencoded info dictionary and checks it can be stored safely.
 func ParseInfo(info []byte) (*Layout, error) {
 	var mi metainfo.Info
-	if err := decodeCapped(info, &mi); err != nil {
+	if err := bencscan.DecodeBounded(info, &mi); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadInfo, err)
 	}
 	// metainfo.FileInfo has no attr field: read the BEP 47 attributes apart.
@@ -64,7 +72,7 @@ func ParseInfo(info []byte) (*Layout, error) {
 			Attr string `bencode:"attr,omitempty"`
 		} `bencode:"files"`
 	}
-	if err := decodeCapped(info, &attrs); err != nil {
+	if err := bencscan.DecodeBounded(info, &attrs); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadInfo, err)
 	}
 	pad := make([]bool, len(attrs.Files))
@@ -72,27 +80,6 @@ func ParseInfo(info []byte) (*Layout, error) {
 		pad[i] = strings.Contains(f.Attr, "p")
 	}
 	return newLayout(&mi, pad)
-}
-
-// decodeCapped decodes the whole of b into v. The info dict may come from an untrusted peer
-// (it hashes to the infohash, but anyone can make an infohash of bad bytes): no string may
-// claim more than the input holds (the decoder's default cap is 128 MiB, allocated up front),
-// and a panic the decoder re-raises is turned into an error as a last line of defence.
-func decodeCapped(b []byte, v any) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("bencode decoder panicked: %v", r)
-		}
-	}()
-	d := bencode.NewDecoder(bytes.NewReader(b))
-	d.MaxStrLen = int64(len(b))
-	if err := d.Decode(v); err != nil {
-		return err
-	}
-	if d.Offset != int64(len(b)) {
-		return fmt.Errorf("%d bytes after the info dictionary", int64(len(b))-d.Offset)
-	}
-	return nil
 }
 
 // NewLayout checks mi and builds its layout. Every name is sanitised here, before any file is
@@ -187,11 +174,11 @@ func newLayout(mi *metainfo.Info, pad []bool) (*Layout, error) {
 
 // reserved holds names Windows cannot create; refusing them everywhere keeps a download
 // portable and avoids device files.
-var reserved = map[string]bool{"con": true, "prn": true, "aux": true, "nul": true}
+var reserved = map[string]bool{"con": true, "prn": true, "aux": true, "nul": true, "conin$": true, "conout$": true}
 
 func init() {
 	for _, p := range []string{"com", "lpt"} {
-		for i := '0'; i <= '9'; i++ {
+		for _, i := range "0123456789\u00b9\u00b2\u00b3" {
 			reserved[p+string(i)] = true
 		}
 	}
@@ -209,6 +196,8 @@ func safeComponent(c string) (string, error) {
 	case filepath.IsAbs(c) || filepath.VolumeName(c) != "":
 		return "", fmt.Errorf("absolute path element %q", c)
 	}
+	// Control characters are legal in names here and kept (a torrent made from such files must
+	// find them again when seeded); every message that shows a name escapes them instead.
 	base := strings.ToLower(c)
 	if i := strings.IndexByte(base, '.'); i >= 0 {
 		base = base[:i]

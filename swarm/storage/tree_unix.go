@@ -235,7 +235,9 @@ func (t *tree) writeAtomic(name string, data []byte) error {
 			_ = unix.Unlinkat(root, tmp, 0)
 			return err
 		}
-		if err := unix.Fsync(root); err != nil {
+		// Without this the rename may not survive a power cut. Some filesystems cannot sync a
+		// directory (EINVAL): the rename is then as durable as they make it.
+		if err := unix.Fsync(root); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOTSUP) {
 			return &os.PathError{Op: "fsync", Path: t.path, Err: err}
 		}
 		return nil
@@ -274,6 +276,11 @@ func (t *tree) lock(name string) (unlock func(), busy bool, err error) {
 			unix.Close(fd)
 			if errors.Is(err, unix.EWOULDBLOCK) {
 				return nil, true, nil
+			}
+			if errors.Is(err, unix.ENOLCK) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOTSUP) {
+				// A filesystem without locks (some network mounts): downloading there
+				// unprotected beats not downloading there at all.
+				return func() {}, false, nil
 			}
 			return nil, false, t.pathErr("lock", name, err)
 		}
