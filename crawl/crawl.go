@@ -533,6 +533,7 @@ func (c *Crawler) metadataLoop(ctx context.Context, fetch FetchFunc) {
 	doneCh := make(chan [20]byte, workers)
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
+	var lastWarn time.Time
 	lease := c.Lease
 	if lease <= 0 {
 		lease = 2 * durOr(c.MetadataTimeout, 60*time.Second)
@@ -545,7 +546,12 @@ func (c *Crawler) metadataLoop(ctx context.Context, fetch FetchFunc) {
 			due, err := c.Index.Claim(cctx, time.Now(), free, lease)
 			cancel()
 			if err != nil && !errors.Is(err, index.ErrClosed) && ctx.Err() == nil {
-				log.Warn("crawl: claiming due metadata failed", "err", err)
+				// Every tick fails while the database is down: say it
+				// once a minute, not twice a second.
+				if now := time.Now(); now.Sub(lastWarn) > time.Minute {
+					lastWarn = now
+					log.Warn("crawl: claiming due metadata failed", "err", err)
+				}
 			}
 			for _, e := range due {
 				if inflight[e.InfoHash] {

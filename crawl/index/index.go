@@ -40,6 +40,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/magnetget/magnetget/internal/boltsafe"
 )
 
 // Schema is the value of meta/schema in an index this package writes.
@@ -265,20 +267,9 @@ func Open(path string, o Options) (*Index, error) {
 // error other than ErrLocked, ErrNewerSchema or a file-system error means
 // the file is unusable.
 func openChecked(path string, o Options) (db *bolt.DB, err error) {
-	if err := checkFile(path); err != nil {
-		if errors.Is(err, fs.ErrPermission) {
-			return nil, fmt.Errorf("crawl index %s: %w", path, err)
-		}
-		return nil, fmt.Errorf("checked before opening: %w", err)
-	}
-	// bbolt reads the freelist and more while opening: guarded too (a
-	// panic there leaks bbolt's file handle, which only this process sees).
-	err = guard(func() error {
-		var err error
-		db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: o.LockTimeout, NoSync: o.NoSync})
-		return err
-	})
-	if errors.Is(err, berrors.ErrTimeout) {
+	// boltsafe checks the file before bbolt maps it and guards the open.
+	db, err = boltsafe.Open(path, &bolt.Options{Timeout: o.LockTimeout, NoSync: o.NoSync})
+	if errors.Is(err, boltsafe.ErrLocked) || errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("crawl index %s: %w", path, ErrLocked)
 	}
 	if err != nil {
@@ -345,24 +336,9 @@ func initSchema(tx *bolt.Tx) error {
 	return err
 }
 
-// moveAside renames path to path.corrupt-<time>[-n] and returns the new name.
-func moveAside(path string) (string, error) {
-	base := path + ".corrupt-" + time.Now().UTC().Format("20060102T150405Z")
-	for i := 0; i < 100; i++ {
-		aside := base
-		if i > 0 {
-			aside += "-" + strconv.Itoa(i)
-		}
-		if _, err := os.Lstat(aside); err == nil {
-			continue
-		}
-		if err := os.Rename(path, aside); err != nil {
-			return "", err
-		}
-		return aside, nil
-	}
-	return "", fmt.Errorf("too many files named %s*", base)
-}
+// moveAside renames path aside (boltsafe.MoveAside: path.corrupt-<UTC
+// time>, never deleted) and returns the new name.
+func moveAside(path string) (string, error) { return boltsafe.MoveAside(path) }
 
 // flusher commits pending deltas every FlushInterval.
 func (x *Index) flusher() {

@@ -179,7 +179,12 @@ func startServer() (*server, error) {
 	if bin == "" {
 		return nil, errNoBinaries
 	}
-	dir, err := os.MkdirTemp("", "pgtest-")
+	base := ""
+	if os.Geteuid() == 0 && !othersCanEnter(os.TempDir()) {
+		// The unprivileged user must reach the directory.
+		base = "/tmp"
+	}
+	dir, err := os.MkdirTemp(base, "pgtest-")
 	if err != nil {
 		return nil, err
 	}
@@ -227,6 +232,20 @@ func startServer() (*server, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// othersCanEnter reports whether every directory from / down to dir is
+// searchable by other users.
+func othersCanEnter(dir string) bool {
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil || fi.Mode().Perm()&0o001 == 0 {
+			return false
+		}
+		if d == "/" || d == "." {
+			return true
+		}
+	}
 }
 
 func (s *server) command(name string, args ...string) *exec.Cmd {
