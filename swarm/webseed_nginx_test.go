@@ -2,8 +2,10 @@ package swarm
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +18,12 @@ import (
 // config (no daemon, no master, everything it writes in a temp dir), and returns its base URL.
 // Without nginx the test is skipped, except under CI=true, where .ci/run installs it.
 func startNginx(tb testing.TB, root string) string {
+	tb.Helper()
+	return startNginxConf(tb, root, "")
+}
+
+// startNginxConf is startNginx with extra directives for the location (e.g. "limit_rate 8m;").
+func startNginxConf(tb testing.TB, root, extra string) string {
 	tb.Helper()
 	bin, err := exec.LookPath("nginx")
 	if err != nil {
@@ -57,10 +65,10 @@ http {
 	server {
 		listen 127.0.0.1:%[2]d;
 		root %[3]s;
-		location / { }
+		location / { %[4]s }
 	}
 }
-`, tmp, port, root)
+`, tmp, port, root, extra)
 		if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 			tb.Fatal(err)
 		}
@@ -169,17 +177,28 @@ func BenchmarkWebSeed(b *testing.B) {
 		}
 		report(b, wall/time.Duration(b.N))
 	})
+	// On loopback the sources are limited by our CPU alone, so adding a source adds work, not
+	// bandwidth. The "limited" runs cap each source as a real mirror and a real peer are
+	// capped (32 MiB/s each: nginx limit_rate 8m on each of the 4 connections, the peer's
+	// upload limit), where together should approach the sum.
+	limitedURL := startNginxConf(b, d.dir, "limit_rate 8m;") + "big.bin"
+	limitedPeer := startSeedingSwarm(b, Config{InfoHash: d.ih, Info: d.info, Dir: d.dir, ReadOnly: true, Seed: true,
+		UploadLimit: 32 << 20, Listener: listen(b, "127.0.1.10")})
 	for _, c := range []struct {
-		name string
-		web  bool
-		peer bool
-	}{{"webseed", true, false}, {"peer", false, true}, {"peer+webseed", true, true}} {
+		name      string
+		web, peer bool
+		limited   bool
+	}{{"webseed", true, false, false}, {"peer", false, true, false}, {"peer+webseed", true, true, false},
+		{"limited/webseed", true, false, true}, {"limited/peer", false, true, true}, {"limited/peer+webseed", true, true, true}} {
 		b.Run(c.name, func(b *testing.B) {
 			var wall time.Duration
 			for range b.N {
 				cfg := Config{InfoHash: d.ih, Info: d.info, Dir: out(b)}
 				if c.web {
 					cfg.WebSeeds = []string{url}
+					if c.limited {
+						cfg.WebSeeds = []string{limitedURL}
+					}
 				}
 				var last lastProgress
 				cfg.OnProgress = last.set
@@ -187,7 +206,9 @@ func BenchmarkWebSeed(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				if c.peer {
+				if c.peer && c.limited {
+					s.AddPeer(limitedPeer)
+				} else if c.peer {
 					s.AddPeer(peer)
 				}
 				start := time.Now()
@@ -201,4 +222,23 @@ func BenchmarkWebSeed(b *testing.B) {
 			report(b, wall/time.Duration(b.N))
 		})
 	}
+}
+
+// startSeedingSwarm runs cfg (a seeder with a Listener) in this process until the test ends.
+func startSeedingSwarm(tb testing.TB, cfg Config) netip.AddrPort {
+	tb.Helper()
+	s, err := New(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- s.Run(ctx) }()
+	tb.Cleanup(func() {
+		cancel()
+		if err := <-errc; err != nil && !errors.Is(err, context.Canceled) {
+			tb.Errorf("seeder Run: %v", err)
+		}
+	})
+	return addrOf(cfg.Listener)
 }
