@@ -2,14 +2,18 @@ package crawl
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/magnetget/magnetget/crawl/index"
+	"github.com/magnetget/magnetget/crawl/index/pgindex"
 	"github.com/magnetget/magnetget/dht"
 	"github.com/magnetget/magnetget/dht/dhttest"
+	"github.com/magnetget/magnetget/internal/pgtest"
 )
 
 // BenchmarkDiscovery256 measures how fast the walk samples 500
@@ -66,4 +70,83 @@ func benchDiscovery(b *testing.B, node *dht.Node, seeds []netip.AddrPort, ihs []
 	}
 	b.ReportMetric(float64(len(ihs)*99/100*b.N)/total.Minutes(), "infohashes/min")
 	b.ReportMetric(float64(visited)/total.Seconds(), "nodes/s")
+}
+
+// BenchmarkSharedDiscovery compares, side by side on one 256-node network
+// holding 20,000 announced infohashes, what 1 crawler and 4 crawlers
+// (separate IPs, one shared PostgreSQL index) discover in the same window.
+// Each crawler runs at 25 queries/s: DHT nodes answer each source IP at a
+// bounded rate, which is why discovery scales by adding addresses. It
+// reports the infohashes each group found and the ratio (target >= 3.5).
+func BenchmarkSharedDiscovery(b *testing.B) {
+	if !pgtest.Available() {
+		b.Skip("no PostgreSQL binaries")
+	}
+	nodes := dhttest.Network(b, 256)
+	ihs := make([][20]byte, 20_000)
+	for i := range ihs {
+		ihs[i] = testIH(100_000 + i)
+	}
+	t0 := time.Now()
+	ihs = announceAllB(b, nodes, ihs)
+	b.Logf("announced %d infohashes in %v", len(ihs), time.Since(t0).Round(time.Millisecond))
+	seeds := []netip.AddrPort{nodes[0].Addr(), nodes[100].Addr(), nodes[200].Addr()}
+	const window = 3 * time.Second
+	run := func(n int, subnet byte) int64 {
+		url := pgtest.New(b)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		var wg sync.WaitGroup
+		var xs []*pgindex.Index
+		for i := range n {
+			x, err := pgindex.Open(ctx, url, pgindex.Options{ID: fmt.Sprint(i)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			xs = append(xs, x)
+			// Register every crawler before any walks, as a standing
+			// fleet would be.
+			if _, _, err := x.Share(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for i, x := range xs {
+			cfg := dhttest.Config()
+			cfg.Addr = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, subnet, byte(i + 1)}), 0)
+			node, err := dht.New(cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer node.Close()
+			c := &Crawler{Index: x, Node: node, Seeds: seeds, Rate: 25}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c.Run(ctx)
+			}()
+		}
+		time.Sleep(window)
+		cancel()
+		wg.Wait()
+		for _, x := range xs {
+			x.Close()
+		}
+		x, err := pgindex.Open(context.Background(), url, pgindex.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer x.Close()
+		st, err := x.Stats()
+		if err != nil {
+			b.Fatal(err)
+		}
+		return st.Infohashes
+	}
+	for i := range b.N {
+		one := run(1, byte(10+2*i))
+		four := run(4, byte(11+2*i))
+		b.ReportMetric(float64(one), "found-by-1")
+		b.ReportMetric(float64(four), "found-by-4")
+		b.ReportMetric(float64(four)/float64(max(one, 1)), "ratio")
+	}
 }

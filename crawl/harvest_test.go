@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -39,6 +40,14 @@ func TestHarvestFromOwnNode(t *testing.T) {
 	defer cancel()
 	if err := own.Bootstrap(ctx); err != nil {
 		t.Fatal(err)
+	}
+	// The network's nodes hand out only nodes that answered them: have
+	// them ping ours, as a long-running node gets pinged in the real DHT.
+	for _, n := range nodes {
+		n.AddNode(own.Addr())
+	}
+	for ctx.Err() == nil && !slices.Contains(nodes[1].Nodes(), own.Addr()) {
+		time.Sleep(10 * time.Millisecond)
 	}
 	// Five nodes in all and K = 8: the announce traversal reaches ours.
 	ih := testIH(3000)

@@ -8,7 +8,10 @@
 // answered last time) and seeds the routing table with those nodes. Bootstrap walks toward our own
 // id, starting from the saved nodes and falling back to the bootstrap list when nothing answers.
 // Lookup walks toward an infohash with get_peers and streams the peers it meets; Announce does the
-// same walk and then sends announce_peer, with the tokens collected, to the closest nodes.
+// same walk and then sends announce_peer, with the tokens collected, to the closest nodes. Walks
+// are our own (traverse.go): they start from whatever is known without waiting for Bootstrap, and
+// a query unanswered after a short soft timeout stops holding one of the alpha slots, so dead
+// nodes cost concurrency rather than rounds.
 //
 // Every packet passes a filter on the socket before the library sees it (inbound.go): anything
 // over 4 KiB, malformed, nested too deep or declaring a string longer than the packet is dropped

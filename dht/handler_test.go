@@ -86,16 +86,20 @@ func TestAnnounceNeedsToken(t *testing.T) {
 			t.Fatal(err)
 		}
 		buf := make([]byte, 1500)
-		c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		k, _, err := c.ReadFrom(buf)
-		if err != nil {
-			t.Fatalf("no reply to %q: %v", q, err)
+		for {
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			k, _, err := c.ReadFrom(buf)
+			if err != nil {
+				t.Fatalf("no reply to %q: %v", q, err)
+			}
+			var m krpc.Msg
+			if err := bencode.Unmarshal(buf[:k], &m); err != nil {
+				t.Fatalf("bad reply %q: %v", buf[:k], err)
+			}
+			if m.Y != "q" { // the node pings sources it does not know yet
+				return m
+			}
 		}
-		var m krpc.Msg
-		if err := bencode.Unmarshal(buf[:k], &m); err != nil {
-			t.Fatalf("bad reply %q: %v", buf[:k], err)
-		}
-		return m
 	}
 	announce := func(tok string) krpc.Msg {
 		return roundTrip("d1:ad2:id20:abcdefghij01234567899:info_hash20:" + ih + "4:porti7777e5:token" +

@@ -53,15 +53,21 @@ func (p *rawPeer) send(to netip.AddrPort, b []byte) {
 	}
 }
 
-// recv returns the next packet, or nil after wait.
+// recv returns the next packet that is not a query (the node pings sources it does not know),
+// or nil after wait.
 func (p *rawPeer) recv(wait time.Duration) []byte {
 	buf := make([]byte, 65536)
-	p.c.SetReadDeadline(time.Now().Add(wait))
-	k, _, err := p.c.ReadFromUDPAddrPort(buf)
-	if err != nil {
-		return nil
+	deadline := time.Now().Add(wait)
+	for {
+		p.c.SetReadDeadline(deadline)
+		k, _, err := p.c.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return nil
+		}
+		if !bytes.Contains(buf[:k], []byte("1:y1:qe")) {
+			return buf[:k]
+		}
 	}
-	return buf[:k]
 }
 
 // query sends a query and returns the decoded reply (fails the test without one).
@@ -165,11 +171,14 @@ func TestGetPeersRepliesBounded(t *testing.T) {
 	// A source that answered our query is proven: more values, still under 1 KiB.
 	proven := newRawPeer(t, "127.0.6.13")
 	go func() {
+		buf := make([]byte, 2048)
 		for {
-			b := proven.recv(5 * time.Second)
-			if b == nil {
+			proven.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			k, _, err := proven.c.ReadFrom(buf)
+			if err != nil {
 				return
 			}
+			b := buf[:k]
 			var pm krpc.Msg
 			if bencode.Unmarshal(b, &pm) == nil && pm.Y == "q" {
 				proven.send(n.Addr(), fmt.Appendf(nil, "d1:rd2:id20:%se1:t%d:%s1:y1:re", proven.id[:], len(pm.T), pm.T))
@@ -384,4 +393,45 @@ func FuzzNodePackets(f *testing.F) {
 			t.Fatalf("%d goroutines, %d at the start", g, baseline)
 		}
 	})
+}
+
+// A node that queries us is pinged, and known only once it answers the ping: a query alone (which
+// may be spoofed) adds nobody.
+func TestQueriersVerifiedByPing(t *testing.T) {
+	n, err := New(Config{Addr: netip.MustParseAddrPort("127.0.6.60:0"), Rate: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	silent, live := newRawPeer(t, "127.0.6.61"), newRawPeer(t, "127.0.6.62")
+	silent.query(n.Addr(), "ping", "")
+	live.send(n.Addr(), queryBytes(live.id, "ping", "", "qq"))
+	buf := make([]byte, 2048)
+	for !n.nodes.answered(live.addr()) {
+		live.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		k, _, err := live.c.ReadFrom(buf)
+		if err != nil {
+			t.Fatal("the node never pinged a querier")
+		}
+		var m krpc.Msg
+		if bencode.Unmarshal(buf[:k], &m) == nil && m.Y == "q" && m.Q == "ping" {
+			live.send(n.Addr(), fmt.Appendf(nil, "d1:rd2:id20:%se1:t%d:%s1:y1:re", live.id[:], len(m.T), m.T))
+			// The answer is recorded by the pinging goroutine: poll, bounded.
+			for i := 0; i < 500 && !n.nodes.answered(live.addr()); i++ {
+				time.Sleep(10 * time.Millisecond)
+			}
+			break
+		}
+	}
+	if !n.nodes.answered(live.addr()) {
+		t.Fatal("a querier that answered our ping is not known")
+	}
+	if n.nodes.answered(silent.addr()) {
+		t.Fatal("a querier that never answered is known")
+	}
+	for _, ni := range n.srv.Nodes() {
+		if ni.ID == silent.id {
+			t.Fatal("a querier that never answered is in the routing table")
+		}
+	}
 }

@@ -108,9 +108,51 @@ func (n *Node) serveQuery(b, rawQ []byte, from netip.AddrPort) {
 		return
 	}
 	if m.A != nil && !m.ReadOnly {
-		n.nodes.queried(from, m.A.ID, time.Now())
+		if !n.nodes.queried(from, m.A.ID, time.Now()) {
+			n.verify(from)
+		}
 	}
 	n.handleQuery(&m, from)
+}
+
+// Verification of nodes that query us. Their queries prove nothing, but a node that queries us is
+// likely a live node worth knowing (libtorrent adds such nodes and pings them later): we ping it,
+// and only its answer to our ping, a transaction we sent, adds it to the table and the tracker.
+const (
+	maxVerifying  = 16          // pings in flight
+	verifyRecent  = 4096        // addresses remembered as recently pinged
+	verifyBackoff = time.Minute // an address is pinged at most this often
+)
+
+// verify pings from in the background unless it was pinged recently or too many pings are in
+// flight. A spoofed query makes us send one small ping to the address it names, at most once a
+// minute per address, within our own query budget.
+func (n *Node) verify(from netip.AddrPort) {
+	now := time.Now()
+	n.verifyMu.Lock()
+	if t, ok := n.verified[from]; ok && now.Sub(t) < verifyBackoff {
+		n.verifyMu.Unlock()
+		return
+	}
+	if len(n.verified) >= verifyRecent {
+		clear(n.verified)
+	}
+	n.verified[from] = now
+	n.verifyMu.Unlock()
+	select {
+	case n.verifying <- struct{}{}:
+	default:
+		return
+	}
+	if !n.goTracked() {
+		<-n.verifying
+		return
+	}
+	go func() {
+		defer n.wg.Done()
+		defer func() { <-n.verifying }()
+		n.ping(from)
+	}()
 }
 
 // decodeQuery decodes a query that bencscan has accepted, so no string is longer than b. The

@@ -145,6 +145,10 @@ type Node struct {
 
 	saveMu sync.Mutex // serialises Save
 
+	verifying chan struct{} // semaphore: verification pings in flight
+	verifyMu  sync.Mutex    // guards verified
+	verified  map[netip.AddrPort]time.Time
+
 	lifeMu  sync.Mutex // guards closing; held while adding to wg so Close's Wait sees every Add
 	closing bool
 
@@ -196,7 +200,8 @@ func New(cfg Config) (*Node, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	n := &Node{cfg: cfg, log: logger, id: cfg.NodeID}
+	n := &Node{cfg: cfg, log: logger, id: cfg.NodeID,
+		verifying: make(chan struct{}, maxVerifying), verified: make(map[netip.AddrPort]time.Time)}
 
 	if cfg.StateFile != "" {
 		st, err := routing.Load(cfg.StateFile)
@@ -420,11 +425,16 @@ func (n *Node) AddNode(addr netip.AddrPort) {
 	}
 	go func() {
 		defer n.wg.Done()
-		ctx, cancel := context.WithTimeout(n.ctx, 2*n.cfg.ResendDelay+time.Second)
-		defer cancel()
-		res := n.srv.Query(ctx, anadht.NewAddr(net.UDPAddrFromAddrPort(addr)), "ping", anadht.QueryInput{NumTries: 2})
-		n.noteReply(addr, res)
+		n.ping(addr)
 	}()
+}
+
+// ping queries addr once (with one resend); an answer adds it to the table and the tracker.
+func (n *Node) ping(addr netip.AddrPort) {
+	ctx, cancel := context.WithTimeout(n.ctx, 2*n.cfg.ResendDelay+time.Second)
+	defer cancel()
+	res := n.srv.Query(ctx, anadht.NewAddr(net.UDPAddrFromAddrPort(addr)), "ping", anadht.QueryInput{NumTries: 2})
+	n.noteReply(addr, res)
 }
 
 // goTracked reserves a slot in wg for a goroutine the caller is about to start, unless the node

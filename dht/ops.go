@@ -8,14 +8,10 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	anadht "github.com/anacrolix/dht/v2"
-	"github.com/anacrolix/dht/v2/int160"
-	k_nearest_nodes "github.com/anacrolix/dht/v2/k-nearest-nodes"
 	"github.com/anacrolix/dht/v2/krpc"
-	"github.com/anacrolix/dht/v2/traversal"
-	"github.com/anacrolix/dht/v2/types"
-	"github.com/anacrolix/generics"
 )
 
 // Traversal shape. A wider alpha than the library's 3 costs little (answers are small) and cuts
@@ -31,19 +27,24 @@ const (
 )
 
 // Bootstrap fills the routing table by walking toward our own id: from the table and the saved
-// nodes first, from the bootstrap list when those are empty or none of them answered.
+// nodes first, from the bootstrap list when those are empty or none of them answered. Nothing
+// needs to wait for it: Lookup and Announce start at once from whatever is known, and take up
+// the nodes a Bootstrap running beside them learns.
 func (n *Node) Bootstrap(ctx context.Context) error {
-	op, err := n.walk(ctx, n.id, bootAlpha, bootK, n.findNodeQuery(n.id), nil, nil)
+	res, err := n.walk(ctx, n.id, bootAlpha, bootK, n.findNodeQuery(n.id), nil, nil)
 	if err != nil {
 		return fmt.Errorf("dht: bootstrap: %w", err)
 	}
-	n.log.Debug("dht: bootstrapped", "tried", op.Stats().NumAddrsTried, "responses", op.Stats().NumResponses, "table", n.srv.NumNodes())
+	n.log.Debug("dht: bootstrapped", "tried", res.tried, "responses", res.responded, "table", n.srv.NumNodes())
 	return nil
 }
 
 // Lookup walks toward ih with get_peers and calls fn for each distinct peer as it is found. It
-// returns nil when the traversal is exhausted or fn returns false, ctx.Err() when ctx ends, and
-// an error wrapping ErrNoResponses when no node answered.
+// starts at once, without waiting for Bootstrap: from the table, the saved nodes and, while fewer
+// than k nodes have ever answered us, the bootstrap list. A node silent for a short while (a
+// fifth of ResendDelay, at most 400 ms) stops holding up the walk: the next candidate is asked
+// beside it, and its late answer still counts. fn is never called concurrently. It returns nil when the traversal is exhausted or fn returns false, ctx.Err()
+// when ctx ends, and an error wrapping ErrNoResponses when no node answered.
 func (n *Node) Lookup(ctx context.Context, ih [20]byte, fn func(PeerResult) bool) error {
 	results := make(chan []PeerResult, lookupAlpha)
 	seen := make(map[netip.AddrPort]struct{})
@@ -60,7 +61,7 @@ func (n *Node) Lookup(ctx context.Context, ih [20]byte, fn func(PeerResult) bool
 		return true
 	}
 	_, err := n.walk(ctx, ih, lookupAlpha, lookupK, n.getPeersQuery(ih, results), nil, &lookupSink{results, consume})
-	if err != nil {
+	if err != nil && !errors.Is(err, errStopped) {
 		return fmt.Errorf("dht: lookup %x: %w", ih, err)
 	}
 	return nil
@@ -69,15 +70,14 @@ func (n *Node) Lookup(ctx context.Context, ih [20]byte, fn func(PeerResult) bool
 // Announce walks toward ih with get_peers and then sends announce_peer with port to the closest
 // nodes that gave a token. port <= 0 asks them to use our UDP source port (implied_port).
 func (n *Node) Announce(ctx context.Context, ih [20]byte, port int) error {
-	op, err := n.walk(ctx, ih, lookupAlpha, lookupK, n.getPeersQuery(ih, nil), func(data any) bool {
+	res, err := n.walk(ctx, ih, lookupAlpha, lookupK, n.getPeersQuery(ih, nil), func(data any) bool {
 		tok, ok := data.(string)
 		return ok && tok != ""
 	}, nil)
 	if err != nil {
 		return fmt.Errorf("dht: announce %x: %w", ih, err)
 	}
-	var targets []k_nearest_nodes.Elem
-	op.Closest().Range(func(e k_nearest_nodes.Elem) { targets = append(targets, e) })
+	targets := res.closest
 	if len(targets) == 0 {
 		return fmt.Errorf("dht: announce %x: %w (no node gave a token)", ih, ErrNoResponses)
 	}
@@ -94,13 +94,13 @@ func (n *Node) Announce(ctx context.Context, ih [20]byte, port int) error {
 			if implied {
 				p = int(n.addr.Port())
 			}
-			res := n.srv.Query(actx, anadht.NewAddr(e.Addr.UDP()), "announce_peer", anadht.QueryInput{
-				MsgArgs:  krpc.MsgArgs{InfoHash: ih, Port: &p, ImpliedPort: implied, Token: e.Data.(string)},
+			res := n.srv.Query(actx, anadht.NewAddr(net.UDPAddrFromAddrPort(e.addr)), "announce_peer", anadht.QueryInput{
+				MsgArgs:  krpc.MsgArgs{InfoHash: ih, Port: &p, ImpliedPort: implied, Token: e.data.(string)},
 				NumTries: 2,
 			})
 			if res.ToError() == nil {
 				ok.Add(1)
-				n.noteReply(e.Addr.AddrPort, res)
+				n.noteReply(e.addr, res)
 			}
 		}()
 	}
@@ -191,147 +191,142 @@ type lookupSink struct {
 	consume func([]PeerResult) bool // false: stop
 }
 
-type doQuery func(ctx context.Context, addr netip.AddrPort) traversal.QueryResult
+// errStopped reports that the sink asked the walk to stop.
+var errStopped = errors.New("stopped by the caller")
 
-// walk runs one iterative traversal toward target until it is exhausted, ctx ends, the node
-// closes, or sink asks to stop. It seeds from the table and the tracked nodes nearest target,
-// and adds the bootstrap list when there is nothing else or nothing answered (the library never
-// falls back once its table holds dead nodes). The returned operation is stopped: its Closest
-// set may be read.
-func (n *Node) walk(ctx context.Context, target [20]byte, alpha, k int, q doQuery, dataFilter func(any) bool, sink *lookupSink) (*traversal.Operation, error) {
+// softTimeout is how long a traversal query holds one of alpha's slots before the next
+// candidate is queried beside it: a fifth of the resend delay, within 20-400 ms (a few
+// round trips on the real network).
+func (n *Node) softTimeout() time.Duration {
+	return min(max(n.cfg.ResendDelay/5, 20*time.Millisecond), 400*time.Millisecond)
+}
+
+// walk runs one iterative traversal toward target until no candidate can bring it closer, ctx
+// ends, the node closes, or sink asks to stop (errStopped). It starts at once from whatever is
+// known: the table and the tracked nodes nearest target, plus the bootstrap list while fewer than
+// k of those have ever answered. When it runs out of candidates it takes up nodes learned
+// meanwhile (a bootstrap walk may be running beside it), and the bootstrap list if nothing
+// answered (the library never falls back once its table holds dead nodes).
+func (n *Node) walk(ctx context.Context, target [20]byte, alpha, k int, q travQuery, want func(any) bool, sink *lookupSink) (travResult, error) {
 	if err := n.opErr(ctx); err != nil {
-		return nil, err
+		return travResult{}, err
 	}
 	wctx, cancel := mergeCtx(ctx, n.ctx)
 	defer cancel()
 	self := n.addr
-	op := traversal.Start(traversal.OperationInput{
-		Target: target,
-		Alpha:  alpha,
-		K:      k,
-		DoQuery: func(tctx context.Context, addr krpc.NodeAddr) traversal.QueryResult {
-			ap, ok := toAddrPort(addr)
-			if !ok {
-				return traversal.QueryResult{}
-			}
-			qctx, qcancel := mergeCtx(tctx, wctx)
-			defer qcancel()
-			return q(qctx, ap)
-		},
-		NodeFilter: func(am types.AddrMaybeId) bool {
-			ap := normAddrPort(am.Addr.AddrPort)
-			if ap == self || ap.Port() == 0 || ap.Addr().Unmap().Is4() == n.isV6() {
-				return false
-			}
-			return n.srv.TraversalNodeFilter(am)
-		},
-		DataFilter: dataFilter,
-	})
-	stopOp := func() {
-		op.Stop()
-		cancel()
-		<-op.Stopped()
-	}
-	seeds := n.seeds(target)
-	usedBootstrap := len(seeds) == 0
+	v6 := n.isV6()
+	seeds, known := n.seeds(target)
+	usedBootstrap := known < k
 	if usedBootstrap {
-		seeds = n.bootstrapSeeds()
+		seeds = append(seeds, n.bootstrapSeeds()...)
 	}
 	if len(seeds) == 0 {
-		stopOp()
-		return op, ErrNoNodes
+		return travResult{}, ErrNoNodes
 	}
-	op.AddNodes(seeds)
-	var results chan []PeerResult
-	if sink != nil {
-		results = sink.results
-	}
-	for {
-		select {
-		case batch := <-results:
-			if !sink.consume(batch) {
-				stopOp()
-				return op, nil
-			}
-			continue
-		case <-wctx.Done():
-			stopOp()
-			return op, n.opErr(ctx)
-		case <-op.Stalled():
-		}
-		if atomic.LoadUint32(&op.Stats().NumResponses) == 0 && !usedBootstrap {
-			usedBootstrap = true
-			if bs := n.bootstrapSeeds(); len(bs) > 0 {
+	tr := &trav{
+		target:  target,
+		k:       k,
+		alpha:   alpha,
+		soft:    n.softTimeout(),
+		maxSlow: 4 * alpha,
+		query:   q,
+		want:    want,
+		keep: func(ap netip.AddrPort) bool {
+			ap = normAddrPort(ap)
+			return ap != self && ap.Port() != 0 && ap.Addr().Is4() != v6 && !ap.Addr().IsUnspecified()
+		},
+		more: func(responded int) []travNode {
+			more, _ := n.seeds(target)
+			if responded == 0 && !usedBootstrap {
+				usedBootstrap = true
 				n.log.Debug("dht: no saved or table node answered; trying bootstrap nodes", "target", fmt.Sprintf("%x", target))
-				op.AddNodes(bs)
-				continue
+				more = append(more, n.bootstrapSeeds()...)
 			}
-		}
-		break
+			return more
+		},
 	}
-	stopOp()
-	// Batches sent before the traversal stalled are still buffered: deliver them.
+	stopped := false
 	if sink != nil {
-		for done := false; !done; {
-			select {
-			case batch := <-results:
-				if !sink.consume(batch) {
-					done = true
-				}
-			default:
-				done = true
+		tr.event = sink.results
+		tr.handle = func(batch []PeerResult) bool {
+			if !sink.consume(batch) {
+				stopped = true
+				return false
 			}
+			return true
 		}
 	}
-	if atomic.LoadUint32(&op.Stats().NumResponses) == 0 {
-		return op, fmt.Errorf("%w (%d queried)", ErrNoResponses, atomic.LoadUint32(&op.Stats().NumAddrsTried))
+	res := tr.run(wctx, seeds)
+	switch {
+	case stopped:
+		return res, errStopped
+	case n.opErr(ctx) != nil:
+		return res, n.opErr(ctx)
+	case res.responded == 0:
+		return res, fmt.Errorf("%w (%d queried)", ErrNoResponses, res.tried)
 	}
-	return op, nil
+	return res, nil
 }
 
-// seeds returns the routing table plus the tracked (answered, or saved) nodes nearest target.
-func (n *Node) seeds(target [20]byte) []types.AddrMaybeId {
-	var out []types.AddrMaybeId
+// seeds returns the routing table plus the tracked (answered, or saved) nodes nearest target,
+// and how many of them have answered us at some time.
+func (n *Node) seeds(target [20]byte) (out []travNode, answered int) {
 	for _, ni := range n.srv.Nodes() {
-		var am types.AddrMaybeId
-		am.FromNodeInfo(ni)
-		out = append(out, am)
+		if ap, ok := toAddrPort(ni.Addr); ok {
+			out = append(out, travNode{addr: ap, id: ni.ID, hasID: true})
+		}
 	}
 	v6 := n.isV6()
 	for _, tn := range n.nodes.closest(target, seedClosest, func(ap netip.AddrPort) bool { return ap.Addr().Is4() != v6 }) {
-		out = append(out, types.AddrMaybeId{
-			Addr: krpc.NodeAddrPort{AddrPort: tn.Addr},
-			Id:   generics.Some(int160.FromByteArray(tn.ID)),
-		})
+		out = append(out, travNode{addr: tn.Addr, id: tn.ID, hasID: true})
+		answered++
 	}
-	return out
+	return out, max(answered, n.srv.Stats().GoodNodes)
 }
 
-func (n *Node) bootstrapSeeds() []types.AddrMaybeId {
-	var out []types.AddrMaybeId
+func (n *Node) bootstrapSeeds() []travNode {
+	var out []travNode
 	for _, ap := range n.cfg.Bootstrap {
 		ap = normAddrPort(ap)
 		if ap.Addr().Is4() == n.isV6() {
 			continue
 		}
-		out = append(out, types.AddrMaybeId{Addr: krpc.NodeAddrPort{AddrPort: ap}})
+		out = append(out, travNode{addr: ap})
 	}
 	return out
 }
 
-func (n *Node) findNodeQuery(target [20]byte) doQuery {
-	return func(ctx context.Context, ap netip.AddrPort) traversal.QueryResult {
+// travReplyOf converts a library query result.
+func travReplyOf(res anadht.QueryResult) travReply {
+	r := res.Reply.R
+	if res.Err != nil || r == nil {
+		return travReply{}
+	}
+	tr := travReply{ok: true, id: r.ID}
+	r.ForAllNodes(func(ni krpc.NodeInfo) {
+		if ap, ok := toAddrPort(ni.Addr); ok {
+			tr.nodes = append(tr.nodes, travNode{addr: ap, id: ni.ID, hasID: true})
+		}
+	})
+	if r.Token != nil {
+		tr.data = *r.Token
+	}
+	return tr
+}
+
+func (n *Node) findNodeQuery(target [20]byte) travQuery {
+	return func(ctx context.Context, ap netip.AddrPort) travReply {
 		res := n.srv.Query(ctx, anadht.NewAddr(net.UDPAddrFromAddrPort(ap)), "find_node", anadht.QueryInput{
 			MsgArgs: krpc.MsgArgs{Target: target, Want: n.want()},
 		})
 		n.noteReply(ap, res)
-		return res.TraversalQueryResult(nodeAddr(ap))
+		return travReplyOf(res)
 	}
 }
 
 // getPeersQuery queries one node; peers in its answer go to results (when not nil).
-func (n *Node) getPeersQuery(ih [20]byte, results chan<- []PeerResult) doQuery {
-	return func(ctx context.Context, ap netip.AddrPort) traversal.QueryResult {
+func (n *Node) getPeersQuery(ih [20]byte, results chan<- []PeerResult) travQuery {
+	return func(ctx context.Context, ap netip.AddrPort) travReply {
 		// Sent twice (after ResendDelay) when unanswered: a lost datagram on
 		// a busy socket must not cost the lookup the peers that node holds.
 		res := n.srv.Query(ctx, anadht.NewAddr(net.UDPAddrFromAddrPort(ap)), "get_peers", anadht.QueryInput{
@@ -351,6 +346,6 @@ func (n *Node) getPeersQuery(ih [20]byte, results chan<- []PeerResult) doQuery {
 			case <-ctx.Done():
 			}
 		}
-		return res.TraversalQueryResult(nodeAddr(ap))
+		return travReplyOf(res)
 	}
 }

@@ -36,13 +36,16 @@ func (t *tracker) responded(addr netip.AddrPort, id [20]byte, now time.Time) {
 // queried records a query from id at addr. A query proves nothing (its source address can be
 // spoofed), so it only refreshes a node we already know under that same id: it never adds a node
 // and never replaces the id we hold for an address. Only answers to our own queries do that.
-func (t *tracker) queried(addr netip.AddrPort, id [20]byte, now time.Time) {
+// It reports whether the address is known at all.
+func (t *tracker) queried(addr netip.AddrPort, id [20]byte, now time.Time) (known bool) {
 	addr = normAddrPort(addr)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if n := t.nodes[addr]; n != nil && n.ID == id {
+	n := t.nodes[addr]
+	if n != nil && n.ID == id {
 		n.LastQuery = now
 	}
+	return n != nil
 }
 
 // answered reports whether addr has answered one of our queries: its address is proven.

@@ -21,6 +21,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/magnetget/magnetget/internal/boltsafe"
 )
 
 var (
@@ -69,6 +71,9 @@ const nodeValueLen = 20 + 8 + 8
 // nil. Corrupt or foreign file: renamed aside, returns empty State and an error wrapping
 // ErrCorrupt whose text names the new path (callers warn and go on). Lock held too long: error
 // wrapping ErrLocked. Nodes come most recently responsive first.
+//
+// Damage never crashes the process: the file is checked with plain reads before bbolt maps it,
+// and every bbolt call runs under boltsafe.Guard (faults and panics become ErrCorrupt).
 func Load(path string) (State, error) {
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		return State{}, nil
@@ -81,7 +86,7 @@ func Load(path string) (State, error) {
 		return State{}, err
 	}
 	st, rerr := readState(db)
-	if cerr := db.Close(); cerr != nil && rerr == nil {
+	if cerr := closeDB(db); cerr != nil && rerr == nil {
 		rerr = fmt.Errorf("routing: close %s: %w", path, cerr)
 	}
 	if errors.Is(rerr, ErrCorrupt) {
@@ -110,50 +115,55 @@ func Save(path string, st State, max int) error {
 	}
 	werr := writeState(db, st, max)
 	if errors.Is(werr, ErrCorrupt) {
-		// Foreign bbolt file: keep it for the user to inspect, start a fresh one.
-		_ = db.Close()
+		// Foreign or damaged file: keep it for the user to inspect, start a fresh one.
+		_ = closeDB(db)
 		corrupt = moveAside(path, werr)
 		if db, err = open(path, false); err != nil {
-			return err
+			return errors.Join(corrupt, err)
 		}
 		werr = writeState(db, st, max)
 	}
-	if cerr := db.Close(); cerr != nil && werr == nil {
+	if cerr := closeDB(db); cerr != nil && werr == nil {
 		werr = fmt.Errorf("routing: close %s: %w", path, cerr)
 	}
 	if werr != nil {
-		return werr
+		return errors.Join(corrupt, werr)
 	}
 	return corrupt
 }
 
-func open(path string, readOnly bool) (db *bolt.DB, err error) {
-	// bbolt can panic on some damaged files instead of returning an error.
-	defer func() {
-		if r := recover(); r != nil {
-			db, err = nil, fmt.Errorf("routing: open %s: %w: %v", path, ErrCorrupt, r)
-		}
-	}()
-	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: LockTimeout, ReadOnly: readOnly})
+func open(path string, readOnly bool) (*bolt.DB, error) {
+	db, err := boltsafe.Open(path, &bolt.Options{Timeout: LockTimeout, ReadOnly: readOnly})
 	switch {
 	case err == nil:
 		return db, nil
-	case errors.Is(err, bolt.ErrTimeout):
+	case errors.Is(err, boltsafe.ErrLocked):
 		return nil, fmt.Errorf("routing: open %s: %w", path, ErrLocked)
+	case errors.Is(err, boltsafe.ErrCorrupt):
+		return nil, fmt.Errorf("routing: %w: %w", ErrCorrupt, err)
 	case errors.Is(err, fs.ErrPermission), errors.Is(err, fs.ErrNotExist):
 		return nil, fmt.Errorf("routing: open %s: %w", path, err)
 	default:
-		// ErrInvalid, ErrVersionMismatch, ErrChecksum, short files, and whatever else bbolt
-		// reports about the content: the file is not usable as a routing database.
+		// Whatever else bbolt reports about the content (a short file it cannot read, an
+		// unexpected layout): the file is not usable as a routing database.
 		return nil, fmt.Errorf("routing: open %s: %w: %v", path, ErrCorrupt, err)
 	}
 }
 
+// closeDB closes db under the fault guard: closing a writable file touches its pages.
+func closeDB(db *bolt.DB) error {
+	err := boltsafe.Guard(db.Close)
+	if errors.Is(err, boltsafe.ErrCorrupt) {
+		return fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	return err
+}
+
 // moveAside renames a corrupt file and returns an error wrapping ErrCorrupt that names the new
-// path (or the rename failure).
+// path (or the rename failure). The file is never deleted.
 func moveAside(path string, cause error) error {
-	aside := path + ".corrupt-" + time.Now().UTC().Format("20060102T150405.000000000Z")
-	if err := os.Rename(path, aside); err != nil {
+	aside, err := boltsafe.MoveAside(path)
+	if err != nil {
 		return fmt.Errorf("%w; moving it aside failed: %w", cause, err)
 	}
 	return fmt.Errorf("%w; moved aside to %s", cause, aside)
@@ -182,20 +192,23 @@ func checkMeta(tx *bolt.Tx) (fresh bool, err error) {
 }
 
 func readState(db *bolt.DB) (st State, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			st, err = State{}, fmt.Errorf("routing: read: %w: %v", ErrCorrupt, r)
-		}
-	}()
-	err = db.View(func(tx *bolt.Tx) error {
-		fresh, err := checkMeta(tx)
-		if err != nil || fresh {
+	err = boltsafe.Guard(func() error {
+		return db.View(func(tx *bolt.Tx) error {
+			fresh, err := checkMeta(tx)
+			if err != nil || fresh {
+				return err
+			}
+			st, err = readTx(tx)
 			return err
-		}
-		st, err = readTx(tx)
-		return err
+		})
 	})
-	return st, err
+	if errors.Is(err, boltsafe.ErrCorrupt) && !errors.Is(err, ErrCorrupt) {
+		err = fmt.Errorf("routing: read: %w: %w", ErrCorrupt, err)
+	}
+	if err != nil {
+		return State{}, err
+	}
+	return st, nil
 }
 
 func readTx(tx *bolt.Tx) (State, error) {
@@ -255,48 +268,56 @@ func fromNanos(x uint64) time.Time {
 	return time.Unix(0, int64(x))
 }
 
+// writeState runs the merge-and-write transaction under the fault guard: bbolt panics in commit on
+// some damage (a root page above the high-water mark) and faults on others.
 func writeState(db *bolt.DB, st State, max int) error {
-	return db.Update(func(tx *bolt.Tx) error {
-		fresh, err := checkMeta(tx)
-		if err != nil {
+	err := boltsafe.Guard(func() error { return db.Update(func(tx *bolt.Tx) error { return writeTx(tx, st, max) }) })
+	if errors.Is(err, boltsafe.ErrCorrupt) && !errors.Is(err, ErrCorrupt) {
+		err = fmt.Errorf("routing: write: %w: %w", ErrCorrupt, err)
+	}
+	return err
+}
+
+func writeTx(tx *bolt.Tx, st State, max int) error {
+	fresh, err := checkMeta(tx)
+	if err != nil {
+		return err
+	}
+	var old State
+	if !fresh {
+		if old, err = readTx(tx); err != nil {
 			return err
 		}
-		var old State
-		if !fresh {
-			if old, err = readTx(tx); err != nil {
-				return err
-			}
-		}
-		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
-		if err != nil {
+	}
+	meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+	if err != nil {
+		return fmt.Errorf("routing: %w", err)
+	}
+	ver := binary.BigEndian.AppendUint32(nil, SchemaVersion)
+	if err := errors.Join(meta.Put(keyMagic, []byte(magic)), meta.Put(keyVersion, ver)); err != nil {
+		return fmt.Errorf("routing: %w", err)
+	}
+	if st.NodeID != ([20]byte{}) {
+		if err := meta.Put(keyNodeID, st.NodeID[:]); err != nil {
 			return fmt.Errorf("routing: %w", err)
 		}
-		ver := binary.BigEndian.AppendUint32(nil, SchemaVersion)
-		if err := errors.Join(meta.Put(keyMagic, []byte(magic)), meta.Put(keyVersion, ver)); err != nil {
+	}
+	if tx.Bucket(bucketNodes) != nil {
+		if err := tx.DeleteBucket(bucketNodes); err != nil {
 			return fmt.Errorf("routing: %w", err)
 		}
-		if st.NodeID != ([20]byte{}) {
-			if err := meta.Put(keyNodeID, st.NodeID[:]); err != nil {
-				return fmt.Errorf("routing: %w", err)
-			}
-		}
-		if tx.Bucket(bucketNodes) != nil {
-			if err := tx.DeleteBucket(bucketNodes); err != nil {
-				return fmt.Errorf("routing: %w", err)
-			}
-		}
-		b, err := tx.CreateBucket(bucketNodes)
-		if err != nil {
+	}
+	b, err := tx.CreateBucket(bucketNodes)
+	if err != nil {
+		return fmt.Errorf("routing: %w", err)
+	}
+	for _, n := range Best(append(old.Nodes, st.Nodes...), max) {
+		k, v := encodeNode(n)
+		if err := b.Put(k, v); err != nil {
 			return fmt.Errorf("routing: %w", err)
 		}
-		for _, n := range Best(append(old.Nodes, st.Nodes...), max) {
-			k, v := encodeNode(n)
-			if err := b.Put(k, v); err != nil {
-				return fmt.Errorf("routing: %w", err)
-			}
-		}
-		return nil
-	})
+	}
+	return nil
 }
 
 // Best merges nodes by address (latest id, latest timestamps win) and returns at most max of them,

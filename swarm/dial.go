@@ -11,8 +11,11 @@ import (
 	"github.com/magnetget/magnetget/swarm/pex"
 )
 
-// dialMore starts dials from the pending queue while there is room under MaxPeers.
+// dialMore starts dials from the pending queue while there is room under MaxPeers (making
+// room by dropping a useless peer when the slots are full: see admit.go).
 func (s *Swarm) dialMore() {
+	var closing []*peerwire.Conn
+	defer func() { closeAll(closing) }()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ctx == nil || s.stopped || s.ctx.Err() != nil {
@@ -21,14 +24,19 @@ func (s *Swarm) dialMore() {
 	if s.picker.Missing() == 0 {
 		return // complete: peers that want data come to us
 	}
-	for len(s.pending) > 0 && s.dialing < maxParallelDials && len(s.peers)+s.dialing < s.cfg.MaxPeers {
+	for len(s.pending) > 0 && s.dialing < maxParallelDials {
 		addr := s.pending[0]
-		s.pending = s.pending[1:]
-		if s.banned[addr.Addr()] {
+		if s.bans.banned(addr.Addr(), time.Now()) || s.perIPLocked(addr.Addr()) >= maxPerIP {
+			s.pending = s.pending[1:]
 			delete(s.known, addr)
 			continue
 		}
+		if !s.roomLocked(&closing) {
+			break
+		}
+		s.pending = s.pending[1:]
 		s.dialing++
+		s.connecting[addr.Addr()]++
 		s.wg.Add(1)
 		go func(ctx context.Context) {
 			defer s.wg.Done()
@@ -37,6 +45,7 @@ func (s *Swarm) dialMore() {
 			c, err := peerwire.Dial(ctx, addr, s.cfg.InfoHash, o)
 			s.mu.Lock()
 			s.dialing--
+			s.doneConnectingLocked(addr.Addr())
 			if err != nil {
 				delete(s.known, addr)
 			}
@@ -56,7 +65,15 @@ func (s *Swarm) dialMore() {
 	}
 }
 
-// acceptLoop handshakes incoming connections from cfg.Listener.
+// doneConnectingLocked ends the count of one dial or handshake in progress with ip.
+func (s *Swarm) doneConnectingLocked(ip netip.Addr) {
+	if s.connecting[ip]--; s.connecting[ip] <= 0 {
+		delete(s.connecting, ip)
+	}
+}
+
+// acceptLoop handshakes incoming connections from cfg.Listener, within the slots, per-IP and
+// handshake budgets of admit.go: a connection beyond them is closed at once.
 func (s *Swarm) acceptLoop(ctx context.Context) {
 	ln := s.cfg.Listener
 	// Unblock Accept on cancel without closing a listener we do not own, when we can.
@@ -74,6 +91,12 @@ func (s *Swarm) acceptLoop(ctx context.Context) {
 			_ = d.SetDeadline(time.Time{})
 		}
 	}()
+	// Answer MSE-first clients (libtorrent, aria2) at once instead of making them retry in
+	// plaintext. Someone who connects must send a handshake promptly.
+	o := s.opts
+	o.InfoHashes = func() [][20]byte { return [][20]byte{s.cfg.InfoHash} }
+	o.Timeout = handshakeTimeout
+	known := func(ih [20]byte) bool { return ih == s.cfg.InfoHash }
 	var delay time.Duration
 	for {
 		nc, err := ln.Accept()
@@ -91,29 +114,53 @@ func (s *Swarm) acceptLoop(ctx context.Context) {
 			continue
 		}
 		delay = 0
+		ip := addrPortOf(nc.RemoteAddr()).Addr()
+		var closing []*peerwire.Conn
 		s.mu.Lock()
-		full := len(s.peers)+s.dialing >= s.cfg.MaxPeers || s.stopped
+		ok := !s.stopped && !s.bans.banned(ip, time.Now()) && s.handshaking < s.handshakeBudget() &&
+			s.perIPLocked(ip) < maxPerIP && s.roomLocked(&closing)
+		if ok {
+			s.handshaking++
+			s.connecting[ip]++
+		}
 		s.mu.Unlock()
-		if full {
+		closeAll(closing)
+		if !ok {
 			_ = nc.Close()
 			continue
 		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			// Answer MSE-first clients (libtorrent, aria2) at once instead of making them retry
-			// in plaintext.
-			o := s.opts
-			o.InfoHashes = func() [][20]byte { return [][20]byte{s.cfg.InfoHash} }
-			c, err := peerwire.Accept(ctx, nc, func(ih [20]byte) bool { return ih == s.cfg.InfoHash }, o)
+			c, err := peerwire.Accept(ctx, nc, known, o)
+			s.mu.Lock()
+			s.handshaking--
+			s.doneConnectingLocked(ip)
+			s.mu.Unlock()
 			if err != nil {
 				s.log.Debug("incoming handshake failed", "err", err)
+				s.nudge()
 				return
 			}
 			s.log.Debug("incoming peer", "addr", c.RemoteAddr(), "crypto", c.Crypto())
 			s.startPeerDir(c, false, false)
 		}()
 	}
+}
+
+// handshakeBudget is how many incoming handshakes may run at once: maxHandshakes, and never
+// more than half the slots, so dials always find room.
+func (s *Swarm) handshakeBudget() int {
+	return max(1, min(maxHandshakes, s.cfg.MaxPeers/2))
+}
+
+// addrPortOf is a net.Addr as an AddrPort with IPv4-mapped addresses unmapped.
+func addrPortOf(a net.Addr) netip.AddrPort {
+	if t, ok := a.(*net.TCPAddr); ok {
+		ap := t.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return netip.AddrPort{}
 }
 
 // sendPex tells each peer that supports ut_pex which peers joined or left since last time.

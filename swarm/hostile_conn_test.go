@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -130,4 +131,170 @@ func TestStallingPieceHeadsDoNotStall(t *testing.T) {
 		t.Fatalf("Run beside %d stalling peers: %v", maxRuns, err)
 	}
 	tt.checkFiles(t, dir)
+}
+
+// TestIdleConnsFromOneIPDoNotHoldSlots is issue 9, row 7: 50 idle connections from one IP
+// (distinct peer ids, keepalives) held every peer slot, so a seeder learnt of later was never
+// dialled. One address gets at most maxPerIP connections.
+func TestIdleConnsFromOneIPDoNotHoldSlots(t *testing.T) {
+	tt := makeTorrent(t, "idle", 32<<10, []testFile{{"i.bin", 2 << 20}}, 22)
+	seed := startSeeder(t, tt, "127.0.22.1", nil)
+	ln := listen(t, "127.0.22.2")
+	dir := t.TempDir()
+	s, err := New(Config{InfoHash: tt.ih, Info: tt.info, Dir: dir, Listener: ln})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait := startRun(t, s, 60*time.Second)
+	for i := range defaultMaxPeers {
+		hostileConns(t, []string{"127.0.22.3"}, addrOf(ln), handshakeBytes(tt.ih, i), 100*time.Millisecond)
+	}
+	waitPeers(t, s, 1)
+	time.Sleep(200 * time.Millisecond) // every handshake answered or refused
+	if n := len(s.PeerStats()); n > maxPerIP {
+		t.Errorf("%d connections from one address accepted, want at most %d", n, maxPerIP)
+	}
+	s.AddPeer(seed)
+	if err := wait(); err != nil {
+		t.Fatalf("Run beside %d idle connections from one address: %v", defaultMaxPeers, err)
+	}
+	tt.checkFiles(t, dir)
+}
+
+// TestUselessPeersMakeRoom: with every slot held by idle peers from distinct addresses, a
+// seeder learnt of later is still dialled (an idle peer is dropped to make room), and idle
+// newcomers arriving during the download take the room of other idle peers, never the seeder's.
+func TestUselessPeersMakeRoom(t *testing.T) {
+	tt := makeTorrent(t, "evict", 32<<10, []testFile{{"e.bin", 3 << 20}}, 23)
+	seed := startSeeder(t, tt, "127.0.23.250", nil)
+	ln := listen(t, "127.0.23.251")
+	dir := t.TempDir()
+	const slots = 8
+	s, err := New(Config{InfoHash: tt.ih, Info: tt.info, Dir: dir, Listener: ln, MaxPeers: slots,
+		DownloadLimit: 1 << 20}) // a few seconds, while newcomers arrive
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.evictAfter = 200 * time.Millisecond
+	wait := startRun(t, s, 60*time.Second)
+	for i, ip := range ipRange(23, slots) {
+		hostileConns(t, []string{ip}, addrOf(ln), handshakeBytes(tt.ih, i), 100*time.Millisecond)
+		time.Sleep(10 * time.Millisecond) // one at a time: the handshake budget is slots/2
+	}
+	waitPeers(t, s, slots)
+	s.AddPeer(seed)
+	done := make(chan error, 1)
+	go func() { done <- wait() }()
+	for i, ip := range ipRange(24, 20) {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			tt.checkFiles(t, dir)
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+		hostileConns(t, []string{ip}, addrOf(ln), handshakeBytes(tt.ih, 100+i), 100*time.Millisecond)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	tt.checkFiles(t, dir)
+}
+
+// halfOpen opens connections to addr from the given local IPs, writes opening on each and
+// leaves them open (no goroutine of ours per connection) until the test ends.
+func halfOpen(t testing.TB, ips []string, addr netip.AddrPort, opening []byte) {
+	t.Helper()
+	var conns []net.Conn
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	for _, ip := range ips {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second}
+		nc, err := d.Dial("tcp", addr.String())
+		if err != nil {
+			t.Fatalf("dial from %s: %v", ip, err)
+		}
+		conns = append(conns, nc)
+		if len(opening) > 0 {
+			nc.Write(opening)
+		}
+	}
+}
+
+// TestHalfOpenHandshakesBounded is issue 9, row 8: 3,000 connections that never finish the
+// handshake made 3,000 goroutines and 290 MiB of heap. Handshakes in progress are on a budget:
+// goroutines and heap stay flat under 1,000 such connections (from distinct addresses, so the
+// per-address cap is not what saves us), and an honest seeder is still reached.
+func TestHalfOpenHandshakesBounded(t *testing.T) {
+	tt := makeTorrent(t, "halfopen", 32<<10, []testFile{{"h.bin", 1 << 20}}, 24)
+	seed := startSeeder(t, tt, "127.0.39.1", nil)
+	ln := listen(t, "127.0.39.2")
+	dir := t.TempDir()
+	s, err := New(Config{InfoHash: tt.ih, Info: tt.info, Dir: dir, Listener: ln})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait := startRun(t, s, 60*time.Second)
+	time.Sleep(100 * time.Millisecond) // Run's own goroutines started
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	g0 := runtime.NumGoroutine()
+	var ips []string
+	for third := 40; third < 44; third++ {
+		ips = append(ips, ipRange(third, 250)...)
+	}
+	// Half a handshake each: the protocol string and nothing more.
+	halfOpen(t, ips, addrOf(ln), handshakeBytes(tt.ih, 0)[:20])
+	time.Sleep(300 * time.Millisecond) // every connection accepted
+	g1 := runtime.NumGoroutine()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if g1-g0 > 50 { // the handshake budget (16) and a few more
+
+		t.Errorf("%d goroutines more with %d half-open connections", g1-g0, len(ips))
+	}
+	if d := int64(after.HeapInuse) - int64(before.HeapInuse); d > 16<<20 {
+		t.Errorf("heap grew by %d MiB with %d half-open connections", d>>20, len(ips))
+	}
+	s.AddPeer(seed)
+	if err := wait(); err != nil {
+		t.Fatalf("Run beside %d half-open connections: %v", len(ips), err)
+	}
+	tt.checkFiles(t, dir)
+}
+
+// TestRepeatedHaveAllDropped: a peer repeating have_all (each one a loop over every piece
+// under the swarm's lock before) is dropped once its repeats add nothing.
+func TestRepeatedHaveAllDropped(t *testing.T) {
+	tt := makeTorrent(t, "haveall", 16<<10, []testFile{{"h.bin", 1 << 20}}, 25)
+	ln := listen(t, "127.0.25.1")
+	s, err := New(Config{InfoHash: tt.ih, Info: tt.info, Dir: t.TempDir(), Listener: ln})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startRun(t, s, 60*time.Second)
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.25.2")}}
+	nc, err := d.Dial("tcp", addrOf(ln).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	msg := handshakeBytes(tt.ih, 1)
+	for range 100 {
+		msg = append(msg, 0, 0, 0, 1, peerwire.HaveAll)
+	}
+	if _, err := nc.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	nc.SetReadDeadline(time.Now().Add(20 * time.Second))
+	_, err = io.Copy(io.Discard, nc)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("a peer repeating have_all 100 times is still connected")
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/bits"
 	"net/netip"
 	"sync"
 	"time"
@@ -59,6 +60,7 @@ type peer struct {
 	has            picker.Bitfield
 	hasCount       int
 	gotHas         bool // a bitfield, have_all or have_none arrived
+	staleHas       int  // later ones that added no piece
 	useful         int  // pieces it has that we want and lack
 	peerChoking    bool
 	peerInterested bool
@@ -70,6 +72,8 @@ type peer struct {
 	allowedFast    map[int]bool
 	maxOut         int
 	lastBlock      time.Time
+	lastPayload    time.Time // a block received or sent (connection time until then)
+	evicting       bool      // closed to make room for another peer
 	wasted         int64
 	downBytes      int64
 	upBytes        int64
@@ -105,17 +109,19 @@ func (s *Swarm) startPeer(c *peerwire.Conn, adopted bool) {
 
 func (s *Swarm) startPeerDir(c *peerwire.Conn, adopted, outgoing bool) {
 	addr := c.RemoteAddr()
+	var closing []*peerwire.Conn
+	defer func() { closeAll(closing) }()
 	s.mu.Lock()
 	reason := ""
 	switch {
 	case s.stopped || s.ctx == nil:
 		reason = "swarm not running"
-	case s.banned[addr.Addr()]:
+	case s.bans.banned(addr.Addr(), time.Now()):
 		reason = "banned"
-	case len(s.peers) >= s.cfg.MaxPeers:
-		reason = "too many peers"
 	case c.PeerID() == s.cfg.PeerID:
 		reason = "connected to ourselves"
+	case s.perIPLocked(addr.Addr()) >= maxPerIP:
+		reason = "too many connections from one address"
 	}
 	if reason == "" {
 		for q := range s.peers {
@@ -123,6 +129,9 @@ func (s *Swarm) startPeerDir(c *peerwire.Conn, adopted, outgoing bool) {
 				reason = "duplicate connection" // e.g. both sides dialled each other
 			}
 		}
+	}
+	if reason == "" && !s.roomLocked(&closing) {
+		reason = "too many peers"
 	}
 	if reason != "" {
 		if !s.stopped {
@@ -143,6 +152,7 @@ func (s *Swarm) startPeerDir(c *peerwire.Conn, adopted, outgoing bool) {
 		allowedFast: make(map[int]bool),
 		maxOut:      initOutstanding,
 		pexSent:     make(map[netip.AddrPort]bool),
+		lastPayload: time.Now(),
 		qsig:        make(chan struct{}, 1),
 		diskq:       make(chan blockRun, diskQ),
 		diskDone:    make(chan struct{}),
@@ -349,6 +359,7 @@ func (p *peer) serveUploads(reqs []peerwire.Message, buf *[]byte) error {
 	s.mu.Lock()
 	s.up += int64(total)
 	p.upBytes += int64(total)
+	p.lastPayload = time.Now()
 	s.mu.Unlock()
 	return nil
 }
@@ -430,27 +441,17 @@ func (p *peer) handle(m peerwire.Message) error {
 		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		// aria2 sends a fresh bitfield instead of 20 or more haves, any time:
-		// a later one only adds pieces.
-		p.gotHas = true
-		for i := range n {
-			if bf.Has(i) {
-				s.peerHasLocked(p, i)
-			}
-		}
-		return s.afterHasLocked(p)
+		// aria2 sends a fresh bitfield instead of 20 or more haves, any time: a later one
+		// only adds pieces. Only the bytes with new bits are looked at, so a repeated
+		// bitfield costs n/8 byte compares under the lock, and repeats that add nothing are
+		// a protocol error after a few.
+		return s.addHasLocked(p, bf.Bytes(), false)
 	case peerwire.HaveAll, peerwire.HaveNone:
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		// aria2 sends have_all once it completes, in place of its last haves;
-		// a late have_none adds nothing.
-		p.gotHas = true
-		if m.ID == peerwire.HaveAll {
-			for i := range n {
-				s.peerHasLocked(p, i)
-			}
-		}
-		return s.afterHasLocked(p)
+		// aria2 sends have_all once it completes, in place of its last haves; a late
+		// have_none adds nothing.
+		return s.addHasLocked(p, nil, m.ID == peerwire.HaveAll)
 	case peerwire.Request:
 		return p.onRequest(m)
 	case peerwire.Cancel:
@@ -547,6 +548,7 @@ func (p *peer) onPiece(m peerwire.Message) error {
 	}
 	s.dropRequestLocked(p, k)
 	p.lastBlock = time.Now()
+	p.lastPayload = p.lastBlock
 	idx, b := int(m.Index), int(m.Begin/blockSize)
 	ps := s.pieces[idx]
 	if ps == nil || ps.claimed[b] || ps.verifying || s.picker.Have(idx) {
@@ -626,6 +628,42 @@ func (p *peer) onExtended(m peerwire.Message) error {
 		}
 	}
 	return nil
+}
+
+// maxStaleHas is how many bitfield, have_all or have_none messages adding no piece a peer may
+// send after its first before it is dropped.
+const maxStaleHas = 8
+
+// addHasLocked records the pieces of a bitfield (wire form), or every piece when all is set,
+// as p's. A have_all after p has everything costs nothing.
+func (s *Swarm) addHasLocked(p *peer, bf []byte, all bool) error {
+	first := !p.gotHas
+	p.gotHas = true
+	have := p.has.Bytes()
+	added := 0
+	if all && p.hasCount < p.has.Len() {
+		for i := range p.has.Len() {
+			if !p.has.Has(i) {
+				s.peerHasLocked(p, i)
+				added++
+			}
+		}
+	}
+	for j, b := range bf {
+		nb := b &^ have[j]
+		for nb != 0 {
+			bit := bits.LeadingZeros8(nb)
+			nb &^= 0x80 >> bit
+			s.peerHasLocked(p, j*8+bit)
+			added++
+		}
+	}
+	if added == 0 && !first {
+		if p.staleHas++; p.staleHas > maxStaleHas {
+			return fmt.Errorf("%w: %d bitfields that add no piece", errProtocol, p.staleHas)
+		}
+	}
+	return s.afterHasLocked(p)
 }
 
 // peerHasLocked records that p has piece i.
@@ -811,6 +849,9 @@ func (s *Swarm) removePeer(p *peer) {
 	defer s.mu.Unlock()
 	p.removed = true
 	delete(s.peers, p)
+	if p.evicting {
+		s.evicting--
+	}
 	delete(s.known, p.addr)
 	for i := range s.layout.NumPieces() {
 		if p.has.Has(i) {

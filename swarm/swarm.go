@@ -130,9 +130,11 @@ type Swarm struct {
 	peers            map[*peer]struct{}
 	known            map[netip.AddrPort]bool // connected or being dialled
 	pending          []netip.AddrPort        // to dial
-	dialing          int
-	banned           map[netip.Addr]bool
-	strikes          map[netip.Addr]int
+	dialing          int                     // dials in progress
+	handshaking      int                     // incoming handshakes in progress
+	connecting       map[netip.Addr]int      // dials and incoming handshakes in progress, per IP
+	evicting         int                     // peers closed to make room, not yet removed
+	bans             banList
 	conns            []*peerwire.Conn // handed in before Run
 	running          bool             // Run has been called
 	stopped          bool             // Run is shutting down: start nothing new
@@ -147,8 +149,9 @@ type Swarm struct {
 	web              webState // web seeds (webseed.go)
 
 	// test hooks, set by tests in this package before Run
-	onRequest func(piece int)
-	onBan     func(netip.Addr)
+	onRequest  func(piece int)
+	onBan      func(netip.Addr)
+	evictAfter time.Duration // 0: evictIdle
 }
 
 // pieceState tracks the blocks of one piece being downloaded.
@@ -194,14 +197,14 @@ func New(cfg Config) (*Swarm, error) {
 	}
 	s := &Swarm{
 		cfg: cfg, log: log, layout: layout, store: store,
-		verifyCh: make(chan verifyJob, 64),
-		runSlots: make(chan struct{}, maxRuns),
-		wake:     make(chan struct{}, 1),
-		pieces:   make(map[int]*pieceState),
-		peers:    make(map[*peer]struct{}),
-		known:    make(map[netip.AddrPort]bool),
-		banned:   make(map[netip.Addr]bool),
-		strikes:  make(map[netip.Addr]int),
+		verifyCh:   make(chan verifyJob, 64),
+		runSlots:   make(chan struct{}, maxRuns),
+		wake:       make(chan struct{}, 1),
+		pieces:     make(map[int]*pieceState),
+		peers:      make(map[*peer]struct{}),
+		known:      make(map[netip.AddrPort]bool),
+		connecting: make(map[netip.Addr]int),
+		bans:       newBanList(),
 	}
 	wanted := s.wantedPieces()
 	s.picker = picker.New(layout.NumPieces(), wanted, cfg.Sequential, rand.Uint64())
@@ -224,6 +227,13 @@ func New(cfg Config) (*Swarm, error) {
 		}
 	}
 	s.opts = peerwire.Options{PeerID: cfg.PeerID, ExtHandshake: ext, Timeout: dialTimeout}
+	if cfg.Listener != nil {
+		// Dial from the address we listen on: the peers then see (and pass on) an address
+		// that answers, and per-address limits on their side count us once.
+		if ta, ok := cfg.Listener.Addr().(*net.TCPAddr); ok {
+			s.opts.LocalAddr = ta.AddrPort().Addr().Unmap()
+		}
+	}
 	return s, nil
 }
 
@@ -265,7 +275,7 @@ func (s *Swarm) AddPeer(addr netip.AddrPort) {
 	}
 	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
 	s.mu.Lock()
-	if !s.known[addr] && !s.banned[addr.Addr()] && len(s.pending) < maxPendingAddrs {
+	if !s.known[addr] && !s.bans.banned(addr.Addr(), time.Now()) && len(s.pending) < maxPendingAddrs {
 		s.known[addr] = true
 		s.pending = append(s.pending, addr)
 	}

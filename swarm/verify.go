@@ -5,6 +5,7 @@ import (
 	"crypto/sha1"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/magnetget/magnetget/internal/peerwire"
 )
@@ -71,14 +72,15 @@ func (s *Swarm) pieceChecked(i int, ok bool) {
 		if len(ps.contrib) == 1 {
 			strike = 2 // sole sender: certainly at fault
 		}
+		now := time.Now()
 		for ip := range ps.contrib {
-			s.strikes[ip] += strike
-			s.log.Info("piece failed verification", "piece", i, "peer", ip, "strikes", s.strikes[ip])
-			if s.strikes[ip] >= banStrikes && !s.banned[ip] {
-				s.banned[ip] = true
+			strikes, banned := s.bans.strike(ip, strike, now)
+			s.log.Info("piece failed verification", "piece", i, "peer", ip, "strikes", strikes)
+			if banned {
 				s.log.Warn("banning peer that sent bad data", "peer", ip)
+				key := senderKey(ip)
 				for p := range s.peers {
-					if p.addr.Addr() == ip {
+					if key.Contains(p.addr.Addr()) {
 						toClose = append(toClose, p.c)
 					}
 				}
@@ -101,15 +103,12 @@ func (s *Swarm) pieceChecked(i int, ok bool) {
 	}
 }
 
-// Banned returns the addresses banned for sending data that failed verification.
+// Banned returns the senders banned now for sending data that failed verification: IPv4
+// addresses, and for IPv6 the first address of each banned /64.
 func (s *Swarm) Banned() []netip.Addr {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]netip.Addr, 0, len(s.banned))
-	for ip := range s.banned {
-		out = append(out, ip)
-	}
-	return out
+	return s.bans.list(time.Now())
 }
 
 func sha1Sum(b []byte) [20]byte { return sha1.Sum(b) }

@@ -1,6 +1,7 @@
 package torrentfile
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -60,6 +61,10 @@ func Parse(data []byte) (*metainfo.MetaInfo, error) {
 	if len(data) > MaxFileSize {
 		return nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, MaxFileSize)
 	}
+	// Whitespace after the dictionary (an editor's or `echo >>`'s final
+	// newline, a CRLF from a download) is not part of the torrent: other
+	// clients accept it, and so do we. Anything else after it is refused.
+	data = bytes.TrimRight(data, " \t\r\n")
 	if err := checkDict(data, "file"); err != nil {
 		return nil, err
 	}

@@ -55,7 +55,7 @@ func TestParseRejectsMalformed(t *testing.T) {
 		{"html", []byte("<html>"), "not a bencoded dictionary", ErrInvalid},
 		{"list", []byte("le"), "not a bencoded dictionary", ErrInvalid},
 		{"truncated", []byte("d4:infod4:name"), "unexpected end", ErrInvalid},
-		{"trailing", append(enc(t, withInfo(func(map[string]any) {})), '\n'), "trailing garbage", ErrInvalid},
+		{"trailing", append(enc(t, withInfo(func(map[string]any) {})), "\nx"...), "trailing garbage", ErrInvalid},
 		{"huge string", []byte("d4:info99999999999:x"), "longer than the data", ErrInvalid},
 		{"leading zero", []byte("d04:infoe"), "leading zero", ErrInvalid},
 		{"bad int", []byte("d1:ai-0ee"), "bad integer", ErrInvalid},
@@ -312,5 +312,25 @@ func TestParseDeepPathIsLinear(t *testing.T) {
 	})))
 	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "appears twice") || len(err.Error()) > 400 {
 		t.Errorf("duplicate deep path: %v", err)
+	}
+}
+
+// TestParseAcceptsTrailingNewline: a .torrent with a final newline (an
+// editor's, `echo >>`'s, a CRLF download's) is the same torrent.
+func TestParseAcceptsTrailingNewline(t *testing.T) {
+	data := enc(t, withInfo(func(map[string]any) {}))
+	want, err := Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tail := range []string{"\n", "\r\n", " \n\n"} {
+		mi, err := Parse(append(bytes.Clone(data), tail...))
+		if err != nil {
+			t.Errorf("%q after the dictionary: %v", tail, err)
+			continue
+		}
+		if mi.HashInfoBytes() != want.HashInfoBytes() {
+			t.Errorf("%q after the dictionary changed the infohash", tail)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package wan
 import (
 	"context"
 	"crypto/sha1"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
@@ -16,12 +17,14 @@ import (
 	"github.com/magnetget/magnetget/dht"
 	"github.com/magnetget/magnetget/dht/dhttest"
 	"github.com/magnetget/magnetget/internal/netem"
+	"github.com/magnetget/magnetget/internal/realclient"
 	"github.com/magnetget/magnetget/metadata"
 	"github.com/magnetget/magnetget/metadata/metadatatest"
 )
 
-// Start modes of BenchmarkDHTStart, in the order each round runs them.
-var startModes = []string{"cold", "warm", "cold-nowait"}
+// Start modes of BenchmarkDHTStart, in the order each round runs them; "libtorrent" is a cold
+// python3-libtorrent metadata fetch from the same entry node, when it is installed.
+var startModes = []string{"cold", "warm", "cold-nowait", "libtorrent"}
 
 // clientLink is the access-link index every client uses, so that all runs see the same client
 // delay; seeder links use seederLink+k. Both are far above any node index.
@@ -37,11 +40,22 @@ type startResult struct {
 
 // BenchmarkDHTStart measures the time from a client's start to its first peer and to the info
 // dict, cold and warm, under the healthy and the mainline profile. Knobs: WAN_NODES (live DHT
-// nodes, default 100), WAN_ROUNDS (runs per mode, default 3), WAN_META_SEEDERS (default 2).
+// nodes, default 100), WAN_ROUNDS (runs per mode, default 3), WAN_META_SEEDERS (default 2),
+// WAN_LIBTORRENT (0: leave libtorrent out).
 func BenchmarkDHTStart(b *testing.B) {
 	nodesN := envInt(b, "WAN_NODES", 100)
 	rounds := max(1, envInt(b, "WAN_ROUNDS", 3))
 	seedersN := max(1, envInt(b, "WAN_META_SEEDERS", 2))
+	withLT := envInt(b, "WAN_LIBTORRENT", 1) != 0
+	if withLT {
+		if err := realclient.LibtorrentAvailable(); err != nil {
+			if os.Getenv("CI") == "true" {
+				b.Fatalf("libtorrent: %v", err)
+			}
+			b.Logf("leaving libtorrent out: %v", err)
+			withLT = false
+		}
+	}
 	for pi, p := range []dhttest.Profile{dhttest.Healthy, dhttest.Mainline} {
 		b.Run("profile="+p.Name, func(b *testing.B) {
 			nodes := dhttest.NetworkProfile(b, nodesN, p)
@@ -49,12 +63,22 @@ func BenchmarkDHTStart(b *testing.B) {
 			ih := sha1.Sum(info)
 			announceSeeders(b, p, nodes, info, seedersN)
 			entry := nodes[0].Addr()
+			logLoad(b)
 
 			results := map[string][]startResult{}
 			run := 0
 			for r := range rounds {
 				state := filepath.Join(b.TempDir(), "routing.db")
 				for _, mode := range startModes {
+					if mode == "libtorrent" {
+						if withLT {
+							res := runLibtorrent(ipOf(245, run), entry, ih)
+							run++
+							results[mode] = append(results[mode], res)
+							b.Logf("%s round %d %-11s metadata %7.1f ms (python start included) %v", p.Name, r, mode, ms(res.meta), errText(res.err))
+						}
+						continue
+					}
 					sf := ""
 					switch mode {
 					case "cold":
@@ -72,6 +96,9 @@ func BenchmarkDHTStart(b *testing.B) {
 				}
 			}
 			for _, mode := range startModes {
+				if len(results[mode]) == 0 {
+					continue
+				}
 				b.Run("start="+mode, func(b *testing.B) {
 					var fp, mt []time.Duration
 					fails := 0
@@ -82,7 +109,9 @@ func BenchmarkDHTStart(b *testing.B) {
 						}
 						fp, mt = append(fp, r.firstPeer), append(mt, r.meta)
 					}
-					b.ReportMetric(ms(median(fp)), "firstpeer-ms")
+					if mode != "libtorrent" { // lt.py reports no first peer
+						b.ReportMetric(ms(median(fp)), "firstpeer-ms")
+					}
 					b.ReportMetric(ms(median(mt)), "meta-ms")
 					b.ReportMetric(float64(fails), "failed")
 				})
@@ -200,6 +229,29 @@ func runClient(p dhttest.Profile, ip netip.Addr, entry netip.AddrPort, stateFile
 		return startResult{firstPeer: first, err: fmt.Errorf("fetch: %w", err)}
 	}
 	return startResult{firstPeer: first, meta: meta}
+}
+
+// runLibtorrent fetches ih's info dict with a cold python3-libtorrent (a read-only DHT node,
+// TCP only) bootstrapped from entry, and returns its own measure: process start to metadata.
+// Its UDP socket is not behind the client's access link (it lives in another process), so under
+// the mainline profile its DHT round trips are shorter than magnetget's by up to 2 × the client
+// link's delay; its TCP to the seeders crosses the same links.
+func runLibtorrent(ip netip.Addr, entry netip.AddrPort, ih [20]byte) startResult {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dir, err := os.MkdirTemp("", "magnetget-wan-lt-")
+	if err != nil {
+		return startResult{err: err}
+	}
+	defer os.RemoveAll(dir)
+	r, err := realclient.LibtorrentDownload(ctx, realclient.DownloadConfig{
+		Magnet: "magnet:?xt=urn:btih:" + hex.EncodeToString(ih[:]), Dir: dir, MetadataOnly: true,
+		Bootstrap: []netip.AddrPort{entry}, IP: ip, MaxLifetime: time.Minute,
+	})
+	if err != nil {
+		return startResult{err: err}
+	}
+	return startResult{meta: r.Metadata}
 }
 
 func copyFile(from, to string) error {

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -58,7 +59,7 @@ func BenchmarkWANDownload(b *testing.B) {
 	size := int64(*wanMiB) << 20
 	rounds := max(1, envInt(b, "WAN_DL_ROUNDS", 1))
 	clients := map[string]bool{}
-	for _, c := range splitList(*wanClients) {
+	for _, c := range strings.FieldsFunc(*wanClients, func(r rune) bool { return r == ',' || r == ' ' }) {
 		clients[c] = true
 	}
 	if clients["libtorrent"] {
@@ -91,6 +92,7 @@ func BenchmarkWANDownload(b *testing.B) {
 				addrs = append(addrs, s.addr)
 			}
 			ideal := wc.ideal(size)
+			logLoad(b)
 			times := map[string][]time.Duration{}
 			for r := range rounds {
 				for _, client := range []string{"magnetget", "libtorrent"} {
@@ -214,20 +216,4 @@ func downloadLibtorrent(pl *realclient.Payload, peers []netip.AddrPort, dir stri
 		return 0, errors.New("libtorrent reported no transfer time")
 	}
 	return r.Total - r.Metadata, nil
-}
-
-func splitList(s string) []string {
-	var out []string
-	cur := ""
-	for _, r := range s + "," {
-		if r == ',' || r == ' ' {
-			if cur != "" {
-				out = append(out, cur)
-			}
-			cur = ""
-			continue
-		}
-		cur += string(r)
-	}
-	return out
 }

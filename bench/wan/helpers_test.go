@@ -4,12 +4,13 @@ import (
 	"context"
 	"crypto/sha1"
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -154,9 +155,10 @@ func ipOf(a, i int) netip.Addr {
 	return netip.AddrFrom4([4]byte{127, 0, byte(a + i/250), byte(1 + i%250)})
 }
 
-func fmtEff(e float64) string {
-	if e == 0 {
-		return "-"
+// logLoad notes the machine's load average: these benchmarks share the CPU with whatever else
+// runs, and a loaded machine shows in every figure (the no-delay control case first).
+func logLoad(b *testing.B) {
+	if l, err := os.ReadFile("/proc/loadavg"); err == nil {
+		b.Logf("load average %s (%d CPUs)", strings.TrimSpace(string(l)), runtime.NumCPU())
 	}
-	return fmt.Sprintf("%.2f", e)
 }

@@ -99,6 +99,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			createCommand(),
 			crawlCommand(),
 			completionCommand(),
+			manCommand(),
 		},
 	}
 	var setUsage func([]*cli.Command)

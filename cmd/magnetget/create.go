@@ -1,11 +1,11 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,6 +43,9 @@ func createCommand() *cli.Command {
 			}
 			ih := mi.HashInfoBytes()
 			fmt.Fprintf(c.App.ErrWriter, "wrote %s\n", esc(path))
+			if c.Bool("verbose") {
+				describeTorrent(c.App.ErrWriter, mi)
+			}
 			fmt.Fprintln(c.App.Writer, magnetFor(mi, ih, nil))
 			return nil
 		},
@@ -66,7 +69,10 @@ func makeTorrent(c *cli.Context, root string) (*metainfo.MetaInfo, string, error
 	}
 	if !c.Bool("force") {
 		if _, err := os.Stat(out); err == nil {
-			return nil, "", fmt.Errorf("%s exists (use --force to overwrite)", out)
+			if c.Command != nil && c.Command.Name == "seed" {
+				return nil, "", usageError("%s exists: to seed it, magnetget seed --torrent %s %s (or --force to make it again)", out, out, root)
+			}
+			return nil, "", usageError("%s exists (use --force to overwrite, or -o another name)", out)
 		}
 	}
 	ev := newEvents(io.Discard, c.App.ErrWriter, false)
@@ -87,6 +93,7 @@ func makeTorrent(c *cli.Context, root string) (*metainfo.MetaInfo, string, error
 			fmt.Fprintln(c.App.ErrWriter)
 		}
 	}
+	start := time.Now()
 	mi, err := torrentfile.Create(c.Context, abs, torrentfile.Options{
 		PieceLength: pl, Comment: c.String("comment"), Trackers: c.StringSlice("tracker"),
 		WebSeeds: c.StringSlice("web-seed"), Progress: progress,
@@ -96,6 +103,12 @@ func makeTorrent(c *cli.Context, root string) (*metainfo.MetaInfo, string, error
 	}
 	if err := writeFileAtomic(out, func(w io.Writer) error { return torrentfile.Write(w, mi) }); err != nil {
 		return nil, "", err
+	}
+	if c.Bool("verbose") {
+		if info, err := mi.UnmarshalInfo(); err == nil {
+			took := time.Since(start)
+			fmt.Fprintf(c.App.ErrWriter, "hashed %s in %s (%s/s)\n", humanBytes(info.TotalLength()), roundDur(took), humanBytes(int64(rate(info.TotalLength(), took))))
+		}
 	}
 	return mi, out, nil
 }
@@ -134,4 +147,37 @@ func magnetFor(mi *metainfo.MetaInfo, ih [20]byte, peers []string) string {
 	return m.String()
 }
 
-var _ = context.Background
+// describeTorrent prints what create -v shows: the figures a user checks
+// before publishing a magnet.
+func describeTorrent(w io.Writer, mi *metainfo.MetaInfo) {
+	info, err := mi.UnmarshalInfo()
+	if err != nil {
+		return
+	}
+	ih := mi.HashInfoBytes()
+	files := info.UpvertedFiles()
+	fmt.Fprintf(w, "  infohash:     %x\n  name:         %s\n  total size:   %s (%d bytes)\n  piece length: %s (%d pieces)\n  files:        %d\n",
+		ih, esc(info.BestName()), humanBytes(info.TotalLength()), info.TotalLength(), humanBytes(info.PieceLength), info.NumPieces(), len(files))
+	for i, f := range files {
+		if i == 20 {
+			fmt.Fprintf(w, "    ... and %d more\n", len(files)-i)
+			break
+		}
+		p := info.BestName()
+		if len(info.Files) > 0 {
+			p = strings.Join(f.BestPath(), "/")
+		}
+		fmt.Fprintf(w, "    %5d  %12d  %s\n", i, f.Length, esc(p))
+	}
+	for _, tr := range mi.UpvertedAnnounceList() {
+		for _, u := range tr {
+			fmt.Fprintf(w, "  tracker:      %s\n", esc(u))
+		}
+	}
+	for _, u := range mi.UrlList {
+		fmt.Fprintf(w, "  web seed:     %s\n", esc(u))
+	}
+	if mi.Comment != "" {
+		fmt.Fprintf(w, "  comment:      %s\n", esc(mi.Comment))
+	}
+}

@@ -23,11 +23,11 @@ import (
 
 func dhtFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringSliceFlag{Name: "listen", Aliases: []string{"l"}, Usage: "listen address (multiaddr or IP:PORT), repeatable: /udp/ is a DHT socket, /tcp/ the peer listener; one alone implies the other on the same IP and port (default /ip4/0.0.0.0/udp/6881 and /ip6/::/udp/6881)"},
-		&cli.StringSliceFlag{Name: "bootstrap", Aliases: []string{"b"}, Usage: "bootstrap node, repeatable: HOST:PORT or a multiaddr such as /ip4/127.0.0.1/udp/6881 (default: the embedded list)"},
-		&cli.PathFlag{Name: "bootstrap-file", Usage: "file of bootstrap nodes (HOST:PORT or multiaddr), one a line, # comments"},
-		&cli.PathFlag{Name: "data-dir", Usage: "where routing.db is kept (default $XDG_DATA_HOME/magnetget)"},
-		&cli.Float64Flag{Name: "dht-rate", Value: 250, Usage: "outgoing DHT packets per second, per socket (negative: unlimited)"},
+		&cli.StringSliceFlag{Name: "listen", Aliases: []string{"l"}, EnvVars: []string{"MAGNETGET_LISTEN"}, Usage: "listen address (multiaddr or IP:PORT), repeatable: /udp/ is a DHT socket, /tcp/ the peer listener; one alone implies the other on the same IP and port (default /ip4/0.0.0.0/udp/6881 and /ip6/::/udp/6881)"},
+		&cli.StringSliceFlag{Name: "bootstrap", Aliases: []string{"b"}, EnvVars: []string{"MAGNETGET_BOOTSTRAP"}, Usage: "bootstrap node, repeatable: HOST:PORT or a multiaddr such as /ip4/127.0.0.1/udp/6881 (default: the embedded list)"},
+		&cli.PathFlag{Name: "bootstrap-file", EnvVars: []string{"MAGNETGET_BOOTSTRAP_FILE"}, Usage: "file of bootstrap nodes (HOST:PORT or multiaddr), one a line, # comments"},
+		&cli.PathFlag{Name: "data-dir", EnvVars: []string{"MAGNETGET_DATA_DIR"}, Usage: "where routing.db is kept (default $XDG_DATA_HOME/magnetget)"},
+		&cli.Float64Flag{Name: "dht-rate", Value: 250, EnvVars: []string{"MAGNETGET_DHT_RATE"}, Usage: "outgoing DHT packets per second, per socket (negative: unlimited)"},
 	}
 }
 

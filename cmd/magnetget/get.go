@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,22 +28,24 @@ import (
 	"github.com/magnetget/magnetget/magnet"
 	"github.com/magnetget/magnetget/metadata"
 	"github.com/magnetget/magnetget/swarm"
+	"github.com/magnetget/magnetget/swarm/storage"
 	"github.com/magnetget/magnetget/torrentfile"
 )
 
 func getFlags() []cli.Flag {
 	return append(append(dhtFlags(), logFlags()...),
-		&cli.PathFlag{Name: "output", Aliases: []string{"o"}, Value: ".", Usage: "download into this directory"},
+		&cli.PathFlag{Name: "output", Aliases: []string{"o"}, Value: ".", EnvVars: []string{"MAGNETGET_OUTPUT_DIR"}, Usage: "download into this directory"},
 		&cli.StringFlag{Name: "select", Usage: "only these files: indexes (0,2,4-6) or globs (*.mkv), comma-separated"},
 		&cli.BoolFlag{Name: "sequential", Usage: "fetch pieces in order (for streaming)"},
 		&cli.BoolFlag{Name: "seed", Usage: "keep seeding after the download completes"},
 		&cli.Float64Flag{Name: "seed-ratio", Usage: "with --seed: stop at this upload/download ratio (0: no limit)"},
 		&cli.DurationFlag{Name: "seed-time", Usage: "with --seed: stop after seeding this long (0: no limit)"},
-		&cli.IntFlag{Name: "max-peers", Value: 50, Usage: "most peer connections at once"},
-		&cli.StringFlag{Name: "download-limit", Usage: "bytes per second, e.g. 2M (0: unlimited)"},
-		&cli.StringFlag{Name: "upload-limit", Usage: "bytes per second, e.g. 500K (0: unlimited)"},
+		&cli.IntFlag{Name: "max-peers", Value: 50, EnvVars: []string{"MAGNETGET_MAX_PEERS"}, Usage: "most peer connections at once"},
+		&cli.StringFlag{Name: "download-limit", EnvVars: []string{"MAGNETGET_DOWNLOAD_LIMIT"}, Usage: "bytes per second, e.g. 2M (0: unlimited)"},
+		&cli.StringFlag{Name: "upload-limit", EnvVars: []string{"MAGNETGET_UPLOAD_LIMIT"}, Usage: "bytes per second, e.g. 500K (0: unlimited)"},
 		&cli.BoolFlag{Name: "json", Usage: "NDJSON progress events on stdout"},
 		&cli.IntFlag{Name: "max-metadata-size", Value: 16 << 20, Usage: "refuse info dicts larger than this many bytes"},
+		&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "overwrite files in the way that this download did not write"},
 		&cli.DurationFlag{Name: "timeout", Usage: "give up when no metadata arrives, or no data is verified, for this long (0: keep trying)"},
 	)
 }
@@ -276,10 +279,18 @@ func getAction(c *cli.Context) (err error) {
 	peerID := newPeerID()
 	out := c.Path("output")
 
-	// TODO(storage.LoadInfo): when main brings storage.LoadInfo(dir, ih),
-	// take the info dict kept with an earlier download of this infohash in
-	// out here, so a rerun never refetches metadata and --seed works offline:
-	//	if t.info == nil { if info, err := storage.LoadInfo(out, t.ih); err == nil { t.info = info } }
+	// A download into out keeps its info dict beside its resume state: a
+	// rerun never asks peers for metadata again, and --seed on a finished
+	// copy works offline. A damaged copy is only a warning: fetch again.
+	if t.info == nil {
+		switch info, err := storage.LoadInfo(out, t.ih); {
+		case err == nil:
+			t.info = info
+			log.Info("metadata from the earlier download", "dir", out)
+		case errors.Is(err, storage.ErrDamaged):
+			log.Warn("ignoring the kept metadata; fetching it again", "err", err)
+		}
+	}
 
 	direct := resolvePeers(ctx, t.peers, log)
 	var conns []*peerwire.Conn
@@ -336,7 +347,7 @@ func getAction(c *cli.Context) (err error) {
 		InfoHash: t.ih, Info: t.info, Dir: out, Select: sel, Sequential: c.Bool("sequential"),
 		PeerID: peerID, Listener: ln, MaxPeers: c.Int("max-peers"), DownloadLimit: down, UploadLimit: up,
 		Seed: c.Bool("seed"), SeedRatio: c.Float64("seed-ratio"), SeedTime: c.Duration("seed-time"),
-		Logger: log, OnProgress: func(p swarm.Progress) {
+		Force: c.Bool("force"), Logger: log, OnProgress: func(p swarm.Progress) {
 			// Called outside the swarm's lock, so asking it for figures is safe.
 			if s := swp.Load(); s != nil {
 				ev.peerStats(s.PeerStats())
@@ -383,6 +394,11 @@ func getAction(c *cli.Context) (err error) {
 	wg.Wait()
 	if err == nil {
 		ev.partial(partialFiles(&info, sel))
+		// The resume file stays on purpose: it holds which pieces are
+		// verified (and, with the storage work, the info dict), so a rerun,
+		// another --select or --seed starts at once, offline, without
+		// rehashing or refetching. Deleting it only costs that.
+		log.Info("kept the resume state for reruns and --seed", "file", filepath.Join(out, storage.ResumeName(t.ih)))
 	}
 	if err != nil {
 		if errors.Is(err, context.Canceled) && ctx.Err() != nil {

@@ -589,3 +589,272 @@ func TestMetricNames(t *testing.T) {
 		t.Errorf("/metrics:\n%s", body)
 	}
 }
+
+// TestProgressOnA40ColumnTerminal downloads through a real pseudo-terminal
+// 40 columns wide: no line the bar draws reaches the last column, and the
+// summary ends the output.
+func TestProgressOnA40ColumnTerminal(t *testing.T) {
+	base := t.TempDir()
+	content := filepath.Join(base, "one.bin")
+	os.WriteFile(content, randBytes(3<<20), 0o644)
+	seed := startIn(t, args("seed", content, "--print-peer", "-o", filepath.Join(base, "t.torrent"),
+		"--listen", "/ip4/127.0.240.35/tcp/0", offline(t))...)
+	var mag string
+	waitFor(t, 30*time.Second, "the magnet", func() bool {
+		for _, l := range lines(seed.stdout.String()) {
+			if strings.HasPrefix(l, "magnet:?") {
+				mag = l
+				return true
+			}
+		}
+		return false
+	})
+	term, screen := openPTY(t, 40)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var stdout clitest.SyncBuffer
+	code := run(ctx, args("magnetget", "get", mag, "--download-limit", "1M", "-o", filepath.Join(base, "dl"), offline(t)), &stdout, term)
+	if code != 0 {
+		t.Fatalf("exit %d\n%q", code, screen.String())
+	}
+	waitFor(t, 5*time.Second, "the summary on the terminal", func() bool { return strings.Contains(screen.String(), "done: ") })
+	bars := 0
+	for _, seg := range regexp.MustCompile(`\r\n|\r|\n`).Split(screen.String(), -1) {
+		seg = strings.ReplaceAll(seg, "\x1b[K", "")
+		if strings.HasPrefix(seg, "[") {
+			bars++
+		}
+		if strings.HasPrefix(seg, "done: ") || strings.HasPrefix(seg, "downloading ") || strings.HasPrefix(seg, "fetching ") || strings.HasPrefix(seg, "magnetget: ") {
+			continue // whole sentences: the terminal may wrap them once
+		}
+		if n := utf8.RuneCountInString(seg); n >= 40 {
+			t.Errorf("a %d-column line on a 40-column terminal: %q", n, seg)
+		}
+	}
+	if bars < 2 {
+		t.Errorf("%d bars drawn; want the bar redrawn in place:\n%q", bars, screen.String())
+	}
+}
+
+// TestMetaStdoutRefusesTerminal: -o - does not pour a binary .torrent
+// onto a terminal.
+func TestMetaStdoutRefusesTerminal(t *testing.T) {
+	term, _ := openPTY(t, 80)
+	var stderr clitest.SyncBuffer
+	code := run(context.Background(), args("magnetget", "meta", "-o", "-", "0123456789abcdef0123456789abcdef01234567", offline(t)), term, &stderr)
+	if code != 2 || !strings.Contains(stderr.String(), "binary .torrent to the terminal") {
+		t.Fatalf("exit %d\n%s", code, stderr.String())
+	}
+}
+
+// TestMetaNamesTheFileItCannotWrite: an unwritable directory is reported
+// with the .torrent the user asked for, not our temporary file.
+func TestMetaNamesTheFileItCannotWrite(t *testing.T) {
+	// The target's parent is a file, so even root cannot write there.
+	base := t.TempDir()
+	content := filepath.Join(base, "one.bin")
+	os.WriteFile(content, randBytes(1000), 0o644)
+	seed := startIn(t, args("seed", content, "--print-peer", "-o", filepath.Join(base, "t.torrent"),
+		"--listen", "/ip4/127.0.240.36/tcp/0", offline(t))...)
+	var mag string
+	waitFor(t, 30*time.Second, "the magnet", func() bool {
+		for _, l := range lines(seed.stdout.String()) {
+			if strings.HasPrefix(l, "magnet:?") {
+				mag = l
+				return true
+			}
+		}
+		return false
+	})
+	blocker := filepath.Join(base, "notadir")
+	os.WriteFile(blocker, nil, 0o644)
+	target := filepath.Join(blocker, "x.torrent")
+	r := runIn(t, 30*time.Second, args("meta", mag, "-o", target, "--timeout", "20s", offline(t))...)
+	if r.code != 1 || !strings.Contains(r.stdout, "cannot write "+target+": ") || strings.Contains(r.stdout, ".magnetget-") {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestFromErrorsNameTheLine: a bad line in --from is reported with its
+// file and line number; the good lines still run.
+func TestFromErrorsNameTheLine(t *testing.T) {
+	list := filepath.Join(t.TempDir(), "list.txt")
+	os.WriteFile(list, []byte("# batch\n0123456789abcdef0123456789abcdef01234567\nnot-a-magnet\n"), 0o644)
+	r := runIn(t, 30*time.Second, args("meta", "--from", list, "--timeout", "300ms", "-o", filepath.Join(t.TempDir(), "{infohash}.torrent"), offline(t))...)
+	if r.code != 1 || !strings.Contains(r.stdout, "FAIL not-a-magnet "+list+" line 3: ") || !strings.Contains(r.stdout, "FAIL 0123456789abcdef0123456789abcdef01234567 no metadata within 300ms") {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestTorrentWithTrailingNewlineIsAccepted: `get x.torrent` where the file
+// ends in a newline starts the download instead of refusing the file.
+func TestTorrentWithTrailingNewlineIsAccepted(t *testing.T) {
+	base := t.TempDir()
+	content := filepath.Join(base, "one.bin")
+	os.WriteFile(content, randBytes(1000), 0o644)
+	tf := filepath.Join(base, "one.torrent")
+	if r := runIn(t, 30*time.Second, "create", content, "-o", tf); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	f, _ := os.OpenFile(tf, os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString("\r\n")
+	f.Close()
+	r := runIn(t, 30*time.Second, args("get", tf, "--timeout", "300ms", "-o", filepath.Join(base, "dl"), offline(t))...)
+	if !strings.Contains(r.stderr, "downloading one.bin") || strings.Contains(r.stderr, "trailing") {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+// TestRerunAndSeedNeedNoPeers: once a magnet is downloaded, a rerun and
+// get --seed start from the metadata kept with the download, with no
+// peer anywhere, and seed DIR with an existing DIR.torrent names the
+// command that seeds it.
+func TestRerunAndSeedNeedNoPeers(t *testing.T) {
+	base := t.TempDir()
+	content := filepath.Join(base, "one.bin")
+	os.WriteFile(content, randBytes(300_000), 0o644)
+	seed := startIn(t, args("seed", content, "--print-peer", "-o", filepath.Join(base, "one.bin.torrent"),
+		"--listen", "/ip4/127.0.240.37/tcp/0", offline(t))...)
+	var mag string
+	waitFor(t, 30*time.Second, "the magnet", func() bool {
+		for _, l := range lines(seed.stdout.String()) {
+			if strings.HasPrefix(l, "magnet:?") {
+				mag = l
+				return true
+			}
+		}
+		return false
+	})
+	out := filepath.Join(base, "dl")
+	if r := runIn(t, 60*time.Second, args("get", mag, "-o", out, offline(t))...); r.code != 0 {
+		t.Fatalf("first get: exit %d\n%s", r.code, r.stderr)
+	}
+	seed.cancel()
+	seed.wait(t, 15*time.Second)
+
+	r := runIn(t, 30*time.Second, args("get", mag, "--timeout", "5s", "-o", out, offline(t))...)
+	if r.code != 0 || strings.Contains(r.stderr, "fetching metadata") || !strings.Contains(r.stderr, "every piece verified") {
+		t.Fatalf("rerun with no peer: exit %d\n%s", r.code, r.stderr)
+	}
+	r = runIn(t, 30*time.Second, args("get", mag, "--seed", "--seed-time", "1s", "-o", out, offline(t))...)
+	if r.code != 0 || strings.Contains(r.stderr, "fetching metadata") {
+		t.Fatalf("get --seed with no peer: exit %d\n%s", r.code, r.stderr)
+	}
+
+	r = runIn(t, 30*time.Second, args("seed", content, "-o", filepath.Join(base, "one.bin.torrent"), offline(t))...)
+	if r.code != 2 || !strings.Contains(r.stderr, "seed --torrent "+filepath.Join(base, "one.bin.torrent")) {
+		t.Fatalf("seed over an existing .torrent: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+// TestCLIDocIsCurrent: doc/cli.md is what `magnetget man --markdown` prints
+// from today's flags. After changing a flag, regenerate it:
+//
+//	go run ./cmd/magnetget man --markdown > doc/cli.md
+func TestCLIDocIsCurrent(t *testing.T) {
+	want, err := manPage(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile("../../doc/cli.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != want {
+		t.Fatal("doc/cli.md is out of date: go run ./cmd/magnetget man --markdown > doc/cli.md")
+	}
+	man := runIn(t, 10*time.Second, "man")
+	if man.code != 0 || !strings.Contains(man.stdout, ".SH NAME") || !strings.Contains(man.stdout, "seed") {
+		t.Fatalf("magnetget man: exit %d\n%.300s", man.code, man.stdout)
+	}
+}
+
+// TestEnvironmentSetsDefaults: MAGNETGET_* variables set the common flags
+// and --help lists them; the command line still wins.
+func TestEnvironmentSetsDefaults(t *testing.T) {
+	help := runIn(t, 10*time.Second, "get", "--help")
+	for _, v := range []string{"$MAGNETGET_DATA_DIR", "$MAGNETGET_BOOTSTRAP", "$MAGNETGET_LISTEN", "$MAGNETGET_OUTPUT_DIR", "$MAGNETGET_DOWNLOAD_LIMIT"} {
+		if !strings.Contains(help.stdout, v) {
+			t.Errorf("get --help does not list %s", v)
+		}
+	}
+	nodes := dhttest.Network(t, 8)
+	ih := randomIH(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := nodes[2].Announce(ctx, ih, 51413); err != nil {
+		t.Fatal(err)
+	}
+	data := t.TempDir()
+	t.Setenv("MAGNETGET_BOOTSTRAP", nodes[0].Addr().String())
+	t.Setenv("MAGNETGET_DATA_DIR", data)
+	t.Setenv("MAGNETGET_LISTEN", "127.0.201.20:0")
+	r := runIn(t, 60*time.Second, "lookup", "--timeout", "20s", hex.EncodeToString(ih[:]))
+	if r.code != 0 || !strings.Contains(r.stdout, "/tcp/51413") {
+		t.Fatalf("lookup configured by the environment: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(data, "routing.db")); err != nil {
+		t.Errorf("MAGNETGET_DATA_DIR not used: %v", err)
+	}
+	// A flag wins over the variable.
+	r = runIn(t, 30*time.Second, "lookup", "--bootstrap-file", "/dev/null", "--bootstrap", "", "--data-dir", t.TempDir(), "--timeout", "2s", hex.EncodeToString(ih[:]))
+	if r.code == 0 {
+		t.Errorf("--bootstrap on the command line did not override MAGNETGET_BOOTSTRAP")
+	}
+}
+
+// TestCompletionScripts: each shell's script is printed and names the
+// binary's own completion flag.
+func TestCompletionScripts(t *testing.T) {
+	for _, sh := range []string{"bash", "zsh", "fish"} {
+		r := runIn(t, 10*time.Second, "completion", sh)
+		if r.code != 0 || !strings.Contains(r.stdout, "magnetget") {
+			t.Errorf("completion %s: exit %d\n%s", sh, r.code, r.stderr)
+		}
+	}
+	// urfave/cli reads the word being completed from os.Args: the binary.
+	r := runBin(t, 10*time.Second, "seed", "--li", "--generate-bash-completion")
+	if r.code != 0 || !strings.Contains(r.stdout, "--listen") {
+		t.Errorf("completing seed --li: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	r = runBin(t, 10*time.Second, "--generate-bash-completion")
+	if r.code != 0 || !strings.Contains(r.stdout, "meta") || !strings.Contains(r.stdout, "seed") {
+		t.Errorf("completing a command: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestCreateVerbose: create -v shows what was made, not only the path.
+func TestCreateVerbose(t *testing.T) {
+	base := t.TempDir()
+	root := filepath.Join(base, "tree")
+	writeTree(t, root)
+	quiet := runIn(t, 30*time.Second, "create", root, "-o", filepath.Join(base, "q.torrent"))
+	loud := runIn(t, 30*time.Second, "create", "-v", root, "-o", filepath.Join(base, "v.torrent"), "--tracker", "http://127.0.0.1:1/announce")
+	if quiet.code != 0 || loud.code != 0 || len(lines(loud.stderr)) <= len(lines(quiet.stderr)) {
+		t.Fatalf("create -v prints no more than create:\n%s\n---\n%s", quiet.stderr, loud.stderr)
+	}
+	for _, want := range []string{"infohash:", "piece length:", "files:        5", "sub/deep/d.data", "tracker:      http://127.0.0.1:1/announce", "hashed "} {
+		if !strings.Contains(loud.stderr, want) {
+			t.Errorf("create -v lacks %q:\n%s", want, loud.stderr)
+		}
+	}
+}
+
+// TestUserMessage: errors wrapped layer by layer read as one sentence.
+func TestUserMessage(t *testing.T) {
+	inner := errors.New("storage: write a.bin: no space left on device")
+	cases := map[error]string{
+		fmt.Errorf("swarm: storage error: %w", inner):                       "write a.bin: no space left on device",
+		fmt.Errorf("metadata: %w", errors.New("metadata: no peer gave it")): "no peer gave it",
+		errors.New("first line\nsecond line"):                               "first line",
+		errors.New("load torrent x.torrent: invalid torrent: empty file"):   "load torrent x.torrent: invalid torrent: empty file",
+		errors.New("dht: bootstrap: dht: no node responded"):                "bootstrap: no node responded",
+		errors.New("name \x1b[2J"):                                          `name \x1b[2J`,
+		errors.New("storage"):                                               "storage",
+	}
+	for err, want := range cases {
+		if got := userMessage(err); got != want {
+			t.Errorf("userMessage(%q) = %q, want %q", err, got, want)
+		}
+	}
+}

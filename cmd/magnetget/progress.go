@@ -402,24 +402,37 @@ func renderBar(p swarm.Progress, width int) string {
 	if width <= 0 {
 		return join(fields)
 	}
+	drop := func(fs []field) []field {
+		low := 0
+		for i, f := range fs {
+			if f.prio < fs[low].prio {
+				low = i
+			}
+		}
+		return append(fs[:low:low], fs[low+1:]...)
+	}
+	// First with a bar, dropping fields down to percentage, rate and eta;
+	// then, on a very narrow terminal, without one.
+	withBar := fields
 	for {
-		text := join(fields)
+		text := join(withBar)
 		// Room for "[" bar "] ": a bar shorter than 10 tells nothing.
 		if room := width - 1 - len(text) - 3; room >= 10 {
 			n := min(room, 40)
 			fill := int(pct / 100 * float64(n))
 			return "[" + strings.Repeat("=", fill) + strings.Repeat(" ", n-fill) + "] " + text
 		}
+		if len(withBar) <= 3 {
+			break
+		}
+		withBar = drop(withBar)
+	}
+	for {
+		text := join(fields)
 		if len(text) < width || len(fields) == 1 {
 			return fit(text, width)
 		}
-		low := 0
-		for i, f := range fields {
-			if f.prio < fields[low].prio {
-				low = i
-			}
-		}
-		fields = append(fields[:low:low], fields[low+1:]...)
+		fields = drop(fields)
 	}
 }
 

@@ -28,7 +28,7 @@ func seedCommand() *cli.Command {
 			&cli.PathFlag{Name: "torrent", Usage: "seed this existing .torrent: the data is verified first"},
 			&cli.BoolFlag{Name: "print-peer", Usage: "add our listen address to the magnet as x.pe"},
 			&cli.StringFlag{Name: "status-addr", Usage: "serve status as JSON at / and Prometheus text at /metrics on this multiaddr"},
-			&cli.StringFlag{Name: "upload-limit", Usage: "bytes per second, e.g. 500K (0: unlimited)"},
+			&cli.StringFlag{Name: "upload-limit", EnvVars: []string{"MAGNETGET_UPLOAD_LIMIT"}, Usage: "bytes per second, e.g. 500K (0: unlimited)"},
 			&cli.IntFlag{Name: "max-peers", Value: 100, Usage: "most peer connections at once"},
 			&cli.DurationFlag{Name: "announce-interval", Value: 15 * time.Minute, Usage: "how often to re-announce to the DHT"},
 			&cli.DurationFlag{Name: "status-interval", Value: 10 * time.Second, Usage: "how often to print the upload figures (per peer with --verbose)"},

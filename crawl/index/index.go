@@ -35,6 +35,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -169,8 +170,22 @@ type Index struct {
 	leases   map[[20]byte]time.Time // Claim's leases: infohash -> lease end
 	health   Health
 
+	damaged atomic.Bool // a read faulted: the file is moved aside at Close
+
 	stop chan struct{}
 	done chan struct{}
+}
+
+// guarded runs a bbolt transaction under guard. A fault or panic marks the
+// index damaged: Close then moves the file aside.
+func (x *Index) guarded(fn func() error) error {
+	err := guard(fn)
+	if errors.Is(err, ErrCorrupt) {
+		x.damaged.Store(true)
+		x.log.Error("crawl index is damaged; it will be moved aside when closed", "path", x.db.Path(), "err", err)
+		return fmt.Errorf("crawl index %s: %w; it is moved aside when magnetget closes it", x.db.Path(), err)
+	}
+	return err
 }
 
 // delta is an uncommitted change to one infohash's record. Applying a delta
@@ -250,55 +265,63 @@ func Open(path string, o Options) (*Index, error) {
 // error other than ErrLocked, ErrNewerSchema or a file-system error means
 // the file is unusable.
 func openChecked(path string, o Options) (db *bolt.DB, err error) {
-	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: o.LockTimeout, NoSync: o.NoSync})
+	if err := checkFile(path); err != nil {
+		if errors.Is(err, fs.ErrPermission) {
+			return nil, fmt.Errorf("crawl index %s: %w", path, err)
+		}
+		return nil, fmt.Errorf("checked before opening: %w", err)
+	}
+	// bbolt reads the freelist and more while opening: guarded too (a
+	// panic there leaks bbolt's file handle, which only this process sees).
+	err = guard(func() error {
+		var err error
+		db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: o.LockTimeout, NoSync: o.NoSync})
+		return err
+	})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("crawl index %s: %w", path, ErrLocked)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open crawl index %s: %w", path, err)
 	}
-	// bbolt panics on some damaged pages; a panic here means the file is
-	// unusable, not that the program should stop.
-	defer func() {
-		if r := recover(); r != nil {
-			db.Close()
-			db, err = nil, fmt.Errorf("%w: reading it panicked: %v", ErrBadRecord, r)
-		}
-	}()
-	err = db.Update(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(bucketMeta)
-		if meta == nil {
-			foreign := false
-			_ = tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
-				foreign = true
+	// bbolt panics (or faults) on some damaged pages; that means the file
+	// is unusable, not that the program should stop.
+	err = guard(func() error {
+		return db.Update(func(tx *bolt.Tx) error {
+			meta := tx.Bucket(bucketMeta)
+			if meta == nil {
+				foreign := false
+				_ = tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+					foreign = true
+					return nil
+				})
+				if foreign {
+					return errors.New("a bbolt file of some other kind")
+				}
+				return initSchema(tx)
+			}
+			s := string(meta.Get(keySchema))
+			if s == schemaPrefix+"1" {
+				// Migration 1 -> 2: records gain a sightings count; version-1
+				// records stay readable, so only the schema string changes.
+				if tx.Bucket(bucketIH) == nil || tx.Bucket(bucketDue) == nil {
+					return errors.New("buckets missing")
+				}
+				return meta.Put(keySchema, []byte(Schema))
+			}
+			if s == Schema {
+				if tx.Bucket(bucketIH) == nil || tx.Bucket(bucketDue) == nil {
+					return errors.New("buckets missing")
+				}
 				return nil
-			})
-			if foreign {
-				return errors.New("a bbolt file of some other kind")
 			}
-			return initSchema(tx)
-		}
-		s := string(meta.Get(keySchema))
-		if s == schemaPrefix+"1" {
-			// Migration 1 -> 2: records gain a sightings count; version-1
-			// records stay readable, so only the schema string changes.
-			if tx.Bucket(bucketIH) == nil || tx.Bucket(bucketDue) == nil {
-				return errors.New("buckets missing")
+			if v, ok := strings.CutPrefix(s, schemaPrefix); ok {
+				if n, err := strconv.Atoi(v); err == nil && n > schemaVersion {
+					return fmt.Errorf("crawl index %s: %w: it has schema version %d, this magnetget knows up to %d; upgrade magnetget", path, ErrNewerSchema, n, schemaVersion)
+				}
 			}
-			return meta.Put(keySchema, []byte(Schema))
-		}
-		if s == Schema {
-			if tx.Bucket(bucketIH) == nil || tx.Bucket(bucketDue) == nil {
-				return errors.New("buckets missing")
-			}
-			return nil
-		}
-		if v, ok := strings.CutPrefix(s, schemaPrefix); ok {
-			if n, err := strconv.Atoi(v); err == nil && n > schemaVersion {
-				return fmt.Errorf("crawl index %s: %w: it has schema version %d, this magnetget knows up to %d; upgrade magnetget", path, ErrNewerSchema, n, schemaVersion)
-			}
-		}
-		return fmt.Errorf("unknown schema %q", s)
+			return fmt.Errorf("unknown schema %q", s)
+		})
 	})
 	if err != nil {
 		db.Close()
@@ -509,54 +532,56 @@ func (x *Index) flushLocked() error {
 	slices.SortFunc(keys, func(a, b [20]byte) int { return bytes.Compare(a[:], b[:]) })
 	var added, seen int64
 	began := time.Now()
-	err := x.db.Update(func(tx *bolt.Tx) error {
-		ihb, due, meta := tx.Bucket(bucketIH), tx.Bucket(bucketDue), tx.Bucket(bucketMeta)
-		st := decodeStats(meta.Get(keyStats))
-		arena := make([]byte, 0, 64*len(keys))
-		for _, ih := range keys {
-			var old Entry
-			exists := false
-			if v := ihb.Get(ih[:]); v != nil {
-				e, err := decodeRecord(ih, v)
-				if err != nil {
-					x.log.Warn("crawl index: replacing an unreadable record", "infohash", fmt.Sprintf("%x", ih), "err", err)
-					st.Infohashes-- // it was counted when written
-				} else {
-					old, exists = e, true
+	err := x.guarded(func() error {
+		return x.db.Update(func(tx *bolt.Tx) error {
+			ihb, due, meta := tx.Bucket(bucketIH), tx.Bucket(bucketDue), tx.Bucket(bucketMeta)
+			st := decodeStats(meta.Get(keyStats))
+			arena := make([]byte, 0, 64*len(keys))
+			for _, ih := range keys {
+				var old Entry
+				exists := false
+				if v := ihb.Get(ih[:]); v != nil {
+					e, err := decodeRecord(ih, v)
+					if err != nil {
+						x.log.Warn("crawl index: replacing an unreadable record", "infohash", fmt.Sprintf("%x", ih), "err", err)
+						st.Infohashes-- // it was counted when written
+					} else {
+						old, exists = e, true
+					}
 				}
-			}
-			e := old
-			if exists {
-				e.Peers = slices.Clone(old.Peers)
-			}
-			e.InfoHash = ih
-			batch[ih].apply(&e, x.opts.MaxPeers)
-			if !exists && batch[ih].count > 0 {
-				added++
-			}
-			seen += batch[ih].count
-			st.account(&old, exists, -1)
-			st.account(&e, true, +1)
-			// bbolt keeps the value slice until the commit: never reuse
-			// it. Appending to one arena keeps earlier values intact
-			// (a grown arena is a new array).
-			start := len(arena)
-			arena = encodeRecord(arena, &e)
-			if err := ihb.Put(ih[:], arena[start:len(arena):len(arena)]); err != nil {
-				return err
-			}
-			if exists && old.Meta != MetaFetched {
-				if err := due.Delete(dueKey(old.NextRetry, ih)); err != nil {
+				e := old
+				if exists {
+					e.Peers = slices.Clone(old.Peers)
+				}
+				e.InfoHash = ih
+				batch[ih].apply(&e, x.opts.MaxPeers)
+				if !exists && batch[ih].count > 0 {
+					added++
+				}
+				seen += batch[ih].count
+				st.account(&old, exists, -1)
+				st.account(&e, true, +1)
+				// bbolt keeps the value slice until the commit: never reuse
+				// it. Appending to one arena keeps earlier values intact
+				// (a grown arena is a new array).
+				start := len(arena)
+				arena = encodeRecord(arena, &e)
+				if err := ihb.Put(ih[:], arena[start:len(arena):len(arena)]); err != nil {
 					return err
 				}
-			}
-			if e.Meta != MetaFetched {
-				if err := due.Put(dueKey(e.NextRetry, ih), nil); err != nil {
-					return err
+				if exists && old.Meta != MetaFetched {
+					if err := due.Delete(dueKey(old.NextRetry, ih)); err != nil {
+						return err
+					}
+				}
+				if e.Meta != MetaFetched {
+					if err := due.Put(dueKey(e.NextRetry, ih), nil); err != nil {
+						return err
+					}
 				}
 			}
-		}
-		return meta.Put(keyStats, st.encode())
+			return meta.Put(keyStats, st.encode())
+		})
 	})
 	x.mu.Lock()
 	x.flushing = nil
@@ -615,15 +640,17 @@ func (x *Index) Get(ih [20]byte) (Entry, bool, error) {
 	pd, fd := x.pending[ih], x.flushing[ih]
 	var e Entry
 	found := false
-	err := x.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketIH).Get(ih[:])
-		if v == nil {
-			return nil
-		}
-		var err error
-		e, err = decodeRecord(ih, v)
-		found = err == nil
-		return err
+	err := x.guarded(func() error {
+		return x.db.View(func(tx *bolt.Tx) error {
+			v := tx.Bucket(bucketIH).Get(ih[:])
+			if v == nil {
+				return nil
+			}
+			var err error
+			e, err = decodeRecord(ih, v)
+			found = err == nil
+			return err
+		})
 	})
 	// Apply deltas under mu: they are only mutated under mu.
 	for _, d := range []*delta{fd, pd} {
@@ -651,25 +678,27 @@ func (x *Index) Due(now time.Time, limit int) ([]Entry, error) {
 	}
 	var out []Entry
 	end := dueKey(now, [20]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
-	err := x.db.View(func(tx *bolt.Tx) error {
-		ihb := tx.Bucket(bucketIH)
-		c := tx.Bucket(bucketDue).Cursor()
-		for k, _ := c.First(); k != nil && len(out) < limit && bytes.Compare(k, end) <= 0; k, _ = c.Next() {
-			if len(k) != 28 {
-				continue
+	err := x.guarded(func() error {
+		return x.db.View(func(tx *bolt.Tx) error {
+			ihb := tx.Bucket(bucketIH)
+			c := tx.Bucket(bucketDue).Cursor()
+			for k, _ := c.First(); k != nil && len(out) < limit && bytes.Compare(k, end) <= 0; k, _ = c.Next() {
+				if len(k) != 28 {
+					continue
+				}
+				ih := [20]byte(k[8:])
+				v := ihb.Get(ih[:])
+				if v == nil {
+					continue
+				}
+				e, err := decodeRecord(ih, v)
+				if err != nil || e.Meta == MetaFetched {
+					continue
+				}
+				out = append(out, e)
 			}
-			ih := [20]byte(k[8:])
-			v := ihb.Get(ih[:])
-			if v == nil {
-				continue
-			}
-			e, err := decodeRecord(ih, v)
-			if err != nil || e.Meta == MetaFetched {
-				continue
-			}
-			out = append(out, e)
-		}
-		return nil
+			return nil
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("crawl index due: %w", err)
@@ -684,20 +713,22 @@ func (x *Index) ForEach(fn func(Entry) bool) error {
 	if err := x.Flush(); err != nil {
 		return err
 	}
-	err := x.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketIH).ForEach(func(k, v []byte) error {
-			if len(k) != 20 {
+	err := x.guarded(func() error {
+		return x.db.View(func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketIH).ForEach(func(k, v []byte) error {
+				if len(k) != 20 {
+					return nil
+				}
+				e, err := decodeRecord([20]byte(k), v)
+				if err != nil {
+					x.log.Warn("crawl index: skipping an unreadable record", "infohash", fmt.Sprintf("%x", k), "err", err)
+					return nil
+				}
+				if !fn(e) {
+					return errStop
+				}
 				return nil
-			}
-			e, err := decodeRecord([20]byte(k), v)
-			if err != nil {
-				x.log.Warn("crawl index: skipping an unreadable record", "infohash", fmt.Sprintf("%x", k), "err", err)
-				return nil
-			}
-			if !fn(e) {
-				return errStop
-			}
-			return nil
+			})
 		})
 	})
 	if err != nil && !errors.Is(err, errStop) {
@@ -727,5 +758,15 @@ func (x *Index) Close() error {
 	x.flushMu.Unlock()
 	close(x.stop)
 	<-x.done
-	return errors.Join(err, x.db.Close())
+	path := x.db.Path()
+	err = errors.Join(err, x.db.Close())
+	if x.damaged.Load() {
+		aside, merr := moveAside(path)
+		if merr != nil {
+			return errors.Join(err, fmt.Errorf("%w: %s: moving it aside failed: %w", ErrCorrupt, path, merr))
+		}
+		x.log.Warn("crawl index was damaged; moved aside", "path", path, "moved_to", aside)
+		return errors.Join(err, fmt.Errorf("%w: %s moved aside to %s", ErrCorrupt, path, aside))
+	}
+	return err
 }

@@ -83,9 +83,11 @@ func (x *Index) Stats() (Stats, error) {
 		return Stats{}, err
 	}
 	var s Stats
-	err := x.db.View(func(tx *bolt.Tx) error {
-		s = decodeStats(tx.Bucket(bucketMeta).Get(keyStats))
-		return nil
+	err := x.guarded(func() error {
+		return x.db.View(func(tx *bolt.Tx) error {
+			s = decodeStats(tx.Bucket(bucketMeta).Get(keyStats))
+			return nil
+		})
 	})
 	return s, err
 }

@@ -565,3 +565,83 @@ func TestListenerCountsTheTCPHandshake(t *testing.T) {
 		}
 	})
 }
+
+// TestRelay: bytes through a relay in front of an echo server come back intact, a round trip
+// takes at least the link's RTT plus the handshake's, and Close leaves nothing running.
+func TestRelay(t *testing.T) {
+	before := runtime.NumGoroutine()
+	echo, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	echoDone := make(chan struct{})
+	go func() {
+		defer close(echoDone)
+		c, err := echo.Accept()
+		if err != nil {
+			return
+		}
+		io.Copy(c, c)
+		c.Close()
+	}()
+	r, err := NewRelay(netip.MustParseAddrPort("127.0.0.1:0"), echo.Addr().(*net.TCPAddr).AddrPort(), Symmetric(40*time.Millisecond, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp4", r.Addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	start := time.Now()
+	msg := bytes.Repeat([]byte("relay"), 100000)
+	go c.Write(msg)
+	got := readN(t, c, len(msg))
+	if !bytes.Equal(got, msg) {
+		t.Fatal("bytes changed through the relay")
+	}
+	// Lower bound only: the link can make it slower, never faster.
+	if d := time.Since(start); d < 80*time.Millisecond {
+		t.Fatalf("echo through a 40 ms link (plus its handshake) took only %v", d)
+	}
+	c.Close()
+	r.Close()
+	echo.Close()
+	<-echoDone
+	checkGoroutines(t, before)
+}
+
+// TestPacketConnLoopback: two wrapped real UDP sockets exchange datagrams intact, and Close
+// stops both pumps of each.
+func TestPacketConnLoopback(t *testing.T) {
+	before := runtime.NumGoroutine()
+	listen := func() *PacketConn {
+		pc, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return NewPacketConn(pc, Link{Send: Dir{Delay: time.Millisecond, Rate: 1 << 20}, Recv: Dir{Delay: time.Millisecond}})
+	}
+	a, b := listen(), listen()
+	b.SetReadDeadline(time.Now().Add(30 * time.Second))
+	for i := range 50 {
+		msg := bytes.Repeat([]byte{byte(i)}, 100+i)
+		if _, err := a.WriteTo(msg, b.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 1500)
+		n, from, err := b.ReadFrom(buf)
+		if err != nil {
+			t.Fatalf("datagram %d: %v", i, err)
+		}
+		if !bytes.Equal(buf[:n], msg) || from.String() != a.LocalAddr().String() {
+			t.Fatalf("datagram %d: %d bytes from %v, want %d from %v", i, n, from, len(msg), a.LocalAddr())
+		}
+	}
+	a.Close()
+	b.Close()
+	if _, _, err := b.ReadFrom(make([]byte, 10)); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("read after Close: %v", err)
+	}
+	checkGoroutines(t, before)
+}

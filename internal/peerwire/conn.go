@@ -45,6 +45,10 @@ type Options struct {
 	// timeout), however far away the deadline set with SetDeadline is. Zero means
 	// DefaultMessageTimeout.
 	MessageTimeout time.Duration
+	// LocalAddr is the address Dial connects from (any port), so peers see the address we
+	// listen on rather than whatever the kernel picks; ignored when invalid, unspecified or of
+	// the other address family than the peer's. Accept ignores it.
+	LocalAddr netip.Addr
 	// EncryptedRetry makes Dial, when a peer closes the connection in answer to our plaintext
 	// handshake (clients set to require encryption do), dial again at once and open with an MSE
 	// handshake offering plaintext and RC4. False means plaintext only.
@@ -208,6 +212,9 @@ var errHungUp = errors.New("peer closed the connection")
 // dialOnce is one connection attempt of Dial, in plaintext or opening with MSE.
 func dialOnce(ctx, hctx context.Context, addr netip.AddrPort, ih [20]byte, o Options, encrypt bool) (*Conn, error) {
 	var d net.Dialer
+	if la := o.LocalAddr.Unmap(); la.IsValid() && !la.IsUnspecified() && la.Is4() == addr.Addr().Unmap().Is4() {
+		d.LocalAddr = &net.TCPAddr{IP: la.AsSlice()}
+	}
 	nc, err := d.DialContext(hctx, "tcp", addr.String())
 	if err != nil {
 		if ctx.Err() != nil {

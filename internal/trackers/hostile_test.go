@@ -149,6 +149,18 @@ func TestHostileHTTPEndlessBody(t *testing.T) {
 	t.Logf("endless reply: %d KiB allocated", n>>10)
 }
 
+// A Content-Length above the limit is refused before reading.
+func TestHostileHTTPHugeContentLength(t *testing.T) {
+	noLeak(t)
+	url := hostileHTTP(t, func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Length", "2000000000")
+		_, _ = w.Write([]byte("de"))
+	})
+	if _, err := (&Client{}).Announce(context.Background(), url, Request{}); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("err = %v, want ErrTooLarge", err)
+	}
+}
+
 // A gzip bomb: 64 MiB of zeros in 64 KiB. Go's transport asks for gzip and inflates it;
 // the 1 MiB limit applies to what it inflates.
 func TestHostileHTTPGzipBomb(t *testing.T) {

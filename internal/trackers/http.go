@@ -33,6 +33,9 @@ func (c *Client) announceHTTP(ctx context.Context, u *url.URL, r Request) (Respo
 		return Response{}, err
 	}
 	defer resp.Body.Close()
+	if resp.ContentLength > MaxReply {
+		return Response{}, ErrTooLarge
+	}
 	// The body is read through a limit: a reply that never ends costs MaxReply bytes, and the
 	// deadline in ctx ends one that trickles. Go's transport decompresses gzip replies
 	// transparently; the limit applies to the decompressed bytes, so a gzip bomb is cut short too.

@@ -30,6 +30,8 @@ type Session struct {
 	state func() Request
 	found func(netip.AddrPort)
 	wake  []chan struct{} // one per tracker, buffered 1
+	// announce is c.Announce; tests of the schedule replace it.
+	announce func(ctx context.Context, url string, r Request) (Response, error)
 }
 
 // Session makes a session for urls (deduplicated). state is called before each announce for the
@@ -42,7 +44,7 @@ func (c *Client) Session(urls []string, state func() Request, found func(netip.A
 			uniq = append(uniq, u)
 		}
 	}
-	s := &Session{c: c, urls: uniq, state: state, found: found}
+	s := &Session{c: c, urls: uniq, state: state, found: found, announce: c.Announce}
 	for range uniq {
 		s.wake = append(s.wake, make(chan struct{}, 1))
 	}
@@ -112,7 +114,7 @@ func (s *Session) runOne(ctx context.Context, url string, wake <-chan struct{}) 
 	for {
 		r := s.state()
 		r.Event = t.next(r)
-		res, err := s.c.Announce(ctx, url, r)
+		res, err := s.announce(ctx, url, r)
 		if ctx.Err() != nil {
 			break
 		}
@@ -152,7 +154,7 @@ func (s *Session) runOne(ctx context.Context, url string, wake <-chan struct{}) 
 		defer cancel()
 		r := s.state()
 		r.Event = Stopped
-		if _, err := s.c.Announce(sctx, url, r); err != nil {
+		if _, err := s.announce(sctx, url, r); err != nil {
 			log.Debug("tracker stopped announce failed", "tracker", showURL(url), "err", err)
 		}
 	}

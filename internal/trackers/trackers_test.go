@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -144,5 +145,31 @@ func TestUnsupportedScheme(t *testing.T) {
 	_, _, err := Announce(context.Background(), "wss://127.0.0.1:1/x", Request{})
 	if !errors.Is(err, ErrUnsupported) {
 		t.Fatalf("got %v, want ErrUnsupported", err)
+	}
+}
+
+// Issue 10: a seed bound to 127.0.231.7 was listed by the tracker as 127.0.0.1, where nothing
+// listens. With Client.LocalAddr the announce leaves from the listen address and the tracker lists
+// that.
+func TestLocalAddrListedByOpentracker(t *testing.T) {
+	ih := [20]byte{4, 5, 6}
+	port := startOpentracker(t, ih)
+	seedAddr := netip.MustParseAddr("127.0.231.7")
+	for i, scheme := range []string{"http", "udp"} {
+		t.Run(scheme, func(t *testing.T) {
+			url := fmt.Sprintf("%s://127.0.0.1:%d/announce", scheme, port)
+			seed := &Client{LocalAddr: seedAddr}
+			seedPort := uint16(42000 + i)
+			if _, err := seed.Announce(context.Background(), url, Request{InfoHash: ih, PeerID: [20]byte{'s', byte(i)}, Port: seedPort, Event: Started}); err != nil {
+				t.Fatal(err)
+			}
+			res, err := (&Client{}).Announce(context.Background(), url, Request{InfoHash: ih, PeerID: [20]byte{'l', byte(i)}, Port: 42100, Left: 1, Event: Started})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Contains(res.Peers, netip.AddrPortFrom(seedAddr, seedPort)) {
+				t.Fatalf("tracker lists %v, want %v:%d among them", res.Peers, seedAddr, seedPort)
+			}
+		})
 	}
 }

@@ -14,7 +14,7 @@ import (
 )
 
 // infoOf returns a verbatim info dict with its layout and data.
-func infoOf(t *testing.T, pieceLen int64, sizes ...int64) ([]byte, [20]byte, *Layout, []byte) {
+func infoOf(t testing.TB, pieceLen int64, sizes ...int64) ([]byte, [20]byte, *Layout, []byte) {
 	t.Helper()
 	mi := &metainfo.Info{Name: "t", PieceLength: pieceLen}
 	var total int64

@@ -6,6 +6,14 @@
 // Vocabulary: the torrent is one byte stream, the concatenation of its files in info-dict
 // order; a piece is a PieceLength slice of that stream (the last one may be shorter); a file's
 // Offset is where it starts in the stream.
+//
+// What the output directory may hold is not trusted. Names from the torrent are sanitised
+// (layout.go); every content file is then opened beneath the directory's descriptor without
+// following any symlink (tree_unix.go: openat2 with RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS, or
+// one O_NOFOLLOW element at a time), and truncated or preallocated through its descriptor. A
+// download locks its state (ErrBusy) and writes only files it owns (ErrExists without Force);
+// read-only storage, for seeding, changes nothing at all (ErrMismatch when the files are not
+// the torrent's). Beside the resume file the info dictionary is kept (LoadInfo).
 package storage
 
 import (
@@ -187,11 +195,11 @@ func newLayout(mi *metainfo.Info, pad []bool) (*Layout, error) {
 
 // reserved holds names Windows cannot create; refusing them everywhere keeps a download
 // portable and avoids device files.
-var reserved = map[string]bool{"con": true, "prn": true, "aux": true, "nul": true}
+var reserved = map[string]bool{"con": true, "prn": true, "aux": true, "nul": true, "conin$": true, "conout$": true}
 
 func init() {
 	for _, p := range []string{"com", "lpt"} {
-		for i := '0'; i <= '9'; i++ {
+		for _, i := range "0123456789\u00b9\u00b2\u00b3" {
 			reserved[p+string(i)] = true
 		}
 	}
@@ -208,6 +216,10 @@ func safeComponent(c string) (string, error) {
 		return "", fmt.Errorf("path element %q contains a separator or NUL", c)
 	case filepath.IsAbs(c) || filepath.VolumeName(c) != "":
 		return "", fmt.Errorf("absolute path element %q", c)
+	case strings.ContainsFunc(c, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+		// Legal on Linux, but a name with an escape sequence or a newline would drive the
+		// terminal of whoever lists the directory, and breaks scripts reading names by line.
+		return "", fmt.Errorf("path element %q contains a control character", c)
 	}
 	base := strings.ToLower(c)
 	if i := strings.IndexByte(base, '.'); i >= 0 {

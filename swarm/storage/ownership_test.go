@@ -381,3 +381,25 @@ func TestReadOnlyInnerSymlinks(t *testing.T) {
 		t.Fatal("a symlink leading out of the seeded directory was followed")
 	}
 }
+
+// A resume file of any size is read only up to what this torrent's could be.
+func TestHugeResumeFileBounded(t *testing.T) {
+	info, ih, l, _ := infoOf(t, 100, 250, 250)
+	dir := t.TempDir()
+	s, err := OpenOptions(dir, l, Options{InfoHash: ih, Info: info})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := os.Truncate(s.ResumePath(ih), 1<<30); err != nil {
+		t.Fatal(err)
+	}
+	var st ResumeState
+	n := allocated(func() { st, err = s.LoadResume(ih) })
+	if !errors.Is(err, ErrDamaged) || st.Verified[0] {
+		t.Fatalf("1 GiB resume file: %v", err)
+	}
+	if n > 1<<20 {
+		t.Fatalf("%d bytes allocated reading a 1 GiB resume file", n)
+	}
+}

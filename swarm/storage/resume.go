@@ -214,14 +214,11 @@ type ResumeState struct {
 }
 
 // LoadResume reads the resume file. A missing, foreign or damaged file vouches for nothing
-// (err is non-nil only for damage worth a warning). ReadOnly storage keeps no resume file:
-// every piece is hashed.
+// (err is non-nil only for damage worth a warning). ReadOnly storage writes none, but reads
+// one a download left (seeding what `get` fetched need not hash it all again).
 func (s *Storage) LoadResume(ih [20]byte) (ResumeState, error) {
 	l := s.layout
 	st := ResumeState{Verified: make([]bool, l.NumPieces()), Known: make([]bool, l.NumPieces())}
-	if s.opts.ReadOnly {
-		return st, nil
-	}
 	rf, err := s.readResume(ih)
 	if rf == nil {
 		return st, err

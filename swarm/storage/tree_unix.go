@@ -235,7 +235,9 @@ func (t *tree) writeAtomic(name string, data []byte) error {
 			_ = unix.Unlinkat(root, tmp, 0)
 			return err
 		}
-		if err := unix.Fsync(root); err != nil {
+		// Without this the rename may not survive a power cut. Some filesystems cannot sync a
+		// directory (EINVAL): the rename is then as durable as they make it.
+		if err := unix.Fsync(root); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOTSUP) {
 			return &os.PathError{Op: "fsync", Path: t.path, Err: err}
 		}
 		return nil
