@@ -37,7 +37,7 @@ const (
 	webRunMax      = 16 << 20               // ...and at most this
 	webRunTime     = 2 * time.Second        // aim: a run takes about this long at the seed's rate
 	webIdle        = 250 * time.Millisecond // recheck for work this often when none was free
-	webInitialRate = 2 << 20                // bytes/s assumed before the seed has been measured
+	webInitialRate = webRunMin / 2          // bytes/s assumed before the seed is measured: first runs are short
 )
 
 // webState is the swarm's web seed bookkeeping, guarded by s.mu.

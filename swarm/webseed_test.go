@@ -84,22 +84,48 @@ func TestWebSeedAlone(t *testing.T) {
 	downloadWeb(t, single, []string{url})               // the URL is its directory
 }
 
-// TestWebSeedWithPeer: a peer and a web seed share the work, and both contribute.
+// TestWebSeedWithPeer: a peer and a web seed share the work, and both contribute. The mirror
+// answers its first requests at once and later ones only once the peer has delivered, so the
+// web seed cannot take everything before the peer is connected.
 func TestWebSeedWithPeer(t *testing.T) {
 	tt := makeTorrent(t, "shared", 16<<10, []testFile{{"a", 6 << 20}, {"b", 2<<20 + 5}}, 23)
 	seeder := startSeeder(t, tt, "127.0.0.1", nil)
-	// A slow mirror: the peer (on loopback, unthrottled) must get work too.
+	peerDelivered := make(chan struct{})
+	var once sync.Once
+	var requests atomic.Int32
 	url := serveTorrent(t, tt, func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			time.Sleep(20 * time.Millisecond)
+			if requests.Add(1) > webWorkers {
+				select {
+				case <-peerDelivered:
+				case <-r.Context().Done():
+					return
+				}
+			}
 			h.ServeHTTP(w, r)
 		})
 	})
-	_, p := downloadWeb(t, tt, []string{url}, seeder.String())
+	dir := t.TempDir()
+	var last lastProgress
+	s, err := New(Config{InfoHash: tt.ih, Info: tt.info, Dir: dir, WebSeeds: []string{url},
+		OnProgress: func(p Progress) {
+			last.set(p)
+			if p.Down > p.WebSeedDown {
+				once.Do(func() { close(peerDelivered) })
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.AddPeer(seeder)
+	if err := runUntil(t, s, context.Background()); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	tt.checkFiles(t, dir)
+	p := last.get()
 	if p.WebSeedDown == 0 || p.Down-p.WebSeedDown == 0 {
 		t.Errorf("web seed %d bytes, peers %d bytes: want both to contribute", p.WebSeedDown, p.Down-p.WebSeedDown)
 	}
-	t.Logf("web seed %d bytes, peer %d bytes", p.WebSeedDown, p.Down-p.WebSeedDown)
 }
 
 // TestWebSeedBadBesideGood: a mirror serving wrong bytes is dropped after strikes, a dead one
