@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/magnetget/magnetget/internal/peerwire"
 	"github.com/magnetget/magnetget/swarm/storage"
 	"github.com/magnetget/magnetget/swarm/webseed"
 )
@@ -184,7 +185,7 @@ func (s *Swarm) pickWebRunLocked(w *webSeed) []int {
 	}
 	first, endgame, ok := s.picker.Pick(free)
 	if !ok || endgame {
-		return nil
+		return s.takeOverLocked(w)
 	}
 	limit := int64(min(max(w.rate*webRunTime.Seconds(), webRunMin), webRunMax))
 	run := []int{first}
@@ -196,6 +197,12 @@ func (s *Swarm) pickWebRunLocked(w *webSeed) []int {
 		run = append(run, i)
 		size += s.layout.PieceSize(i)
 	}
+	s.reserveWebLocked(w, run)
+	return run
+}
+
+// reserveWebLocked enters run's pieces as w's: every block claimed, so no peer requests them.
+func (s *Swarm) reserveWebLocked(w *webSeed, run []int) {
 	for _, i := range run {
 		nb := int((s.layout.PieceSize(i) + blockSize - 1) / blockSize)
 		ps := &pieceState{claimed: make([]bool, nb), reqs: make([]int, nb), nclaimed: nb,
@@ -207,6 +214,54 @@ func (s *Swarm) pickWebRunLocked(w *webSeed) []int {
 		s.web.pieces[i] = w
 		s.picker.Start(i)
 	}
+}
+
+// takeOverLocked is the web seed's end game. With no piece left that nobody downloads, w
+// takes over the piece the slowest peers hold (the fewest blocks received first) when w
+// fetches faster than they do: the peers' requests for it are cancelled and the piece is
+// fetched whole from w. A peer that trickles blocks (never slow enough to be snubbed) thus
+// cannot hold the end of a download that a mirror could finish. Only a piece whose received
+// blocks are all on disk is taken, so no write of the peers' is pending for it.
+func (s *Swarm) takeOverLocked(w *webSeed) []int {
+	best, bestClaimed := -1, 0
+	for i, ps := range s.pieces {
+		if s.web.pieces[i] != nil || ps.verifying || ps.written != ps.nclaimed || len(ps.peers) == 0 ||
+			!s.picker.Wanted(i) || s.picker.Have(i) {
+			continue
+		}
+		var rate float64 // the peers' rate on this piece: each peer's rate over its pieces
+		for p := range ps.peers {
+			rate += p.downRate / float64(max(len(p.pieces), 1))
+		}
+		if rate >= w.rate {
+			continue
+		}
+		if best < 0 || ps.nclaimed < bestClaimed || ps.nclaimed == bestClaimed && i < best {
+			best, bestClaimed = i, ps.nclaimed
+		}
+	}
+	if best < 0 {
+		return nil
+	}
+	ps := s.pieces[best]
+	peers := make([]*peer, 0, len(ps.peers))
+	for p := range ps.peers {
+		peers = append(peers, p)
+		var cancels []peerwire.Message
+		for k, r := range p.outstanding {
+			if int(k.piece) == best {
+				cancels = append(cancels, peerwire.Message{ID: peerwire.Cancel, Index: k.piece, Begin: k.begin, Length: r.length})
+			}
+		}
+		p.enqueue(cancels...)
+		s.releasePieceLocked(p, best)
+	}
+	run := []int{best}
+	s.reserveWebLocked(w, run)
+	for _, p := range peers {
+		s.fillLocked(p) // with other pieces: this one is w's now
+	}
+	s.log.Debug("web seed takes over a piece from slower peers", "piece", best, "url", w.seed.URL())
 	return run
 }
 

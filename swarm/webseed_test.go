@@ -14,6 +14,8 @@ import (
 
 	"github.com/anacrolix/torrent/bencode"
 	"github.com/anacrolix/torrent/metainfo"
+
+	"github.com/magnetget/magnetget/internal/peerwire"
 )
 
 // webTestFiles is a multi-file layout whose pieces cross file boundaries, with names that
@@ -221,4 +223,85 @@ func makeSingle(t *testing.T, name string, pieceLen int64, size int, seed uint64
 	tt.info, tt.ih = b, sha1.Sum(b)
 	tt.files = []testFile{{"", size}}
 	return tt
+}
+
+// TestWebSeedTakesOverFromTricklingPeer: a peer that holds pieces and sends a block now and
+// then (too often to be snubbed) must not hold the end of the download: the web seed takes
+// its pieces over (the peer gets cancels) and the download completes.
+func TestWebSeedTakesOverFromTricklingPeer(t *testing.T) {
+	tt := makeTorrent(t, "trickle", 64<<10, []testFile{{"f", 8 << 20}}, 26)
+	stream := tt.data[0]
+	requested := make(chan struct{})
+	var reqOnce sync.Once
+	var (
+		mu   sync.Mutex
+		reqs []peerwire.Message
+	)
+	done := make(chan struct{})
+	var trickler sync.WaitGroup
+	t.Cleanup(func() { close(done); trickler.Wait() })
+	fp := startFakePeer(t, "127.0.0.77", tt.ih, func(c *peerwire.Conn) error {
+		trickler.Add(1)
+		go func() { // one block every 2 s, far inside the snub timeout
+			defer trickler.Done()
+			tick := time.NewTicker(2 * time.Second)
+			defer tick.Stop()
+			for {
+				select {
+				case <-done:
+					return
+				case <-tick.C:
+				}
+				mu.Lock()
+				var m peerwire.Message
+				if len(reqs) > 0 {
+					m, reqs = reqs[0], reqs[1:]
+				}
+				mu.Unlock()
+				if m.Length == 0 {
+					continue
+				}
+				off := int64(m.Index)*(64<<10) + int64(m.Begin)
+				if c.WriteMsg(peerwire.Message{ID: peerwire.Piece, Index: m.Index, Begin: m.Begin, Block: stream[off : off+int64(m.Length)]}) != nil {
+					return
+				}
+			}
+		}()
+		return helloHaveAll(c)
+	}, func(c *peerwire.Conn, m peerwire.Message) error {
+		if m.ID == peerwire.Request {
+			mu.Lock()
+			reqs = append(reqs, m)
+			n := len(reqs)
+			mu.Unlock()
+			if n >= 16 {
+				reqOnce.Do(func() { close(requested) })
+			}
+		}
+		return nil
+	})
+	// The mirror answers once the peer holds pieces, so there is something to take over.
+	url := serveTorrent(t, tt, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-requested:
+			case <-r.Context().Done():
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	_, p := downloadWeb(t, tt, []string{url}, fp.addr.String())
+	cancels := 0
+	fp.mu.Lock()
+	for _, m := range fp.got {
+		if m.ID == peerwire.Cancel {
+			cancels++
+		}
+	}
+	fp.mu.Unlock()
+	if cancels == 0 {
+		t.Error("the trickling peer's requests were never cancelled")
+	}
+	t.Logf("web seed %d bytes, peer %d bytes, %d cancels", p.WebSeedDown, p.Down-p.WebSeedDown, cancels)
 }
