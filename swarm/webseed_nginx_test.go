@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 )
@@ -181,9 +182,18 @@ func BenchmarkWebSeed(b *testing.B) {
 	// bandwidth. The "limited" runs cap each source as a real mirror and a real peer are
 	// capped (32 MiB/s each: nginx limit_rate 8m on each of the 4 connections, the peer's
 	// upload limit), where together should approach the sum.
-	limitedURL := startNginxConf(b, d.dir, "limit_rate 8m;") + "big.bin"
-	limitedPeer := startSeedingSwarm(b, Config{InfoHash: d.ih, Info: d.info, Dir: d.dir, ReadOnly: true, Seed: true,
-		UploadLimit: 32 << 20, Listener: listen(b, "127.0.1.10")})
+	// They start on first use, so their start-up (the seeder checks its data) does not
+	// overlap the other runs.
+	var (
+		limitedOnce sync.Once
+		limitedURL  string
+		limitedPeer netip.AddrPort
+	)
+	startLimited := func() {
+		limitedURL = startNginxConf(b, d.dir, "limit_rate 8m;") + "big.bin"
+		limitedPeer = startSeedingSwarm(b, Config{InfoHash: d.ih, Info: d.info, Dir: d.dir, ReadOnly: true, Seed: true,
+			UploadLimit: 32 << 20, Listener: listen(b, "127.0.1.10")})
+	}
 	for _, c := range []struct {
 		name      string
 		web, peer bool
@@ -191,6 +201,9 @@ func BenchmarkWebSeed(b *testing.B) {
 	}{{"webseed", true, false, false}, {"peer", false, true, false}, {"peer+webseed", true, true, false},
 		{"limited/webseed", true, false, true}, {"limited/peer", false, true, true}, {"limited/peer+webseed", true, true, true}} {
 		b.Run(c.name, func(b *testing.B) {
+			if c.limited {
+				limitedOnce.Do(startLimited)
+			}
 			var wall time.Duration
 			for range b.N {
 				cfg := Config{InfoHash: d.ih, Info: d.info, Dir: out(b)}
@@ -227,6 +240,13 @@ func BenchmarkWebSeed(b *testing.B) {
 // startSeedingSwarm runs cfg (a seeder with a Listener) in this process until the test ends.
 func startSeedingSwarm(tb testing.TB, cfg Config) netip.AddrPort {
 	tb.Helper()
+	ready := make(chan struct{})
+	var once sync.Once
+	cfg.OnProgress = func(p Progress) {
+		if p.Complete { // its data is checked: ready to serve
+			once.Do(func() { close(ready) })
+		}
+	}
 	s, err := New(cfg)
 	if err != nil {
 		tb.Fatal(err)
@@ -240,5 +260,11 @@ func startSeedingSwarm(tb testing.TB, cfg Config) netip.AddrPort {
 			tb.Errorf("seeder Run: %v", err)
 		}
 	})
+	select {
+	case <-ready:
+	case err := <-errc:
+		errc <- err // for the cleanup
+		tb.Fatalf("seeder Run ended: %v", err)
+	}
 	return addrOf(cfg.Listener)
 }
