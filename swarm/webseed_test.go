@@ -305,3 +305,19 @@ func TestWebSeedTakesOverFromTricklingPeer(t *testing.T) {
 	}
 	t.Logf("web seed %d bytes, peer %d bytes, %d cancels", p.WebSeedDown, p.Down-p.WebSeedDown, cancels)
 }
+
+// TestWebSeedDownloadLimit: web seed bytes go through the download limit (in pieces the
+// limiter accepts, whatever the chunk size) and still complete.
+func TestWebSeedDownloadLimit(t *testing.T) {
+	tt := makeTorrent(t, "limited", 256<<10, []testFile{{"f", 400_000}}, 27)
+	url := serveTorrent(t, tt, nil)
+	dir := t.TempDir()
+	s, err := New(Config{InfoHash: tt.ih, Info: tt.info, Dir: dir, WebSeeds: []string{url}, DownloadLimit: 128 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := runUntil(t, s, context.Background()); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	tt.checkFiles(t, dir)
+}
