@@ -64,9 +64,11 @@ func startOpentracker(t *testing.T, ihs ...[20]byte) int {
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		// Up, and the whitelist loaded (opentracker reads it in a thread of its own after it
+		// starts listening): a "stopped" announce that leaves nothing behind is accepted.
+		url := fmt.Sprintf("http://127.0.0.1:%d/announce", port)
+		_, _, err := Announce(context.Background(), url, Request{InfoHash: ihs[0], PeerID: [20]byte{'p', 'r', 'o', 'b', 'e'}, Port: 1, Event: Stopped})
 		if err == nil {
-			c.Close()
 			return port
 		}
 		if time.Now().After(deadline) {

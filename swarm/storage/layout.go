@@ -216,11 +216,9 @@ func safeComponent(c string) (string, error) {
 		return "", fmt.Errorf("path element %q contains a separator or NUL", c)
 	case filepath.IsAbs(c) || filepath.VolumeName(c) != "":
 		return "", fmt.Errorf("absolute path element %q", c)
-	case strings.ContainsFunc(c, func(r rune) bool { return r < 0x20 || r == 0x7f }):
-		// Legal on Linux, but a name with an escape sequence or a newline would drive the
-		// terminal of whoever lists the directory, and breaks scripts reading names by line.
-		return "", fmt.Errorf("path element %q contains a control character", c)
 	}
+	// Control characters are legal in names here and kept (a torrent made from such files must
+	// find them again when seeded); every message that shows a name escapes them instead.
 	base := strings.ToLower(c)
 	if i := strings.IndexByte(base, '.'); i >= 0 {
 		base = base[:i]
