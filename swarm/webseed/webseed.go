@@ -31,6 +31,7 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -118,6 +119,9 @@ type Seed struct {
 	client *http.Client
 	tr     *http.Transport
 	stall  time.Duration
+
+	mu    sync.Mutex     // guards moved
+	moved map[int]string // file index -> where its URL last redirected to
 }
 
 // New prepares a seed at rawURL for t. It fails with ErrBadURL for anything but an absolute
@@ -237,7 +241,7 @@ func (s *Seed) Read(ctx context.Context, off, n int64, buf []byte, fn func([]byt
 		if f.pad {
 			err = zeros(k, buf, fn)
 		} else {
-			err = s.get(ctx, f, start, k, buf, fn)
+			err = s.fetch(ctx, i, start, k, buf, fn)
 		}
 		if err != nil {
 			return err
@@ -260,8 +264,38 @@ func zeros(n int64, buf []byte, fn func([]byte) error) error {
 	return nil
 }
 
-// get fetches bytes [start, start+n) of file f.
-func (s *Seed) get(ctx context.Context, f fileURL, start, n int64, buf []byte, fn func([]byte) error) (err error) {
+// fetch gets bytes [start, start+n) of file i. A file whose URL redirected (archive.org
+// sends every request on to a data node) is asked at the redirect's target directly, which
+// saves a round trip per range; when the target fails before any byte (an expired token, a
+// node gone), the file's own URL is asked again at once.
+func (s *Seed) fetch(ctx context.Context, i int, start, n int64, buf []byte, fn func([]byte) error) error {
+	f := s.files[i]
+	s.mu.Lock()
+	target := s.moved[i]
+	s.mu.Unlock()
+	if target == "" {
+		return s.get(ctx, i, f.url, start, n, buf, fn)
+	}
+	delivered := false
+	err := s.get(ctx, i, target, start, n, buf, func(b []byte) error {
+		delivered = true
+		return fn(b)
+	})
+	if err == nil || delivered || ctx.Err() != nil {
+		return err
+	}
+	s.mu.Lock()
+	if s.moved[i] == target {
+		delete(s.moved, i)
+	}
+	s.mu.Unlock()
+	return s.get(ctx, i, f.url, start, n, buf, fn)
+}
+
+// get fetches bytes [start, start+n) of file i from url.
+func (s *Seed) get(ctx context.Context, i int, target string, start, n int64, buf []byte, fn func([]byte) error) (err error) {
+	f := s.files[i]
+	f.url = target
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	// The watchdog covers the whole exchange: connecting, the headers and every read.
@@ -307,6 +341,14 @@ func (s *Seed) get(ctx context.Context, f fileURL, start, n int64, buf []byte, f
 		}
 		if resp.ContentLength >= 0 && resp.ContentLength != n {
 			return fail(ErrBadResponse, "Content-Length %d for %d bytes", resp.ContentLength, n)
+		}
+		if final := resp.Request.URL.String(); final != target {
+			s.mu.Lock()
+			if s.moved == nil {
+				s.moved = make(map[int]string)
+			}
+			s.moved[i] = final
+			s.mu.Unlock()
 		}
 	case http.StatusOK:
 		if resp.ContentLength >= 0 && resp.ContentLength != f.length {

@@ -258,9 +258,23 @@ func TestRedirect(t *testing.T) {
 	data := randBytes(20000, 5)
 	os.WriteFile(filepath.Join(dir, "f"), data, 0o644)
 	target := serveDir(t, dir, nil)
+	var movedHits atomic.Int32
 	mux := http.NewServeMux()
 	mux.HandleFunc("/moved/f", func(w http.ResponseWriter, r *http.Request) {
+		movedHits.Add(1)
 		http.Redirect(w, r, target.URL+"/f", http.StatusFound)
+	})
+	var expiring atomic.Bool
+	mux.HandleFunc("/node/f", func(w http.ResponseWriter, r *http.Request) {
+		if expiring.Load() {
+			http.Error(w, "token expired", http.StatusForbidden)
+			return
+		}
+		http.ServeContent(w, r, "f", time.Time{}, bytes.NewReader(data))
+	})
+	mux.HandleFunc("/tokens/f", func(w http.ResponseWriter, r *http.Request) {
+		movedHits.Add(1)
+		http.Redirect(w, r, "/node/f", http.StatusFound)
 	})
 	mux.HandleFunc("/loop/f", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/loop/f", http.StatusFound)
@@ -271,9 +285,32 @@ func TestRedirect(t *testing.T) {
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	tor := Torrent{Name: "f", Files: []File{{Length: 20000}}}
-	got, err := readAll(context.Background(), mustNew(t, srv.URL+"/moved/f", tor, Options{}), 500, 15000)
-	if err != nil || !bytes.Equal(got, data[500:15500]) {
-		t.Fatalf("through a redirect: %v", err)
+	moved := mustNew(t, srv.URL+"/moved/f", tor, Options{})
+	for i := range 5 {
+		got, err := readAll(context.Background(), moved, int64(i)*1000, 15000)
+		if err != nil || !bytes.Equal(got, data[i*1000:i*1000+15000]) {
+			t.Fatalf("through a redirect: %v", err)
+		}
+	}
+	if n := movedHits.Swap(0); n != 1 {
+		t.Errorf("the redirecting URL was asked %d times for 5 ranges, want 1 (then its target directly)", n)
+	}
+	// A target that stops serving (an expired token): the seed's own URL is asked again.
+	tokens := mustNew(t, srv.URL+"/tokens/f", tor, Options{})
+	for i := range 3 {
+		if i == 2 {
+			expiring.Store(true)
+		}
+		got, err := readAll(context.Background(), tokens, 0, 100)
+		if i < 2 && (err != nil || !bytes.Equal(got, data[:100])) {
+			t.Fatalf("range %d through a redirect: %v", i, err)
+		}
+		if i == 2 && !errors.As(err, new(*HTTPError)) {
+			t.Fatalf("expired target: %v", err)
+		}
+	}
+	if n := movedHits.Load(); n != 2 {
+		t.Errorf("the redirecting URL was asked %d times, want 2 (once, and again when its target failed)", n)
 	}
 	for _, p := range []string{"/loop/f", "/ftp/f"} {
 		_, err := readAll(context.Background(), mustNew(t, srv.URL+p, tor, Options{}), 0, 10)
