@@ -72,6 +72,8 @@ type Config struct {
 
 	Logger     *slog.Logger   // nil = discard
 	OnProgress func(Progress) // called from one goroutine, at most about twice a second
+
+	WebSeeds []string // BEP 19 web seed URLs (url-list, magnet ws=), fetched beside peers; nil = none (webseed.go)
 }
 
 // Progress is a snapshot for display. Done and Total count bytes of selected pieces.
@@ -80,6 +82,8 @@ type Progress struct {
 	RateDown, RateUp      float64 // bytes/s of piece payload
 	Peers                 int
 	Complete              bool
+	WebSeedDown           int64 // the part of Down that came from web seeds
+	WebSeeds              int   // web seeds in use (not dropped)
 }
 
 const (
@@ -142,6 +146,7 @@ type Swarm struct {
 	rateDown, rateUp float64
 	lastProgress     time.Time
 	lastDown, lastUp int64
+	web              webState // web seeds (webseed.go)
 
 	// test hooks, set by tests in this package before Run
 	onRequest  func(piece int)
@@ -374,6 +379,7 @@ func (s *Swarm) Run(ctx context.Context) (err error) {
 	for _, c := range conns {
 		s.startPeer(c, true)
 	}
+	s.startWebSeeds(ictx)
 	if s.cfg.Listener != nil {
 		s.wg.Add(1)
 		go func() {
@@ -495,6 +501,7 @@ func (s *Swarm) progress(final bool) {
 	s.mu.Lock()
 	p := Progress{Done: s.done, Total: s.total, Down: s.down, Up: s.up, RateDown: s.rateDown,
 		RateUp: s.rateUp, Peers: len(s.peers), Complete: s.picker.Missing() == 0}
+	s.webProgressLocked(&p)
 	now := time.Now()
 	skip := !final && now.Sub(s.lastProgress) < progressEvery*8/10
 	if !skip {
