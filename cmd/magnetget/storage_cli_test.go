@@ -151,6 +151,11 @@ func TestGetLocksAndKeepsOthersFiles(t *testing.T) {
 		t.Errorf("get over a file that is not ours: exit %d, want an error naming it and --force\nstderr:\n%s", r.code, r.stderr)
 	}
 	sameDir(t, "their file", before, dirSnapshot(t, filepath.Join(dl2, "big.bin")))
+	r = runBin(t, 60*time.Second, "get", uri, "-o", dl2, "--force", "--listen", "/ip4/127.0.233.6/udp/0",
+		"--bootstrap", bootFlag(nodes[5]), "--data-dir", t.TempDir())
+	if got, _ := os.ReadFile(filepath.Join(dl2, "big.bin")); r.code != 0 || !bytes.Equal(got, data) {
+		t.Errorf("get --force over a file that is not ours: exit %d, right bytes %v\n%s", r.code, bytes.Equal(got, data), r.stderr)
+	}
 
 	// The same data already there (no resume state): adopted, not refused.
 	dl3 := t.TempDir()

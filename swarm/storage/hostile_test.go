@@ -184,3 +184,26 @@ func TestSpecialFileInPlaceRefused(t *testing.T) {
 		}
 	})
 }
+
+// A hard link to a file outside, planted before the download: no symlink rule catches it, but
+// the file is not ours (nothing claims it, its content does not verify), so it is not written.
+func TestHardLinkInOutputNotWritten(t *testing.T) {
+	info, ih, l, data := infoOf(t, 100, 250, 250)
+	out := t.TempDir()
+	outside, check := outsideFile(t, 250)
+	if err := os.MkdirAll(filepath.Join(out, "t", "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(filepath.Join(outside, "a"), filepath.Join(out, "t", "d", "a")); err != nil {
+		t.Skip("no hard links across these directories:", err)
+	}
+	s := openWalk(t, out, l, Options{InfoHash: ih, Info: info}, false)
+	if err := s.CheckMissing(hashAll(t, s)); !errors.Is(err, ErrExists) {
+		t.Fatalf("CheckMissing: %v, want ErrExists", err)
+	}
+	if err := s.WriteAt(data, 0); !errors.Is(err, ErrExists) {
+		t.Fatalf("WriteAt into a hard link: %v, want ErrExists", err)
+	}
+	s.Close()
+	check()
+}

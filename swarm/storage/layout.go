@@ -17,14 +17,14 @@
 package storage
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
 
-	"github.com/anacrolix/torrent/bencode"
 	"github.com/anacrolix/torrent/metainfo"
+
+	"github.com/magnetget/magnetget/internal/bencscan"
 )
 
 var (
@@ -63,7 +63,7 @@ type Layout struct {
 // ParseInfo decodes a verbatim bencoded info dictionary and checks it can be stored safely.
 func ParseInfo(info []byte) (*Layout, error) {
 	var mi metainfo.Info
-	if err := decodeCapped(info, &mi); err != nil {
+	if err := bencscan.DecodeBounded(info, &mi); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadInfo, err)
 	}
 	// metainfo.FileInfo has no attr field: read the BEP 47 attributes apart.
@@ -72,7 +72,7 @@ func ParseInfo(info []byte) (*Layout, error) {
 			Attr string `bencode:"attr,omitempty"`
 		} `bencode:"files"`
 	}
-	if err := decodeCapped(info, &attrs); err != nil {
+	if err := bencscan.DecodeBounded(info, &attrs); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadInfo, err)
 	}
 	pad := make([]bool, len(attrs.Files))
@@ -80,27 +80,6 @@ func ParseInfo(info []byte) (*Layout, error) {
 		pad[i] = strings.Contains(f.Attr, "p")
 	}
 	return newLayout(&mi, pad)
-}
-
-// decodeCapped decodes the whole of b into v. The info dict may come from an untrusted peer
-// (it hashes to the infohash, but anyone can make an infohash of bad bytes): no string may
-// claim more than the input holds (the decoder's default cap is 128 MiB, allocated up front),
-// and a panic the decoder re-raises is turned into an error as a last line of defence.
-func decodeCapped(b []byte, v any) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("bencode decoder panicked: %v", r)
-		}
-	}()
-	d := bencode.NewDecoder(bytes.NewReader(b))
-	d.MaxStrLen = int64(len(b))
-	if err := d.Decode(v); err != nil {
-		return err
-	}
-	if d.Offset != int64(len(b)) {
-		return fmt.Errorf("%d bytes after the info dictionary", int64(len(b))-d.Offset)
-	}
-	return nil
 }
 
 // NewLayout checks mi and builds its layout. Every name is sanitised here, before any file is
@@ -216,11 +195,9 @@ func safeComponent(c string) (string, error) {
 		return "", fmt.Errorf("path element %q contains a separator or NUL", c)
 	case filepath.IsAbs(c) || filepath.VolumeName(c) != "":
 		return "", fmt.Errorf("absolute path element %q", c)
-	case strings.ContainsFunc(c, func(r rune) bool { return r < 0x20 || r == 0x7f }):
-		// Legal on Linux, but a name with an escape sequence or a newline would drive the
-		// terminal of whoever lists the directory, and breaks scripts reading names by line.
-		return "", fmt.Errorf("path element %q contains a control character", c)
 	}
+	// Control characters are legal in names here and kept (a torrent made from such files must
+	// find them again when seeded); every message that shows a name escapes them instead.
 	base := strings.ToLower(c)
 	if i := strings.IndexByte(base, '.'); i >= 0 {
 		base = base[:i]

@@ -277,6 +277,11 @@ func (t *tree) lock(name string) (unlock func(), busy bool, err error) {
 			if errors.Is(err, unix.EWOULDBLOCK) {
 				return nil, true, nil
 			}
+			if errors.Is(err, unix.ENOLCK) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOTSUP) {
+				// A filesystem without locks (some network mounts): downloading there
+				// unprotected beats not downloading there at all.
+				return func() {}, false, nil
+			}
 			return nil, false, t.pathErr("lock", name, err)
 		}
 		// The holder before us removes the file as it lets go: make sure we locked the file
