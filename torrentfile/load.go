@@ -117,7 +117,9 @@ func unmarshal(b []byte, v any) error {
 	if len(b) == 0 {
 		return errors.New("missing")
 	}
-	return bencode.Unmarshal(b, v)
+	// The project's one bounded decoder: string lengths capped at len(b), and a panic of the
+	// reflection decoder on a type mismatch turned into an error.
+	return bencscan.DecodeBounded(b, v)
 }
 
 // checkDict checks that data is exactly one syntactically valid bencoded dict; what names data in

@@ -337,6 +337,11 @@ func checkHybrid(v1 *metainfo.Info, v2 *InfoV2) error {
 	if i != len(v2.Files) {
 		return bad("v2 has more files")
 	}
+	// Padding that fills more than the gap to the next piece would give v1 pieces of no file,
+	// and piece i of v1 would no longer be piece i of v2.
+	if n := int64(v1.NumPieces()); n != v2.NumPieces {
+		return bad("%d v1 pieces but %d v2 pieces (padding longer than needed)", n, v2.NumPieces)
+	}
 	return nil
 }
 
@@ -529,4 +534,55 @@ func (t *Torrent) MissingPieceLayers() []int {
 		}
 	}
 	return out
+}
+
+// PieceV2 locates one piece of a v2 or hybrid torrent (pieces numbered across files in file
+// order; in a hybrid, v1 piece i is v2 piece i) and says what it must hash to.
+type PieceV2 struct {
+	File   int   // index in V2.Files
+	Offset int64 // of the piece within its file
+	Length int64 // bytes of file data in the piece (short for a file's last piece)
+	// Width is how many leaves the piece's hash covers: pass it to merkle.PieceHash.
+	Width int64
+	// Hash is the piece's expected merkle.PieceHash, valid when Known: a file of one piece
+	// hashes to its pieces root; a longer one needs its piece layer, from the .torrent or from
+	// peers (hash requests).
+	Hash  merkle.Hash
+	Known bool
+}
+
+// PieceV2 returns piece i of a v2 or hybrid torrent; ok is false for a v1-only torrent or an i
+// out of range.
+func (t *Torrent) PieceV2(i int64) (p PieceV2, ok bool) {
+	v := t.V2
+	if v == nil || i < 0 || i >= v.NumPieces {
+		return p, false
+	}
+	// The last file whose first piece is at or before i, skipping empty files (no pieces).
+	lo, hi := 0, len(v.Files)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if v.Files[m].FirstPiece <= i {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	fi := lo - 1
+	for v.Files[fi].Length == 0 || i >= v.Files[fi].FirstPiece+v.Files[fi].NumPieces(v.PieceLength) {
+		fi--
+	}
+	f := v.Files[fi]
+	k := i - f.FirstPiece
+	p = PieceV2{File: fi, Offset: k * v.PieceLength, Width: merkle.PieceWidth(v.PieceLength, f.Length)}
+	p.Length = min(v.PieceLength, f.Length-p.Offset)
+	if !f.HasPieceLayer(v.PieceLength) {
+		p.Hash, p.Known = f.PiecesRoot, true
+		return p, true
+	}
+	if layer, ok := t.PieceLayers[f.PiecesRoot]; ok {
+		copy(p.Hash[:], layer[k*merkle.HashSize:])
+		p.Known = true
+	}
+	return p, true
 }

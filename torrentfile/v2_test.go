@@ -214,6 +214,50 @@ func TestCreateHybridPiecesAgree(t *testing.T) {
 	}
 }
 
+// PieceV2 maps every piece to its file and expected hash: hashing each piece's bytes with
+// merkle.PieceHash matches, in a tree with empty files between others.
+func TestPieceV2(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]int{"a": 40000, "b/zero": 0, "b/c": 70001, "d": 100, "e0": 0, "f": 3 * 32768}
+	writeTree(t, dir, files)
+	const pl = 32 << 10
+	tor, err := CreateTorrent(context.Background(), dir, Options{PieceLength: pl, Hybrid: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := int64(tor.V1.NumPieces()); n != tor.V2.NumPieces || n != 2+3+1+3 {
+		t.Fatalf("v1 %d pieces, v2 %d, want 9", n, tor.V2.NumPieces)
+	}
+	var got []string
+	for i := range tor.V2.NumPieces {
+		p, ok := tor.PieceV2(i)
+		if !ok || !p.Known {
+			t.Fatalf("piece %d: ok %v known %v", i, ok, p.Known)
+		}
+		f := tor.V2.Files[p.File]
+		data := content(strings.Join(f.Path, "/"), int(f.Length))[p.Offset : p.Offset+p.Length]
+		if merkle.PieceHash(data, p.Width) != p.Hash {
+			t.Errorf("piece %d (%s at %d): hash mismatch", i, f.Path, p.Offset)
+		}
+		got = append(got, fmt.Sprintf("%s@%d+%d", strings.Join(f.Path, "/"), p.Offset, p.Length))
+	}
+	want := "a@0+32768 a@32768+7232 b/c@0+32768 b/c@32768+32768 b/c@65536+4465 d@0+100 f@0+32768 f@32768+32768 f@65536+32768"
+	if strings.Join(got, " ") != want {
+		t.Errorf("pieces:\n%s\nwant\n%s", strings.Join(got, " "), want)
+	}
+	if _, ok := tor.PieceV2(tor.V2.NumPieces); ok {
+		t.Errorf("piece past the end found")
+	}
+	// Without the piece layers, multi-piece files' pieces are not known until peers send them.
+	tor.PieceLayers = nil
+	if p, _ := tor.PieceV2(2); p.Known {
+		t.Errorf("piece of b/c known without its layer")
+	}
+	if p, _ := tor.PieceV2(5); !p.Known {
+		t.Errorf("one-piece file d: its root is its piece hash")
+	}
+}
+
 func TestLoadTorrentRealClientFiles(t *testing.T) {
 	for _, tc := range []struct {
 		file   string
@@ -397,6 +441,12 @@ func TestParseTorrentRejectsInconsistentHybrid(t *testing.T) {
 		{"renamed v1 file", recode(func(i map[string]any) {
 			i["files"].([]any)[0].(map[string]any)["path"] = []any{"x"}
 		}), "file 0 is"},
+		{"padding longer than needed", recode(func(i map[string]any) {
+			fs := i["files"].([]any)
+			pad := fs[1].(map[string]any)
+			pad["length"] = pad["length"].(int64) + 32768
+			i["pieces"] = pieces(4)
+		}), "padding longer than needed"},
 		{"v1 single file", recode(func(i map[string]any) {
 			delete(i, "files")
 			i["length"] = 40000
