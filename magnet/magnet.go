@@ -1,6 +1,7 @@
-// Package magnet parses and formats magnet URIs for BitTorrent v1 (BEP 9).
+// Package magnet parses and formats magnet URIs for BitTorrent v1 (BEP 9) and v2 (BEP 52).
 //
-// A magnet names a torrent by its infohash (xt=urn:btih:...) and may carry
+// A magnet names a torrent by its infohash: xt=urn:btih:<SHA-1> for v1, xt=urn:btmh:1220<SHA-256>
+// (a sha2-256 multihash) for v2, or both for a hybrid torrent, one info dict with two hashes. It may carry
 // hints: a display name (dn), trackers (tr), peer addresses (x.pe), web seeds
 // (ws), the total length (xl) and a file selection (so, BEP 53). Parse is
 // lenient where real magnets are sloppy (any case, repeated or indexed
@@ -21,21 +22,29 @@ import (
 
 // Sentinel errors; the errors Parse returns wrap one of them when it applies.
 var (
-	ErrNotMagnet     = errors.New("not a magnet URI")
-	ErrNoInfoHash    = errors.New("no btih infohash")
+	ErrNotMagnet  = errors.New("not a magnet URI")
+	ErrNoInfoHash = errors.New("no btih or btmh infohash")
+	// ErrV2Unsupported is what RequireV1 returns for a v2-only magnet, for callers that can only
+	// join a v1 swarm. Parse itself accepts v2-only magnets.
 	ErrV2Unsupported = errors.New("BitTorrent v2 (btmh) magnets are not supported")
 	ErrBadInfoHash   = errors.New("bad infohash")
 )
 
 // Magnet is a parsed magnet URI. Empty lists are nil.
+//
+// Parse sets HasV1 and HasV2 to say which infohashes the magnet carries. A Magnet built by hand
+// with neither set is read as a v1 magnet of InfoHash (String, RequireV1, SwarmHashes).
 type Magnet struct {
-	InfoHash [20]byte
-	Name     string   // dn
-	Trackers []string // tr, in order, deduplicated
-	Peers    []string // x.pe normalised to "host:port" (multiaddr forms converted); IPv6 as "[::1]:6881"
-	WebSeeds []string // ws, in order, deduplicated
-	Select   []Range  // so (BEP 53): file indexes, sorted, overlapping and adjacent ranges merged
-	Length   int64    // xl, 0 if absent
+	InfoHash   [20]byte // btih: SHA-1 of the info dict; zero when only HasV2
+	InfoHashV2 [32]byte // btmh: SHA-256 of the info dict; zero unless HasV2
+	HasV1      bool
+	HasV2      bool
+	Name       string   // dn
+	Trackers   []string // tr, in order, deduplicated
+	Peers      []string // x.pe normalised to "host:port" (multiaddr forms converted); IPv6 as "[::1]:6881"
+	WebSeeds   []string // ws, in order, deduplicated
+	Select     []Range  // so (BEP 53): file indexes, sorted, overlapping and adjacent ranges merged
+	Length     int64    // xl, 0 if absent
 }
 
 // Range is an inclusive range of file indexes.
@@ -82,7 +91,7 @@ func Parse(uri string) (*Magnet, error) {
 	var (
 		m        Magnet
 		haveBtih bool
-		btmh     string
+		btmh     string // first btmh URN of a hash function we do not know
 		seenPeer = map[string]bool{}
 		seenTr   = map[string]bool{}
 		seenWs   = map[string]bool{}
@@ -115,8 +124,24 @@ func Parse(uri string) (*Magnet, error) {
 				m.InfoHash, haveBtih = ih, true
 				continue
 			}
-			if urn, ok := cutPrefixFold(val, "urn:btmh:"); ok && btmh == "" {
-				btmh = urn
+			if urn, ok := cutPrefixFold(val, "urn:btmh:"); ok {
+				if !isSHA256Multihash(urn) {
+					// A future hash function: not ours to use, but not a
+					// reason to refuse a magnet that has a usable hash too.
+					if btmh == "" {
+						btmh = urn
+					}
+					continue
+				}
+				h, err := ParseInfoHashV2(urn)
+				if err != nil {
+					return nil, fmt.Errorf("magnet: xt: %w", err)
+				}
+				if m.HasV2 && h != m.InfoHashV2 {
+					return nil, fmt.Errorf("magnet: xt: conflicting btmh infohashes %x and %x", m.InfoHashV2, h)
+				}
+				m.InfoHashV2, m.HasV2 = h, true
+				continue
 			}
 			// Other URNs (sha1, ed2k, tree:tiger, ...) belong to other
 			// networks sharing the magnet format: ignore them.
@@ -186,11 +211,12 @@ func Parse(uri string) (*Magnet, error) {
 			m.Length, haveXl = n, true
 		}
 	}
-	if !haveBtih {
+	m.HasV1 = haveBtih
+	if !m.HasV1 && !m.HasV2 {
 		if btmh != "" {
-			return nil, fmt.Errorf("magnet: xt: %w: this magnet has only a v2 infohash (urn:btmh:%s); a hybrid magnet that also has urn:btih works", ErrV2Unsupported, abbrev(btmh))
+			return nil, fmt.Errorf("magnet: xt: %w: urn:btmh:%s is not a sha2-256 multihash (want 1220 and 64 hex characters)", ErrV2Unsupported, abbrev(btmh))
 		}
-		return nil, fmt.Errorf("magnet: xt: %w: want xt=urn:btih:<40 hex or 32 base32 characters>", ErrNoInfoHash)
+		return nil, fmt.Errorf("magnet: xt: %w: want xt=urn:btih:<40 hex or 32 base32 characters> or xt=urn:btmh:1220<64 hex characters>", ErrNoInfoHash)
 	}
 	m.Select = mergeRanges(m.Select)
 	return &m, nil
@@ -262,17 +288,54 @@ func ParseInfoHash(s string) ([20]byte, error) {
 	return ih, nil
 }
 
-// ParseTarget parses what a user may type to name a torrent: a magnet URI,
-// a bare infohash (hex or base32) or "urn:btih:<infohash>".
+// sha256Multihash is the multihash prefix of a SHA-256 digest: function 0x12, length 0x20.
+const sha256Multihash = "1220"
+
+// isSHA256Multihash reports whether a btmh value claims to be a sha2-256 multihash, well-formed
+// or not (so that a mistyped one is reported rather than ignored).
+func isSHA256Multihash(s string) bool {
+	return len(s) >= len(sha256Multihash) && s[:len(sha256Multihash)] == sha256Multihash
+}
+
+// ParseInfoHashV2 parses a v2 infohash written as a sha2-256 multihash in hex ("1220" and 64 hex
+// characters, as in urn:btmh:) or as 64 bare hex characters, in any case.
+func ParseInfoHashV2(s string) ([32]byte, error) {
+	var h [32]byte
+	digest := s
+	if len(s) == 68 {
+		if !isSHA256Multihash(s) {
+			return h, fmt.Errorf("%w: %q is not a sha2-256 multihash (want 1220 and 64 hex characters)", ErrBadInfoHash, abbrev(s))
+		}
+		digest = s[len(sha256Multihash):]
+	}
+	if len(digest) != 64 {
+		return h, fmt.Errorf("%w: want a v2 infohash of 1220 and 64 hex characters, got %d characters (%q)", ErrBadInfoHash, len(s), abbrev(s))
+	}
+	if _, err := hex.Decode(h[:], []byte(digest)); err != nil {
+		return [32]byte{}, fmt.Errorf("%w: %q is not hexadecimal", ErrBadInfoHash, abbrev(s))
+	}
+	return h, nil
+}
+
+// ParseTarget parses what a user may type to name a torrent: a magnet URI, a bare v1 infohash
+// (40 hex or 32 base32 characters), "urn:btih:<infohash>", a bare v2 infohash (64 hex
+// characters, or 1220 and 64 hex characters) or "urn:btmh:1220<64 hex>".
 func ParseTarget(s string) (*Magnet, error) {
 	s = strings.TrimSpace(s)
 	if len(s) >= len(scheme) && strings.EqualFold(s[:len(scheme)], scheme) {
 		return Parse(s)
 	}
+	if h, isURN := cutPrefixFold(s, "urn:btmh:"); isURN || len(h) == 64 || len(h) == 68 {
+		ih, err := ParseInfoHashV2(h)
+		if err != nil {
+			return nil, fmt.Errorf("magnet: %w", err)
+		}
+		return &Magnet{InfoHashV2: ih, HasV2: true}, nil
+	}
 	h, isURN := cutPrefixFold(s, "urn:btih:")
 	ih, err := ParseInfoHash(h)
 	if err == nil {
-		return &Magnet{InfoHash: ih}, nil
+		return &Magnet{InfoHash: ih, HasV1: true}, nil
 	}
 	if isURN || len(h) == 40 || len(h) == 32 {
 		return nil, fmt.Errorf("magnet: %w", err)
@@ -280,18 +343,53 @@ func ParseTarget(s string) (*Magnet, error) {
 	return nil, fmt.Errorf("magnet: %w and not an infohash: %q", ErrNotMagnet, abbrev(s))
 }
 
+// v1 reports whether m names a v1 (or hybrid) torrent by InfoHash.
+func (m *Magnet) v1() bool { return m.HasV1 || !m.HasV2 }
+
+// RequireV1 returns an error wrapping ErrV2Unsupported when m carries only a v2 infohash, for
+// callers that can join only a v1 swarm; nil otherwise.
+func (m *Magnet) RequireV1() error {
+	if m.v1() {
+		return nil
+	}
+	return fmt.Errorf("magnet: %w: this magnet has only a v2 infohash (urn:btmh:%s%x); a hybrid magnet that also has urn:btih works",
+		ErrV2Unsupported, sha256Multihash, m.InfoHashV2)
+}
+
+// SwarmHashes returns the 20-byte hashes under which the torrent's swarm is found on the DHT, at
+// trackers and in peer handshakes: the v1 infohash, then the v2 infohash truncated to 20 bytes
+// (BEP 52). A hybrid torrent has both and peers may be announced under either.
+func (m *Magnet) SwarmHashes() [][20]byte {
+	var out [][20]byte
+	if m.v1() {
+		out = append(out, m.InfoHash)
+	}
+	if m.HasV2 {
+		out = append(out, [20]byte(m.InfoHashV2[:20]))
+	}
+	return out
+}
+
 // String returns the canonical magnet URI for m: parameters in a fixed order,
-// the infohash as lowercase hex, values percent-encoded. Parse(m.String())
-// returns a Magnet equal to m when m came from Parse.
+// the infohashes as lowercase hex (btih first, then btmh, as libtorrent
+// writes hybrid magnets), values percent-encoded. Parse(m.String()) returns a
+// Magnet equal to m when m came from Parse.
 func (m *Magnet) String() string {
 	var b strings.Builder
-	b.WriteString("magnet:?xt=urn:btih:")
-	b.WriteString(hex.EncodeToString(m.InfoHash[:]))
+	b.WriteString("magnet:?")
+	sep := ""
 	add := func(k, v string) {
-		b.WriteByte('&')
+		b.WriteString(sep)
+		sep = "&"
 		b.WriteString(k)
 		b.WriteByte('=')
 		b.WriteString(escape(v))
+	}
+	if m.v1() {
+		add("xt", "urn:btih:"+hex.EncodeToString(m.InfoHash[:]))
+	}
+	if m.HasV2 {
+		add("xt", "urn:btmh:"+sha256Multihash+hex.EncodeToString(m.InfoHashV2[:]))
 	}
 	if m.Name != "" {
 		add("dn", m.Name)

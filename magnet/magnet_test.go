@@ -4,9 +4,18 @@ import (
 	"encoding/hex"
 	"errors"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 )
+
+func ih2(s string) [32]byte {
+	var h [32]byte
+	if n, err := hex.Decode(h[:], []byte(s)); err != nil || n != 32 {
+		panic(s)
+	}
+	return h
+}
 
 func ih(s string) [20]byte {
 	var h [20]byte
@@ -27,6 +36,7 @@ var realWorld = []struct {
 		uri:  "magnet:?xt=urn:btih:dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c&dn=Big+Buck+Bunny&tr=udp%3A%2F%2Fexplodie.org%3A6969&tr=udp%3A%2F%2Ftracker.coppersurfer.tk%3A6969&tr=udp%3A%2F%2Ftracker.empire-js.us%3A1337&tr=udp%3A%2F%2Ftracker.leechers-paradise.org%3A6969&tr=udp%3A%2F%2Ftracker.opentrackr.org%3A1337&tr=wss%3A%2F%2Ftracker.btorrent.xyz&tr=wss%3A%2F%2Ftracker.fastcast.nz&tr=wss%3A%2F%2Ftracker.openwebtorrent.com&ws=https%3A%2F%2Fwebtorrent.io%2Ftorrents%2F&xs=https%3A%2F%2Fwebtorrent.io%2Ftorrents%2Fbig-buck-bunny.torrent",
 		want: Magnet{
 			InfoHash: ih("dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c"),
+			HasV1:    true,
 			Name:     "Big Buck Bunny",
 			Trackers: []string{
 				"udp://explodie.org:6969", "udp://tracker.coppersurfer.tk:6969", "udp://tracker.empire-js.us:1337",
@@ -41,31 +51,45 @@ var realWorld = []struct {
 		uri:  "magnet:?xt=urn:btih:08ADA5A7A6183AAE1E09D831DF6748D566095A10&dn=Sintel&tr=udp%3A%2F%2Fexplodie.org%3A6969&tr=wss%3A%2F%2Ftracker.openwebtorrent.com&ws=https%3A%2F%2Fwebtorrent.io%2Ftorrents%2F",
 		want: Magnet{
 			InfoHash: ih("08ada5a7a6183aae1e09d831df6748d566095a10"),
+			HasV1:    true,
 			Name:     "Sintel",
 			Trackers: []string{"udp://explodie.org:6969", "wss://tracker.openwebtorrent.com"},
 			WebSeeds: []string{"https://webtorrent.io/torrents/"},
 		},
 	},
 	{
-		name: "BEP 52 hybrid test torrent: btih kept, btmh ignored",
+		name: "BEP 52 hybrid test torrent: both hashes",
 		uri:  "magnet:?xt=urn:btih:631a31dd0a46257d5078c0dee4e66e26f73e42ac&xt=urn:btmh:1220d8dd32ac93357c368556af3ac1d95c9d76bd0dff6fa9833ecdac3d53134efabb&dn=bittorrent-v1-v2-hybrid-test",
-		want: Magnet{InfoHash: ih("631a31dd0a46257d5078c0dee4e66e26f73e42ac"), Name: "bittorrent-v1-v2-hybrid-test"},
+		want: Magnet{InfoHash: ih("631a31dd0a46257d5078c0dee4e66e26f73e42ac"), HasV1: true, Name: "bittorrent-v1-v2-hybrid-test",
+			InfoHashV2: ih2("d8dd32ac93357c368556af3ac1d95c9d76bd0dff6fa9833ecdac3d53134efabb"), HasV2: true},
 	},
 	{
 		name: "hybrid with btmh first",
-		uri:  "magnet:?xt=urn:btmh:1220d8dd32ac93357c368556af3ac1d95c9d76bd0dff6fa9833ecdac3d53134efabb&xt=urn:btih:631a31dd0a46257d5078c0dee4e66e26f73e42ac",
-		want: Magnet{InfoHash: ih("631a31dd0a46257d5078c0dee4e66e26f73e42ac")},
+		uri:  "magnet:?xt=urn:btmh:1220D8DD32AC93357C368556AF3AC1D95C9D76BD0DFF6FA9833ECDAC3D53134EFABB&xt=urn:btih:631a31dd0a46257d5078c0dee4e66e26f73e42ac",
+		want: Magnet{InfoHash: ih("631a31dd0a46257d5078c0dee4e66e26f73e42ac"), HasV1: true,
+			InfoHashV2: ih2("d8dd32ac93357c368556af3ac1d95c9d76bd0dff6fa9833ecdac3d53134efabb"), HasV2: true},
+	},
+	{
+		name: "BEP 52 v2-only test torrent",
+		uri:  "magnet:?xt=urn:btmh:1220caf1e1c30e81cb361b9ee167c4aa64228a7fa4fa9f6105232b28ad099f3a302e&dn=bittorrent-v2-test",
+		want: Magnet{InfoHashV2: ih2("caf1e1c30e81cb361b9ee167c4aa64228a7fa4fa9f6105232b28ad099f3a302e"), HasV2: true, Name: "bittorrent-v2-test"},
+	},
+	{
+		name: "v2-only, a btmh of an unknown hash function beside it is ignored",
+		uri:  "magnet:?xt=urn:btmh:1b20" + strings.Repeat("ab", 32) + "&xt=urn:btmh:1220caf1e1c30e81cb361b9ee167c4aa64228a7fa4fa9f6105232b28ad099f3a302e&xt=urn:btmh:1220caf1e1c30e81cb361b9ee167c4aa64228a7fa4fa9f6105232b28ad099f3a302e",
+		want: Magnet{InfoHashV2: ih2("caf1e1c30e81cb361b9ee167c4aa64228a7fa4fa9f6105232b28ad099f3a302e"), HasV2: true},
 	},
 	{
 		name: "base32 (BEP 9 allows it), lower case",
 		uri:  "magnet:?xt=urn:btih:3cvjn3f3suvpgcxwl6pnzqijhzvbfbwm&dn=base32",
-		want: Magnet{InfoHash: ih("d8aa96ecbb952af30af65f9edcc1093e6a1286cc"), Name: "base32"},
+		want: Magnet{InfoHash: ih("d8aa96ecbb952af30af65f9edcc1093e6a1286cc"), HasV1: true, Name: "base32"},
 	},
 	{
 		name: "mixed Gnutella/ed2k/BitTorrent magnet, xl and indexed xt",
 		uri:  "magnet:?xt.1=urn:ed2k:354B15E68FB8F36D7CD88FF94116CDC1&xt.2=urn:tree:tiger:7N5OAMRNGMSSEUE3ORHOKWN4WWIQ5X4EBOOTLJY&xt.3=urn:btih:QHQXPYWMACKDWKP47RRVIV7VOURXFE5Q&xl=10826029&dn=mediawiki-1.15.1.tar.gz&tr=udp%3A%2F%2Ftracker.openbittorrent.com%3A80%2Fannounce",
 		want: Magnet{
 			InfoHash: ih("81e177e2cc00943b29fcfc635457f575237293b0"),
+			HasV1:    true,
 			Name:     "mediawiki-1.15.1.tar.gz",
 			Trackers: []string{"udp://tracker.openbittorrent.com:80/announce"},
 			Length:   10826029,
@@ -76,6 +100,7 @@ var realWorld = []struct {
 		uri:  "magnet:?xt=urn:btih:dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c&&tr.1=http%3A%2F%2Fa.example%2Fannounce&tr.2=http%3A%2F%2Fb.example%2Fannounce&tr=http%3A%2F%2Fa.example%2Fannounce&tr=",
 		want: Magnet{
 			InfoHash: ih("dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c"),
+			HasV1:    true,
 			Trackers: []string{"http://a.example/announce", "http://b.example/announce"},
 		},
 	},
@@ -84,6 +109,7 @@ var realWorld = []struct {
 		uri:  "magnet:?xt=urn:btih:dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c&so=0,2,4,6-8&so.1=5,20-21",
 		want: Magnet{
 			InfoHash: ih("dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c"),
+			HasV1:    true,
 			Select:   []Range{{0, 0}, {2, 2}, {4, 8}, {20, 21}},
 		},
 	},
@@ -95,6 +121,7 @@ var realWorld = []struct {
 			"&x.pe=/ip4/10.1.2.3/udp/9/utp&x.pe.1=[2001:DB8:0:0::2]:6881",
 		want: Magnet{
 			InfoHash: ih("dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c"),
+			HasV1:    true,
 			Peers: []string{
 				"127.0.0.1:6881", "[::1]:6881", "10.0.0.1:80", "peer.example.com:51413",
 				"[2001:db8::1]:5", "seed.example:7", "10.1.2.3:9", "[2001:db8::2]:6881",
@@ -104,17 +131,17 @@ var realWorld = []struct {
 	{
 		name: "unknown params ignored, percent-encoded name with UTF-8, case-insensitive scheme and keys",
 		uri:  "MAGNET:?XT=URN:BTIH:dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c&DN=%E6%97%A5%E6%9C%AC%20%26%20more&kt=a+b&mt=http%3A%2F%2Fx&x.foo=1&as=http%3A%2F%2Fy",
-		want: Magnet{InfoHash: ih("dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c"), Name: "日本 & more"},
+		want: Magnet{InfoHash: ih("dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c"), HasV1: true, Name: "日本 & more"},
 	},
 	{
 		name: "raw percent sign in a name is kept",
 		uri:  "magnet:?xt=urn:btih:dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c&dn=100%+legit",
-		want: Magnet{InfoHash: ih("dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c"), Name: "100%+legit"},
+		want: Magnet{InfoHash: ih("dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c"), HasV1: true, Name: "100%+legit"},
 	},
 	{
 		name: "repeated identical btih, surrounding spaces, magnet://",
 		uri:  "  magnet://?xt=urn:btih:dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c&xt=urn:btih:3WBFL3G4PSSV7MF37AJSHWDQMLNR63I4\n",
-		want: Magnet{InfoHash: ih("dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c")},
+		want: Magnet{InfoHash: ih("dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c"), HasV1: true},
 	},
 }
 
@@ -155,9 +182,12 @@ func TestParseErrors(t *testing.T) {
 		{"", ErrNotMagnet, "magnet: not a magnet URI"},
 		{"http://example.com/?xt=urn:btih:" + h, ErrNotMagnet, "not a magnet URI"},
 		{"magnet:xt=urn:btih:" + h, ErrNotMagnet, "no '?'"},
-		{"magnet:?dn=nothing", ErrNoInfoHash, "magnet: xt: no btih infohash"},
+		{"magnet:?dn=nothing", ErrNoInfoHash, "magnet: xt: no btih or btmh infohash"},
 		{"magnet:?xt=urn:sha1:YNCKHTQCWBTRNJIV4WNAE52SJUQCZO5C", ErrNoInfoHash, "xt: no btih"},
-		{"magnet:?xt=urn:btmh:1220caf1e1c30e81cb361b9ee167c4aa64228a7fa4fa9f6105232b28ad099f3a302e&dn=bittorrent-v2-test", ErrV2Unsupported, "only a v2 infohash"},
+		{"magnet:?xt=urn:btmh:1220abcd", ErrBadInfoHash, "magnet: xt: bad infohash: want a v2 infohash of 1220 and 64 hex characters, got 8"},
+		{"magnet:?xt=urn:btmh:1220" + strings.Repeat("x", 64), ErrBadInfoHash, "not hexadecimal"},
+		{"magnet:?xt=urn:btmh:1b20" + strings.Repeat("ab", 32), ErrV2Unsupported, "not a sha2-256 multihash"},
+		{"magnet:?xt=urn:btmh:1220" + strings.Repeat("ab", 32) + "&xt=urn:btmh:1220" + strings.Repeat("cd", 32), nil, "conflicting btmh infohashes"},
 		{"magnet:?xt=urn:btih:" + h[:39], ErrBadInfoHash, "magnet: xt: bad infohash: want 40 hex or 32 base32 characters, got 39"},
 		{"magnet:?xt=urn:btih:" + h[:39] + "g", ErrBadInfoHash, "not hexadecimal"},
 		{"magnet:?xt=urn:btih:3cvjn3f3suvpgcxwl6pnzqijhzvbfbw1", ErrBadInfoHash, "not base32"},
@@ -222,8 +252,48 @@ func TestString(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	m.HasV1 = true // what Parse says of a magnet with a btih
 	if !reflect.DeepEqual(back, m) {
 		t.Fatalf("Parse(String()):\n got %+v\nwant %+v", *back, *m)
+	}
+	// v2-only and hybrid magnets: btih first, as libtorrent's make_magnet_uri writes them.
+	v2 := &Magnet{InfoHashV2: ih2(strings.Repeat("ab", 32)), HasV2: true, Name: "x"}
+	if got, want := v2.String(), "magnet:?xt=urn:btmh:1220"+strings.Repeat("ab", 32)+"&dn=x"; got != want {
+		t.Errorf("v2-only String = %s, want %s", got, want)
+	}
+	v2.InfoHash, v2.HasV1 = ih("dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c"), true
+	if got, want := v2.String(), "magnet:?xt=urn:btih:dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c&xt=urn:btmh:1220"+strings.Repeat("ab", 32)+"&dn=x"; got != want {
+		t.Errorf("hybrid String = %s, want %s", got, want)
+	}
+}
+
+// A v2-only magnet parses; callers that can only join v1 swarms get ErrV2Unsupported from
+// RequireV1, and SwarmHashes gives the truncated v2 hash the DHT and handshakes use.
+func TestV2OnlyHelpers(t *testing.T) {
+	m, err := Parse("magnet:?xt=urn:btmh:1220caf1e1c30e81cb361b9ee167c4aa64228a7fa4fa9f6105232b28ad099f3a302e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.RequireV1(); !errors.Is(err, ErrV2Unsupported) || !strings.HasPrefix(err.Error(), "magnet: ") {
+		t.Errorf("RequireV1 = %v, want ErrV2Unsupported", err)
+	}
+	if got := m.SwarmHashes(); len(got) != 1 || got[0] != [20]byte(m.InfoHashV2[:20]) {
+		t.Errorf("SwarmHashes = %x", got)
+	}
+	h, err := Parse(realWorld[2].uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.RequireV1(); err != nil {
+		t.Errorf("hybrid RequireV1 = %v", err)
+	}
+	if got := h.SwarmHashes(); len(got) != 2 || got[0] != h.InfoHash || got[1] != [20]byte(h.InfoHashV2[:20]) {
+		t.Errorf("hybrid SwarmHashes = %x", got)
+	}
+	// A Magnet built by hand with only InfoHash is a v1 magnet.
+	hand := &Magnet{InfoHash: h.InfoHash}
+	if hand.RequireV1() != nil || len(hand.SwarmHashes()) != 1 || !strings.HasPrefix(hand.String(), "magnet:?xt=urn:btih:") {
+		t.Errorf("hand-built v1 magnet: %v %x %s", hand.RequireV1(), hand.SwarmHashes(), hand.String())
 	}
 }
 
@@ -256,7 +326,19 @@ func TestParseTarget(t *testing.T) {
 		"magnet:?xt=urn:btih:dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c&dn=x",
 	} {
 		m, err := ParseTarget(s)
-		if err != nil || m.InfoHash != want {
+		if err != nil || m.InfoHash != want || !m.HasV1 || m.HasV2 {
+			t.Errorf("ParseTarget(%q) = %v, %v", s, m, err)
+		}
+	}
+	want2 := ih2("caf1e1c30e81cb361b9ee167c4aa64228a7fa4fa9f6105232b28ad099f3a302e")
+	for _, s := range []string{
+		"caf1e1c30e81cb361b9ee167c4aa64228a7fa4fa9f6105232b28ad099f3a302e",
+		"1220CAF1E1C30E81CB361B9EE167C4AA64228A7FA4FA9F6105232B28AD099F3A302E",
+		"urn:btmh:1220caf1e1c30e81cb361b9ee167c4aa64228a7fa4fa9f6105232b28ad099f3a302e",
+		"magnet:?xt=urn:btmh:1220caf1e1c30e81cb361b9ee167c4aa64228a7fa4fa9f6105232b28ad099f3a302e",
+	} {
+		m, err := ParseTarget(s)
+		if err != nil || m.InfoHashV2 != want2 || m.HasV1 || !m.HasV2 {
 			t.Errorf("ParseTarget(%q) = %v, %v", s, m, err)
 		}
 	}
@@ -268,7 +350,8 @@ func TestParseTarget(t *testing.T) {
 		{"", ErrNotMagnet},
 		{"dd8255ecdc7ca55fb0bbf81323d87062db1f6d1x", ErrBadInfoHash},
 		{"urn:btih:dd82", ErrBadInfoHash},
-		{"magnet:?xt=urn:btmh:1220caf1e1c30e81cb361b9ee167c4aa64228a7fa4fa9f6105232b28ad099f3a302e", ErrV2Unsupported},
+		{"urn:btmh:1220caf1", ErrBadInfoHash},
+		{strings.Repeat("z", 64), ErrBadInfoHash},
 	} {
 		if _, err := ParseTarget(tc.s); !errors.Is(err, tc.sentinel) {
 			t.Errorf("ParseTarget(%q) error = %v, want %v", tc.s, err, tc.sentinel)
@@ -305,11 +388,20 @@ func FuzzParse(f *testing.F) {
 		"magnet:?xt=urn:btih:dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c&x.pe=[fe80::1%25eth0]:5",
 		"magnet:?xt=urn:btmh:1220caf1e1c30e81cb361b9ee167c4aa64228a7fa4fa9f6105232b28ad099f3a302e",
 		"magnet:?xt=urn:btih:dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c&dn=%ZZ%&tr=%20",
+		"magnet:?xt=urn:btmh:1220caf1e1c30e81cb361b9ee167c4aa64228a7fa4fa9f6105232b28ad099f3a302e&xt=urn:btih:dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c",
+		"magnet:?xt=urn:btmh:1b20caf1&xt=urn:btmh:1220caf1e1c30e81cb361b9ee167c4aa64228a7fa4fa9f6105232b28ad099f3a302e",
 	} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, uri string) {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
 		m, err := Parse(uri)
+		runtime.ReadMemStats(&after)
+		// Bounded work per input byte: no length in a magnet makes Parse allocate beyond it.
+		if got, limit := after.TotalAlloc-before.TotalAlloc, uint64(64*len(uri)+64<<10); got > limit {
+			t.Fatalf("Parse of %d bytes allocated %d bytes (limit %d)", len(uri), got, limit)
+		}
 		if err != nil {
 			if m != nil {
 				t.Fatalf("Parse returned both a magnet and an error")

@@ -36,24 +36,7 @@ func benchSize(b *testing.B) int64 {
 // set, receives the .torrent so the script can compare infohashes. One untimed Create runs first
 // so that timed runs, like the other tools' in the script, hash from the page cache.
 func BenchmarkCreate(b *testing.B) {
-	path := os.Getenv("MAGNETGET_BENCH_FILE")
-	if path == "" {
-		size := benchSize(b)
-		path = filepath.Join(b.TempDir(), "bench.bin")
-		f, err := os.Create(path)
-		if err != nil {
-			b.Fatal(err)
-		}
-		block := content("bench", 1<<20)
-		for left := size; left > 0; left -= int64(len(block)) {
-			if _, err := f.Write(block[:min(int64(len(block)), left)]); err != nil {
-				b.Fatal(err)
-			}
-		}
-		if err := f.Close(); err != nil {
-			b.Fatal(err)
-		}
-	}
+	path := benchFile(b)
 	fi, err := os.Stat(path)
 	if err != nil {
 		b.Fatal(err)
@@ -85,4 +68,56 @@ func BenchmarkCreate(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(fi.Size())*float64(b.N)/(1<<20)/b.Elapsed().Seconds(), "MiB/s")
+}
+
+// benchFile returns MAGNETGET_BENCH_FILE, or a file of MAGNETGET_BENCH_SIZE bytes it writes.
+func benchFile(b *testing.B) string {
+	path := os.Getenv("MAGNETGET_BENCH_FILE")
+	if path != "" {
+		return path
+	}
+	size := benchSize(b)
+	path = filepath.Join(b.TempDir(), "bench.bin")
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	block := content("bench", 1<<20)
+	for left := size; left > 0; left -= int64(len(block)) {
+		if _, err := f.Write(block[:min(int64(len(block)), left)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		b.Fatal(err)
+	}
+	return path
+}
+
+// BenchmarkCreateVersions hashes one file (as BenchmarkCreate picks it) as a v1, v2-only and
+// hybrid torrent side by side, at 1 MiB pieces: what SHA-256 merkle hashing costs next to SHA-1.
+func BenchmarkCreateVersions(b *testing.B) {
+	path := benchFile(b)
+	fi, err := os.Stat(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, m := range []struct {
+		name string
+		o    Options
+	}{{"v1", Options{}}, {"v2", Options{V2: true}}, {"hybrid", Options{Hybrid: true}}} {
+		m.o.PieceLength = 1 << 20
+		b.Run(m.name, func(b *testing.B) {
+			if _, err := CreateTorrent(ctx, path, m.o); err != nil { // warm the page cache
+				b.Fatal(err)
+			}
+			b.SetBytes(fi.Size())
+			for b.Loop() {
+				if _, err := CreateTorrent(ctx, path, m.o); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

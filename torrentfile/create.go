@@ -40,13 +40,36 @@ type entry struct {
 	path   []string // components inside the torrent, nil for a single-file torrent
 	osPath string
 	size   int64
+	exec   bool // executable by its owner: BEP 47 attr "x" in v2 and hybrid torrents, as libtorrent sets it
+	pad    bool // BEP 47 padding: size zero bytes, no file
 }
 
 // Create builds a v1 torrent of the file or directory at path. The info dict (and so the infohash)
 // depends only on the tree's content, file names, Options.Name and the piece length; see the package
 // comment for which files are included and in what order. A directory always gives a multi-file
-// torrent, even with one file inside, as mktorrent does.
+// torrent, even with one file inside, as mktorrent does. v2 and hybrid torrents carry piece layers
+// outside the info dict, which a MetaInfo cannot hold: for those (Options.V2, Options.Hybrid) use
+// CreateTorrent and WriteTorrent.
 func Create(ctx context.Context, path string, o Options) (*metainfo.MetaInfo, error) {
+	if o.V2 || o.Hybrid {
+		return nil, fmt.Errorf("create torrent: %w: v2 and hybrid torrents need CreateTorrent and WriteTorrent (their piece layers live outside the info dict)", ErrBadOptions)
+	}
+	t, err := CreateTorrent(ctx, path, o)
+	if err != nil {
+		return nil, err
+	}
+	return t.Meta, nil
+}
+
+// CreateTorrent builds a torrent of the file or directory at path: v1 as Create describes, or, with
+// Options.V2 or Options.Hybrid, a v2-only or hybrid (v1+v2) torrent whose info dict is the one
+// libtorrent's create_torrent makes for the same tree and piece length (files ordered by path
+// component by component, BEP 47 padding before every file that would not start a piece, attr "x"
+// on executable files), so both agree on both infohashes.
+func CreateTorrent(ctx context.Context, path string, o Options) (*Torrent, error) {
+	if o.V2 && o.Hybrid {
+		return nil, fmt.Errorf("create torrent: %w: V2 (v2-only) and Hybrid (v1+v2) exclude each other", ErrBadOptions)
+	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("create torrent: %w", err)
@@ -75,7 +98,7 @@ func Create(ctx context.Context, path string, o Options) (*metainfo.MetaInfo, er
 	var files []entry
 	switch {
 	case st.Mode().IsRegular():
-		files = []entry{{osPath: root, size: st.Size()}}
+		files = []entry{{osPath: root, size: st.Size(), exec: st.Mode()&0o100 != 0}}
 	case st.IsDir():
 		if files, err = walk(ctx, root); err != nil {
 			return nil, fmt.Errorf("create torrent: %w", err)
@@ -90,25 +113,23 @@ func Create(ctx context.Context, path string, o Options) (*metainfo.MetaInfo, er
 	if total == 0 {
 		return nil, fmt.Errorf("create torrent: %w: %s holds no data (only empty files or none)", ErrEmpty, path)
 	}
-	info := metainfo.Info{Name: name, PieceLength: o.PieceLength}
-	if info.PieceLength == 0 {
-		info.PieceLength = AutoPieceLength(total)
-	}
-	if st.IsDir() {
-		for _, f := range files {
-			info.Files = append(info.Files, metainfo.FileInfo{Path: f.path, Length: f.size})
-		}
-	} else {
-		info.Length = total
+	pieceLength := o.PieceLength
+	if pieceLength == 0 {
+		pieceLength = AutoPieceLength(total)
 	}
 	workers := o.Workers
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	if info.Pieces, err = hashPieces(ctx, files, total, info.PieceLength, workers, o.Progress); err != nil {
-		return nil, fmt.Errorf("create torrent: %w", err)
+	var (
+		infoBytes []byte
+		layers    map[[32]byte][]byte
+	)
+	if o.V2 || o.Hybrid {
+		infoBytes, layers, err = buildV2(ctx, files, !st.IsDir(), name, pieceLength, o.Hybrid, workers, o.Progress)
+	} else {
+		infoBytes, err = buildV1(ctx, files, !st.IsDir(), name, pieceLength, workers, o.Progress)
 	}
-	infoBytes, err := bencode.Marshal(info)
 	if err != nil {
 		return nil, fmt.Errorf("create torrent: %w", err)
 	}
@@ -124,7 +145,33 @@ func Create(ctx context.Context, path string, o Options) (*metainfo.MetaInfo, er
 			mi.UrlList = append(mi.UrlList, ws)
 		}
 	}
-	return mi, nil
+	t := &Torrent{Meta: mi, PieceLayers: layers}
+	// Read back what was built: the same checks as for any loaded torrent.
+	if t.V1, t.V2, err = parseAnyInfo(infoBytes); err != nil {
+		return nil, fmt.Errorf("create torrent: built an invalid info dict: %w", err)
+	}
+	return t, nil
+}
+
+// buildV1 hashes files and returns a v1 info dict (mktorrent's layout).
+func buildV1(ctx context.Context, files []entry, single bool, name string, pieceLength int64, workers int, progress func(done, total int64)) ([]byte, error) {
+	var total int64
+	for _, f := range files {
+		total += f.size
+	}
+	info := metainfo.Info{Name: name, PieceLength: pieceLength}
+	if !single {
+		for _, f := range files {
+			info.Files = append(info.Files, metainfo.FileInfo{Path: f.path, Length: f.size})
+		}
+	} else {
+		info.Length = total
+	}
+	var err error
+	if info.Pieces, err = hashPieces(ctx, files, total, info.PieceLength, workers, progress); err != nil {
+		return nil, err
+	}
+	return bencode.Marshal(info)
 }
 
 // walk lists the files to share under the directory root (already free of symlinks), ordered as
@@ -146,19 +193,20 @@ func walk(ctx context.Context, root string) ([]entry, error) {
 			return err
 		}
 		var size int64
+		var exec bool
 		switch mode := d.Type(); {
 		case mode.IsRegular():
 			fi, err := d.Info()
 			if err != nil {
 				return err
 			}
-			size = fi.Size()
+			size, exec = fi.Size(), fi.Mode()&0o100 != 0
 		case mode&fs.ModeSymlink != 0:
 			target, ok, err := symlinkTarget(root, p)
 			if err != nil || !ok {
 				return err
 			}
-			p, size = target.path, target.size
+			p, size, exec = target.path, target.size, target.exec
 		default:
 			return nil // fifo, socket, device: no data to share
 		}
@@ -166,6 +214,7 @@ func walk(ctx context.Context, root string) ([]entry, error) {
 			path:   strings.Split(filepath.ToSlash(rel), "/"),
 			osPath: p,
 			size:   size,
+			exec:   exec,
 		})
 		return nil
 	})
@@ -183,6 +232,7 @@ func walk(ctx context.Context, root string) ([]entry, error) {
 func symlinkTarget(root, p string) (t struct {
 	path string
 	size int64
+	exec bool
 }, ok bool, err error) {
 	resolved, err := filepath.EvalSymlinks(p)
 	if err != nil {
@@ -196,6 +246,6 @@ func symlinkTarget(root, p string) (t struct {
 	if err != nil || !fi.Mode().IsRegular() {
 		return t, false, nil
 	}
-	t.path, t.size = resolved, fi.Size()
+	t.path, t.size, t.exec = resolved, fi.Size(), fi.Mode()&0o100 != 0
 	return t, true, nil
 }

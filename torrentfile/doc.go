@@ -1,4 +1,5 @@
-// Package torrentfile creates, writes, loads and validates BitTorrent v1 .torrent files (BEP 3).
+// Package torrentfile creates, writes, loads and validates .torrent files: BitTorrent v1 (BEP 3),
+// v2 (BEP 52) and hybrid (one info dict carrying both).
 //
 // Vocabulary: the "info dict" is the bencoded dictionary whose SHA-1 is the infohash; a "MetaInfo"
 // is the whole .torrent file (info dict plus trackers, web seeds, comment and so on). The info dict
@@ -24,6 +25,16 @@
 //
 // Pieces are hashed from one sequential read of the files in big chunks, with SHA-1 spread over
 // Options.Workers goroutines.
+//
+// v2 and hybrid (CreateTorrent with Options.V2 or Options.Hybrid; LoadTorrent, ParseTorrent,
+// FromInfoV2, WriteTorrent, Assemble): a v2 info dict has a "file tree" whose files each carry the
+// root of their own SHA-256 merkle tree (internal/merkle); the piece layers sit outside the info
+// dict, in the .torrent's "piece layers", each checked against its root. CreateTorrent lays a tree
+// out exactly as libtorrent's create_torrent does, so both agree on both infohashes: files ordered
+// by path component by component (the order of the file tree's keys), a BEP 47 padding file
+// (".pad/<size>", attr "p") before every file that would not start on a piece boundary, attr "x"
+// on files executable by their owner. Load and Parse still read a hybrid through its v1 half and
+// refuse a v2-only torrent with ErrUnsupported, for callers that can only join v1 swarms.
 //
 // Load, Parse and FromInfo validate what they read and return errors wrapping ErrInvalid (or
 // ErrTooLarge, ErrUnsupported) that say what is wrong; Create's errors about its input wrap ErrEmpty

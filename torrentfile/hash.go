@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"sync"
+
+	"github.com/magnetget/magnetget/internal/merkle"
 )
 
 // chunkSize is how much the reader hands a worker at once: large sequential reads are what make
@@ -23,11 +25,34 @@ type chunk struct {
 }
 
 // hashPieces reads files as one stream, in order, and returns the concatenated SHA-1 of each
-// pieceLen-byte piece (the last may be shorter). One goroutine reads sequentially into a small pool
-// of buffers holding whole pieces; workers hash them; the calling goroutine reports progress.
+// pieceLen-byte piece (the last may be shorter).
 func hashPieces(ctx context.Context, files []entry, total, pieceLen int64, workers int, progress func(done, total int64)) ([]byte, error) {
+	pieces, _, err := hashStream(ctx, files, total, pieceLen, workers, progress, true, nil)
+	return pieces, err
+}
+
+// v2Pieces says, for each piece of a piece-aligned stream (BEP 52: every file starts a piece),
+// how many of its bytes are file data (the rest is padding) and how many leaves its merkle hash
+// covers (merkle.PieceWidth of its file).
+type v2Pieces struct {
+	dataLen []int32
+	width   []int32
+}
+
+// hashStream reads files (padding entries give zeros) as one stream, in order. With v1 it returns
+// the concatenated SHA-1 of each pieceLen-byte piece (the last may be shorter); with v2 non-nil,
+// each piece's BEP 52 merkle hash. One goroutine reads sequentially into a small pool of buffers
+// holding whole pieces; workers hash them; the calling goroutine reports progress.
+func hashStream(ctx context.Context, files []entry, total, pieceLen int64, workers int, progress func(done, total int64), v1 bool, v2 *v2Pieces) ([]byte, []merkle.Hash, error) {
 	numPieces := (total + pieceLen - 1) / pieceLen
-	pieces := make([]byte, numPieces*sha1.Size)
+	var pieces []byte
+	if v1 {
+		pieces = make([]byte, numPieces*sha1.Size)
+	}
+	var v2hashes []merkle.Hash
+	if v2 != nil {
+		v2hashes = make([]merkle.Hash, numPieces)
+	}
 	bufSize := pieceLen
 	if bufSize < chunkSize {
 		bufSize = chunkSize // a multiple of pieceLen: both are powers of two
@@ -88,8 +113,14 @@ func hashPieces(ctx context.Context, files []entry, total, pieceLen int64, worke
 					return // jobs closed
 				}
 				for off, i := int64(0), c.firstPiece; off < int64(len(c.buf)); off, i = off+pieceLen, i+1 {
-					sum := sha1.Sum(c.buf[off:min(off+pieceLen, int64(len(c.buf)))])
-					copy(pieces[i*sha1.Size:], sum[:])
+					piece := c.buf[off:min(off+pieceLen, int64(len(c.buf)))]
+					if v1 {
+						sum := sha1.Sum(piece)
+						copy(pieces[i*sha1.Size:], sum[:])
+					}
+					if v2 != nil {
+						v2hashes[i] = merkle.PieceHash(piece[:v2.dataLen[i]], int64(v2.width[i]))
+					}
 				}
 				n := int64(len(c.buf))
 				free <- c.buf[:cap(c.buf)] // never blocks: free holds every buffer there is
@@ -113,11 +144,11 @@ func hashPieces(ctx context.Context, files []entry, total, pieceLen int64, worke
 		case <-ctx.Done():
 			cancel(nil)
 			wg.Wait()
-			return nil, context.Cause(ctx)
+			return nil, nil, context.Cause(ctx)
 		}
 	}
 	wg.Wait()
-	return pieces, nil
+	return pieces, v2hashes, nil
 }
 
 // readChunks streams the files into buffers from getBuf and sends each full buffer (the last one
@@ -138,6 +169,26 @@ func readChunks(ctx context.Context, files []entry, pieceLen int64, getBuf func(
 	}
 	for _, f := range files {
 		if f.size == 0 {
+			continue
+		}
+		if f.pad {
+			for left := f.size; left > 0; {
+				if buf == nil {
+					var err error
+					if buf, err = getBuf(); err != nil {
+						return err
+					}
+				}
+				n := int(min(int64(len(buf)-fill), left))
+				clear(buf[fill : fill+n]) // buffers are reused: padding must be written as zeros
+				fill += n
+				left -= int64(n)
+				if fill == len(buf) {
+					if err := send(); err != nil {
+						return err
+					}
+				}
+			}
 			continue
 		}
 		if err := func() error {

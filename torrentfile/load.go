@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"strconv"
 	"strings"
 
@@ -28,23 +26,12 @@ const (
 	maxTotalLength = 1 << 50
 )
 
-// Load reads and validates the .torrent file at path (at most MaxFileSize bytes).
+// Load reads and validates the .torrent file at path (at most MaxFileSize bytes). A hybrid torrent
+// is read through its v1 half; a v2-only one gives ErrUnsupported (LoadTorrent reads any version).
 func Load(path string) (*metainfo.MetaInfo, error) {
-	f, err := os.Open(path)
+	data, err := readLimited(path)
 	if err != nil {
-		return nil, fmt.Errorf("load torrent: %w", err)
-	}
-	defer f.Close()
-	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > MaxFileSize {
-		return nil, fmt.Errorf("load torrent %s: %w: %d bytes, more than %d", path, ErrTooLarge, fi.Size(), MaxFileSize)
-	}
-	// The limit still applies to what is read: a pipe has no size and a file may grow.
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("load torrent %s: %w", path, err)
-	}
-	if len(data) > MaxFileSize {
-		return nil, fmt.Errorf("load torrent %s: %w: more than %d bytes", path, ErrTooLarge, MaxFileSize)
+		return nil, err
 	}
 	mi, err := Parse(data)
 	if err != nil {
@@ -58,26 +45,36 @@ func Load(path string) (*metainfo.MetaInfo, error) {
 // announce-list) are dropped rather than failing the whole file, as other clients do; the info
 // dict itself must be valid (see ParseInfo).
 func Parse(data []byte) (*metainfo.MetaInfo, error) {
+	mi, _, err := parseTop(data)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := ParseInfo(mi.InfoBytes); err != nil {
+		return nil, err
+	}
+	return mi, nil
+}
+
+// parseTop decodes a .torrent's top level (leniently, as Parse describes) without validating the
+// info dict beyond its syntax, and returns the raw top-level values too.
+func parseTop(data []byte) (*metainfo.MetaInfo, map[string]bencode.Bytes, error) {
 	if len(data) > MaxFileSize {
-		return nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, MaxFileSize)
+		return nil, nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, MaxFileSize)
 	}
 	// Whitespace after the dictionary (an editor's or `echo >>`'s final
 	// newline, a CRLF from a download) is not part of the torrent: other
 	// clients accept it, and so do we. Anything else after it is refused.
 	data = bytes.TrimRight(data, " \t\r\n")
 	if err := checkDict(data, "file"); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var top map[string]bencode.Bytes
 	if err := unmarshal(data, &top); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	info, ok := top["info"]
 	if !ok {
-		return nil, fmt.Errorf("%w: no info dict", ErrInvalid)
-	}
-	if _, err := ParseInfo(info); err != nil {
-		return nil, err
+		return nil, nil, fmt.Errorf("%w: no info dict", ErrInvalid)
 	}
 	mi := &metainfo.MetaInfo{InfoBytes: info}
 	// Optional fields are decoded into fresh values and kept only when they decode completely.
@@ -111,7 +108,7 @@ func Parse(data []byte) (*metainfo.MetaInfo, error) {
 	if optional("url-list", &ul) {
 		mi.UrlList = ul
 	}
-	return mi, nil
+	return mi, top, nil
 }
 
 // unmarshal decodes b (already checked by scanValue, so every string length is bounded by len(b))
@@ -120,7 +117,9 @@ func unmarshal(b []byte, v any) error {
 	if len(b) == 0 {
 		return errors.New("missing")
 	}
-	return bencode.Unmarshal(b, v)
+	// The project's one bounded decoder: string lengths capped at len(b), and a panic of the
+	// reflection decoder on a type mismatch turned into an error.
+	return bencscan.DecodeBounded(b, v)
 }
 
 // checkDict checks that data is exactly one syntactically valid bencoded dict; what names data in

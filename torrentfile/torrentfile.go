@@ -49,6 +49,10 @@ type Options struct {
 	Progress func(done, total int64)
 	// Workers hashing pieces in parallel; 0 = GOMAXPROCS.
 	Workers int
+	// V2 makes a BitTorrent v2-only torrent (BEP 52), Hybrid a v1+v2 one (one info dict, two
+	// infohashes, BEP 47 padding so that v1 pieces are v2 pieces). At most one may be set; both
+	// need CreateTorrent. The piece length must be at least 16 KiB (MinPieceLength already is).
+	V2, Hybrid bool
 }
 
 // Write encodes mi as a .torrent file. The info dict is written verbatim.
