@@ -43,6 +43,8 @@ func lookupAction(c *cli.Context) error {
 	if err != nil {
 		return usageError("%v", err)
 	}
+	// A v2-only magnet's swarm is announced under its infohash truncated to 20 bytes (BEP 52).
+	ih := m.SwarmHashes()[0]
 	log := logger(c)
 	ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
 	defer cancel()
@@ -58,7 +60,7 @@ func lookupAction(c *cli.Context) error {
 
 	found, max := 0, c.Int("max-peers")
 	enc := json.NewEncoder(c.App.Writer)
-	err = set.Lookup(ctx, m.InfoHash, func(r dht.PeerResult) bool {
+	err = set.Lookup(ctx, ih, func(r dht.PeerResult) bool {
 		found++
 		peer := maddr.FromAddrPort(r.Peer, "tcp").String()
 		if c.Bool("json") {
@@ -71,7 +73,7 @@ func lookupAction(c *cli.Context) error {
 	if found > 0 {
 		return nil
 	}
-	ihs := hex.EncodeToString(m.InfoHash[:])
+	ihs := hex.EncodeToString(ih[:])
 	switch {
 	case ctx.Err() != nil:
 		return cli.Exit(fmt.Sprintf("no peers found for %s within %v", ihs, c.Duration("timeout")), 1)

@@ -201,6 +201,10 @@ func metaAction(c *cli.Context) error {
 func parseTarget(s string) (*magnet.Magnet, error) {
 	m, err := magnet.ParseTarget(s)
 	if err == nil {
+		// The swarm and metadata fetch join v1 swarms only (hybrid magnets carry both).
+		if err := m.RequireV1(); err != nil {
+			return nil, err
+		}
 		return m, nil
 	}
 	t := strings.TrimSpace(s)
