@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -320,4 +322,29 @@ func TestWebSeedDownloadLimit(t *testing.T) {
 		t.Fatalf("Run: %v", err)
 	}
 	tt.checkFiles(t, dir)
+}
+
+// TestWebSeedSelectedFilesOnly: with a file selection, the web seed fetches only the pieces of
+// the selected files.
+func TestWebSeedSelectedFilesOnly(t *testing.T) {
+	tt := makeTorrent(t, "pick", 32<<10, webTestFiles, 28)
+	url := serveTorrent(t, tt, nil)
+	dir := t.TempDir()
+	var last lastProgress
+	s, err := New(Config{InfoHash: tt.ih, Info: tt.info, Dir: dir, WebSeeds: []string{url},
+		Select: func(i int) bool { return i == 4 }, OnProgress: last.set})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := runUntil(t, s, context.Background()); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	p := last.get()
+	if p.WebSeedDown != p.Total || p.Total >= tt.total()/2 {
+		t.Errorf("fetched %d bytes for %d bytes of selected pieces (torrent %d)", p.WebSeedDown, p.Total, tt.total())
+	}
+	got, err := os.ReadFile(filepath.Join(dir, "pick", "z"))
+	if err != nil || !bytes.Equal(got, tt.data[4]) {
+		t.Fatalf("selected file: %v", err)
+	}
 }
