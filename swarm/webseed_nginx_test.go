@@ -167,15 +167,18 @@ func BenchmarkWebSeed(b *testing.B) {
 		if err != nil {
 			b.Skip("no curl")
 		}
-		var wall time.Duration
+		var wall, cpu time.Duration
 		for range b.N {
 			dst := filepath.Join(out(b), "big.bin")
 			start := time.Now()
-			if o, err := exec.Command(curl, "-sS", "-o", dst, url).CombinedOutput(); err != nil {
+			cmd := exec.Command(curl, "-sS", "-o", dst, url)
+			if o, err := cmd.CombinedOutput(); err != nil {
 				b.Fatalf("curl: %v: %s", err, o)
 			}
 			wall += time.Since(start)
+			cpu += cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 		}
+		b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
 		report(b, wall/time.Duration(b.N))
 	})
 	// On loopback the sources are limited by our CPU alone, so adding a source adds work, not
@@ -204,7 +207,7 @@ func BenchmarkWebSeed(b *testing.B) {
 			if c.limited {
 				limitedOnce.Do(startLimited)
 			}
-			var wall time.Duration
+			var wall, cpu time.Duration
 			for range b.N {
 				cfg := Config{InfoHash: d.ih, Info: d.info, Dir: out(b)}
 				if c.web {
@@ -224,14 +227,16 @@ func BenchmarkWebSeed(b *testing.B) {
 				} else if c.peer {
 					s.AddPeer(peer)
 				}
-				start := time.Now()
+				start, before := time.Now(), rusage()
 				if err := s.Run(context.Background()); err != nil {
 					b.Fatal(err)
 				}
 				wall += time.Since(start)
+				cpu += rusage() - before // the limited runs' seeder is in this process: its CPU counts too
 				p := last.get()
 				b.ReportMetric(float64(p.WebSeedDown)/float64(d.size), "web-share")
 			}
+			b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
 			report(b, wall/time.Duration(b.N))
 		})
 	}
