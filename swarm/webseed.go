@@ -89,7 +89,8 @@ func (s *Swarm) startWebSeeds(ctx context.Context) {
 	seen := make(map[string]bool)
 	var seeds []*webSeed
 	for _, u := range s.cfg.WebSeeds {
-		if seen[u] || len(seeds) >= maxWebSeeds {
+		u = strings.TrimSpace(u)
+		if u == "" || seen[u] || len(seeds) >= maxWebSeeds {
 			continue
 		}
 		seen[u] = true

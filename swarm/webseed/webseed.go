@@ -292,7 +292,7 @@ func (s *Seed) fetch(ctx context.Context, i int, start, n int64, buf []byte, fn 
 	return s.get(ctx, i, f.url, start, n, buf, fn)
 }
 
-// get fetches bytes [start, start+n) of file i from url.
+// get fetches bytes [start, start+n) of file i from target (its URL or where that redirected).
 func (s *Seed) get(ctx context.Context, i int, target string, start, n int64, buf []byte, fn func([]byte) error) (err error) {
 	f := s.files[i]
 	f.url = target
