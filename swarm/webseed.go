@@ -58,6 +58,27 @@ type webSeed struct {
 	rate    float64 // bytes/s while fetching, averaged over runs
 }
 
+// webUsefulLocked reports whether w may still serve a piece we need.
+func (s *Swarm) webUsefulLocked(w *webSeed) bool {
+	for i := range s.layout.NumPieces() {
+		if s.picker.Wanted(i) && !s.picker.Have(i) && !w.lacks(s.layout, i) {
+			return true
+		}
+	}
+	return false
+}
+
+// lacks reports whether piece i touches a file the seed answered 404 for.
+func (w *webSeed) lacks(l *storage.Layout, i int) bool {
+	first, last := l.PieceFiles(i)
+	for f := first; f <= last; f++ {
+		if w.seed.Missing(f) {
+			return true
+		}
+	}
+	return false
+}
+
 // webTorrent describes the layout to package webseed: the names as the info dictionary has
 // them (storage checked each element, none holds a separator, so splitting is exact).
 func webTorrent(l *storage.Layout) webseed.Torrent {
@@ -176,7 +197,7 @@ func (s *Swarm) webWorker(ctx context.Context, w *webSeed) {
 // webRunTime at w's rate.
 func (s *Swarm) pickWebRunLocked(w *webSeed) []int {
 	free := func(i int) bool {
-		if s.picker.Active(i) > 0 || s.web.pieces[i] != nil {
+		if s.picker.Active(i) > 0 || s.web.pieces[i] != nil || w.lacks(s.layout, i) {
 			return false
 		}
 		// A piece a departed peer left part-done (blocks all written, nobody on it) may be
@@ -227,7 +248,7 @@ func (s *Swarm) takeOverLocked(w *webSeed) []int {
 	best, bestClaimed := -1, 0
 	for i, ps := range s.pieces {
 		if s.web.pieces[i] != nil || ps.verifying || ps.written != ps.nclaimed || len(ps.peers) == 0 ||
-			!s.picker.Wanted(i) || s.picker.Have(i) {
+			!s.picker.Wanted(i) || s.picker.Have(i) || w.lacks(s.layout, i) {
 			continue
 		}
 		var rate float64 // the peers' rate on this piece: each peer's rate over its pieces
@@ -337,6 +358,12 @@ func (s *Swarm) fetchWebRun(ctx context.Context, w *webSeed, run []int, buf []by
 	case errors.Is(err, errBad):
 		drop = w.health.BadData()
 	case ctx.Err() != nil || errors.Is(err, ErrStorage):
+	case errors.Is(err, webseed.ErrNotFound):
+		// That file's pieces are no longer picked for w; a mirror that has none of the
+		// pieces still needed is useless.
+		if !s.webUsefulLocked(w) {
+			drop = "the server has none of the files still needed: " + err.Error()
+		}
 	default:
 		drop = w.health.Failed(err, started, time.Now())
 		if drop == "" {

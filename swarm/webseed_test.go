@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -89,22 +90,19 @@ func TestWebSeedAlone(t *testing.T) {
 }
 
 // TestWebSeedWithPeer: a peer and a web seed share the work, and both contribute. The mirror
-// answers its first requests at once and later ones only once the peer has delivered, so the
-// web seed cannot take everything before the peer is connected.
+// answers only once the peer has delivered: its first runs (short, as its rate is not known
+// yet) are reserved meanwhile, and the peer takes the rest, so neither can take everything.
 func TestWebSeedWithPeer(t *testing.T) {
 	tt := makeTorrent(t, "shared", 16<<10, []testFile{{"a", 6 << 20}, {"b", 2<<20 + 5}}, 23)
 	seeder := startSeeder(t, tt, "127.0.0.1", nil)
 	peerDelivered := make(chan struct{})
 	var once sync.Once
-	var requests atomic.Int32
 	url := serveTorrent(t, tt, func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if requests.Add(1) > webWorkers {
-				select {
-				case <-peerDelivered:
-				case <-r.Context().Done():
-					return
-				}
+			select {
+			case <-peerDelivered:
+			case <-r.Context().Done():
+				return
 			}
 			h.ServeHTTP(w, r)
 		})
@@ -346,5 +344,57 @@ func TestWebSeedSelectedFilesOnly(t *testing.T) {
 	got, err := os.ReadFile(filepath.Join(dir, "pick", "z"))
 	if err != nil || !bytes.Equal(got, tt.data[4]) {
 		t.Fatalf("selected file: %v", err)
+	}
+}
+
+// TestWebSeedMirrorsWithSomeFiles: two mirrors that each lack some files of a multi-file
+// torrent (404) complete it together, and neither is dropped for the files it lacks.
+func TestWebSeedMirrorsWithSomeFiles(t *testing.T) {
+	tt := makeTorrent(t, "halves", 32<<10, webTestFiles, 29)
+	lacking := func(files ...string) string {
+		return serveTorrent(t, tt, func(h http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				for _, f := range files {
+					if f == "*" || strings.HasSuffix(r.URL.Path, f) {
+						http.NotFound(w, r)
+						return
+					}
+				}
+				h.ServeHTTP(w, r)
+			})
+		})
+	}
+	// Every piece touches a file one of them has: pieces across the first boundaries from
+	// b, the one across the last from a.
+	a := lacking("/track #1.flac")
+	b := lacking("/z")
+	_, p := downloadWeb(t, tt, []string{a, b})
+	if p.WebSeeds != 2 {
+		t.Errorf("%d web seeds left, want both: a mirror lacking some files still serves the others", p.WebSeeds)
+	}
+	// A mirror with none of the files is dropped at once, not after backoffs.
+	dir := t.TempDir()
+	none := lacking("*")
+	s, err := New(Config{InfoHash: tt.ih, Info: tt.info, Dir: dir, WebSeeds: []string{none}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- s.Run(ctx) }()
+	var dropped bool
+	for range 200 {
+		s.mu.Lock()
+		dropped = len(s.web.seeds) == 1 && s.web.seeds[0].dropped
+		s.mu.Unlock()
+		if dropped {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	<-errc
+	if !dropped {
+		t.Error("a mirror answering 404 for every file was not dropped")
 	}
 }

@@ -34,10 +34,15 @@ func (h *Health) Failures() int { return h.failures }
 func (h *Health) OK() { h.failures = 0 }
 
 // Failed records err from a request started at started, at now. It returns a one-line reason
-// when the seed should be dropped, "" when it should be retried after ReadyAt.
+// when the seed should be dropped, "" when it should be retried after ReadyAt. ErrNotFound
+// is not a failure of the seed but of one file (see Seed.Missing); its caller drops the seed
+// when every file is missing.
 func (h *Health) Failed(err error, started, now time.Time) (drop string) {
 	if errors.Is(err, ErrRangeIgnored) || errors.Is(err, ErrFileMismatch) {
 		return err.Error()
+	}
+	if errors.Is(err, ErrNotFound) {
+		return ""
 	}
 	var he *HTTPError
 	retryAfter := time.Duration(0)

@@ -52,6 +52,9 @@ var (
 	ErrRedirect = errors.New("bad redirect")
 	// ErrBadURL: the web seed URL is not an absolute http or https URL.
 	ErrBadURL = errors.New("bad web seed URL")
+	// ErrNotFound: the server has no such file (404 or 410). The file is then Missing on
+	// this seed; a mirror may lack some files of a multi-file torrent and serve the others.
+	ErrNotFound = errors.New("file not on the server")
 )
 
 // HTTPError is a response status other than 200 and 206. RetryAfter is the server's
@@ -120,8 +123,9 @@ type Seed struct {
 	tr     *http.Transport
 	stall  time.Duration
 
-	mu    sync.Mutex     // guards moved
-	moved map[int]string // file index -> where its URL last redirected to
+	mu      sync.Mutex     // guards the following
+	moved   map[int]string // file index -> where its URL last redirected to
+	missing map[int]bool   // files the server answered 404 or 410 for
 }
 
 // New prepares a seed at rawURL for t. It fails with ErrBadURL for anything but an absolute
@@ -269,6 +273,26 @@ func zeros(n int64, buf []byte, fn func([]byte) error) error {
 // saves a round trip per range; when the target fails before any byte (an expired token, a
 // node gone), the file's own URL is asked again at once.
 func (s *Seed) fetch(ctx context.Context, i int, start, n int64, buf []byte, fn func([]byte) error) error {
+	err := s.fetchVia(ctx, i, start, n, buf, fn)
+	if errors.Is(err, ErrNotFound) {
+		s.mu.Lock()
+		if s.missing == nil {
+			s.missing = make(map[int]bool)
+		}
+		s.missing[i] = true
+		s.mu.Unlock()
+	}
+	return err
+}
+
+// Missing reports whether the server answered 404 or 410 for file i.
+func (s *Seed) Missing(i int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.missing[i]
+}
+
+func (s *Seed) fetchVia(ctx context.Context, i int, start, n int64, buf []byte, fn func([]byte) error) error {
 	f := s.files[i]
 	s.mu.Lock()
 	target := s.moved[i]
@@ -362,6 +386,9 @@ func (s *Seed) get(ctx context.Context, i int, target string, start, n int64, bu
 		e := &HTTPError{Status: resp.StatusCode}
 		if e.Status == http.StatusServiceUnavailable || e.Status == http.StatusTooManyRequests {
 			e.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		}
+		if e.Status == http.StatusNotFound || e.Status == http.StatusGone {
+			return fmt.Errorf("webseed: %s: %w: %w", f.url, ErrNotFound, e)
 		}
 		return fmt.Errorf("webseed: %s: %w", f.url, e)
 	}

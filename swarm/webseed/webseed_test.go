@@ -468,3 +468,26 @@ func TestFnError(t *testing.T) {
 		t.Fatalf("err %v after %d calls", err, calls)
 	}
 }
+
+// TestNotFound: a 404 marks that file Missing (a mirror may lack some files) and is not a
+// failure of the seed; the other files are still served.
+func TestNotFound(t *testing.T) {
+	dir := t.TempDir()
+	data := randBytes(5000, 9)
+	os.MkdirAll(filepath.Join(dir, "t"), 0o755)
+	os.WriteFile(filepath.Join(dir, "t", "b"), data, 0o644)
+	srv := serveDir(t, dir, nil)
+	s := mustNew(t, srv.URL, Torrent{Name: "t", MultiFile: true, Files: []File{{Path: []string{"a"}, Length: 100}, {Path: []string{"b"}, Length: 5000}}}, Options{})
+	_, err := readAll(context.Background(), s, 0, 200)
+	if !errors.Is(err, ErrNotFound) || !s.Missing(0) || s.Missing(1) {
+		t.Fatalf("404: err %v, missing %v %v", err, s.Missing(0), s.Missing(1))
+	}
+	var h Health
+	if drop := h.Failed(err, time.Now(), time.Now()); drop != "" || h.Failures() != 0 || !h.ReadyAt().IsZero() {
+		t.Errorf("a 404 counted against the seed: drop %q, failures %d", drop, h.Failures())
+	}
+	got, err := readAll(context.Background(), s, 100, 5000)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("the file the mirror has: %v", err)
+	}
+}
