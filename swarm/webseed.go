@@ -34,11 +34,11 @@ const (
 	maxWebSeeds    = 8                      // URLs used; more are ignored
 	webWorkers     = 4                      // ranges in flight per web seed
 	webChunk       = 256 << 10              // bytes read, hashed and written at a time
-	webRunMin      = 1 << 20                // a run is at least this (or one piece)...
-	webRunMax      = 16 << 20               // ...and at most this
+	webRunFirst    = 1 << 20                // a run before the seed's rate is measured...
+	webRunMax      = 16 << 20               // ...and at most this (and at least one piece)
 	webRunTime     = 2 * time.Second        // aim: a run takes about this long at the seed's rate
 	webIdle        = 250 * time.Millisecond // recheck for work this often when none was free
-	webInitialRate = webRunMin / 2          // bytes/s assumed before the seed is measured: first runs are short
+	webInitialRate = webRunFirst / 2        // bytes/s assumed before the seed is measured (webRunTime)
 )
 
 // webState is the swarm's web seed bookkeeping, guarded by s.mu.
@@ -51,11 +51,12 @@ type webState struct {
 
 // webSeed is one web seed URL in use. Fields are guarded by s.mu.
 type webSeed struct {
-	seed    *webseed.Seed
-	health  webseed.Health
-	dropped bool
-	down    int64
-	rate    float64 // bytes/s while fetching, averaged over runs
+	seed     *webseed.Seed
+	health   webseed.Health
+	dropped  bool
+	down     int64
+	rate     float64 // bytes/s of one worker while fetching
+	measured bool    // rate is measured, not the initial guess
 }
 
 // webUsefulLocked reports whether w may still serve a piece we need.
@@ -209,7 +210,7 @@ func (s *Swarm) pickWebRunLocked(w *webSeed) []int {
 	if !ok || endgame {
 		return s.takeOverLocked(w)
 	}
-	limit := int64(min(max(w.rate*webRunTime.Seconds(), webRunMin), webRunMax))
+	limit := int64(min(w.rate*webRunTime.Seconds(), webRunMax))
 	run := []int{first}
 	size := s.layout.PieceSize(first)
 	for i := first + 1; i < s.layout.NumPieces() && size+s.layout.PieceSize(i) <= limit; i++ {
@@ -239,16 +240,19 @@ func (s *Swarm) reserveWebLocked(w *webSeed, run []int) {
 }
 
 // takeOverLocked is the web seed's end game. With no piece left that nobody downloads, w
-// takes over the piece the slowest peers hold (the fewest blocks received first) when w
-// fetches faster than they do: the peers' requests for it are cancelled and the piece is
+// takes over a piece peers hold (less than half received, the fewest first) when w fetches
+// faster than they do: the peers' requests for it are cancelled and the piece is
 // fetched whole from w. A peer that trickles blocks (never slow enough to be snubbed) thus
 // cannot hold the end of a download that a mirror could finish. Only a piece whose received
 // blocks are all on disk is taken, so no write of the peers' is pending for it.
 func (s *Swarm) takeOverLocked(w *webSeed) []int {
+	if !w.measured {
+		return nil // compare with peers only on a measured rate
+	}
 	best, bestClaimed := -1, 0
 	for i, ps := range s.pieces {
 		if s.web.pieces[i] != nil || ps.verifying || ps.written != ps.nclaimed || len(ps.peers) == 0 ||
-			!s.picker.Wanted(i) || s.picker.Have(i) || w.lacks(s.layout, i) {
+			2*ps.nclaimed > len(ps.claimed) || !s.picker.Wanted(i) || s.picker.Have(i) || w.lacks(s.layout, i) {
 			continue
 		}
 		var rate float64 // the peers' rate on this piece: each peer's rate over its pieces
@@ -299,8 +303,10 @@ func (s *Swarm) fetchWebRun(ctx context.Context, w *webSeed, run []int, buf []by
 	var (
 		cur      int // index into run of the piece being received
 		pieceOff int64
+		got      int64     // bytes received
 		h        hash.Hash = sha1.New()
 		errBad             = errors.New("piece failed verification")
+		errCut             = errors.New("run handed to idle peers")
 	)
 	started := time.Now()
 	err := w.seed.Read(ctx, off, n, buf, func(b []byte) error {
@@ -323,6 +329,7 @@ func (s *Swarm) fetchWebRun(ctx context.Context, w *webSeed, run []int, buf []by
 				return err
 			}
 			pieceOff += int64(k)
+			got += int64(k)
 			s.mu.Lock()
 			s.down += int64(k)
 			s.web.down += int64(k)
@@ -337,19 +344,31 @@ func (s *Swarm) fetchWebRun(ctx context.Context, w *webSeed, run []int, buf []by
 			pieceOff = 0
 			cur++
 			ok := sum == s.layout.Hashes[i]
+			if secs := time.Since(started).Seconds(); secs >= 0.2 || secs > 0 && got >= 1<<20 {
+				s.mu.Lock()
+				w.rate = float64(got) / secs // measured as it goes: run sizes and take-overs use it
+				w.measured = true
+				s.mu.Unlock()
+			}
 			s.webPieceDone(w, i, ok)
 			if !ok {
 				return errBad // the rest of this run from this seed is suspect too
 			}
+			if cur < len(run) {
+				s.mu.Lock()
+				cut := s.peerIdleForLocked(run[cur:])
+				s.mu.Unlock()
+				if cut {
+					return errCut
+				}
+			}
 		}
 		return nil
 	})
-	s.mu.Lock()
-	if cur > 0 && err == nil {
-		if secs := time.Since(started).Seconds(); secs > 0 {
-			w.rate = ewma(w.rate, float64(n)/secs)
-		}
+	if errors.Is(err, errCut) {
+		err = nil
 	}
+	s.mu.Lock()
 	s.releaseWebLocked(run[cur:])
 	drop := ""
 	switch {
@@ -380,6 +399,23 @@ func (s *Swarm) fetchWebRun(ctx context.Context, w *webSeed, run []int, buf []by
 		s.nudge() // the progress line's seed count changed
 	}
 	return err
+}
+
+// peerIdleForLocked reports whether a peer sits idle (unchoked, interested, no request out)
+// while it has one of pieces, which a web seed holds for the rest of its run: the web seed
+// is then the bottleneck, and hands those pieces back after the piece it is on.
+func (s *Swarm) peerIdleForLocked(pieces []int) bool {
+	for p := range s.peers {
+		if p.removed || p.peerChoking || !p.amInterested || len(p.outstanding) > 0 {
+			continue
+		}
+		for _, i := range pieces {
+			if p.has.Has(i) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // webPieceDone records a piece a web seed delivered whole: verified like any peer's piece.

@@ -398,3 +398,48 @@ func TestWebSeedMirrorsWithSomeFiles(t *testing.T) {
 		t.Error("a mirror answering 404 for every file was not dropped")
 	}
 }
+
+// slowWriter sends at most 4 KiB every 125 ms (32 KiB/s), until the request ends.
+type slowWriter struct {
+	http.ResponseWriter
+	ctx context.Context
+}
+
+func (w slowWriter) Write(b []byte) (int, error) {
+	n := 0
+	for len(b) > 0 {
+		k := min(len(b), 4<<10)
+		m, err := w.ResponseWriter.Write(b[:k])
+		n += m
+		if err != nil {
+			return n, err
+		}
+		w.ResponseWriter.(http.Flusher).Flush()
+		b = b[k:]
+		select {
+		case <-w.ctx.Done():
+			return n, w.ctx.Err()
+		case <-time.After(125 * time.Millisecond):
+		}
+	}
+	return n, nil
+}
+
+// TestWebSeedSlowMirrorHandsBack: a slow mirror does not hold the pieces it reserved while a
+// fast peer sits idle: it hands the rest of its runs back after the piece it is on.
+func TestWebSeedSlowMirrorHandsBack(t *testing.T) {
+	tt := makeTorrent(t, "slowmirror", 16<<10, []testFile{{"f", 8 << 20}}, 30)
+	seeder := startSeeder(t, tt, "127.0.0.1", nil)
+	url := serveTorrent(t, tt, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h.ServeHTTP(slowWriter{w, r.Context()}, r)
+		})
+	})
+	_, p := downloadWeb(t, tt, []string{url}, seeder.String())
+	// The mirror's first runs are 4 x 1 MiB, 32 s each at its rate; the peer takes everything
+	// else in a fraction of that. Kept whole, they would make the mirror's share 4 MiB.
+	if p.WebSeedDown >= 2<<20 {
+		t.Errorf("slow mirror delivered %d bytes, peer %d: its reserved runs were not handed to the idle peer", p.WebSeedDown, p.Down-p.WebSeedDown)
+	}
+	t.Logf("mirror %d bytes, peer %d bytes", p.WebSeedDown, p.Down-p.WebSeedDown)
+}

@@ -398,12 +398,16 @@ func (s *Seed) get(ctx context.Context, i int, target string, start, n int64, bu
 		if skip > 0 {
 			want = min(want, skip)
 		}
-		k, err := io.ReadFull(body, buf[:want])
+		// What has arrived goes on at once: a slow server's bytes are not held back until
+		// the buffer is full.
+		k, err := body.Read(buf[:want])
 		if k > 0 {
 			watchdog.Reset(s.stall)
+		} else if err == nil {
+			continue
 		}
-		if err != nil {
-			if err == io.ErrUnexpectedEOF || err == io.EOF {
+		if err != nil && (k == 0 || err != io.EOF) {
+			if err == io.EOF || err == io.ErrUnexpectedEOF {
 				return fail(ErrBadResponse, "body ended %d bytes early", skip+n-int64(k))
 			}
 			return fmt.Errorf("webseed: %s: %w", f.url, err)
