@@ -101,6 +101,8 @@ const (
 	// maxSkip bounds what Read discards from a 200 answer to reach the span's start: a file's
 	// head is worth taking from a server without ranges, a gigabyte into it is not.
 	maxSkip = 1 << 20
+	// flushWait is how long received bytes may wait for more before they are handed on.
+	flushWait = 20 * time.Millisecond
 	// maxRetryAfter caps the Retry-After we parse (Health decides whether to wait that long).
 	maxRetryAfter = 24 * time.Hour
 )
@@ -398,13 +400,23 @@ func (s *Seed) get(ctx context.Context, i int, target string, start, n int64, bu
 		if skip > 0 {
 			want = min(want, skip)
 		}
-		// What has arrived goes on at once: a slow server's bytes are not held back until
-		// the buffer is full.
-		k, err := body.Read(buf[:want])
-		if k > 0 {
-			watchdog.Reset(s.stall)
-		} else if err == nil {
-			continue
+		// Fill buf (one hash update and one write per chunk downstream), but hand on what has
+		// arrived once it is flushWait old: a slow server's bytes are not held back.
+		k, err := 0, error(nil)
+		var first time.Time
+		for k < int(want) && err == nil {
+			var m int
+			m, err = body.Read(buf[k:want])
+			if m > 0 {
+				watchdog.Reset(s.stall)
+				if k == 0 {
+					first = time.Now()
+				}
+				k += m
+			}
+			if k > 0 && time.Since(first) >= flushWait {
+				break
+			}
 		}
 		if err != nil && (k == 0 || err != io.EOF) {
 			if err == io.EOF || err == io.ErrUnexpectedEOF {
