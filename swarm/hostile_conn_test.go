@@ -363,3 +363,37 @@ func TestMessageFloodCostsNoPicks(t *testing.T) {
 		t.Fatalf("%d picks for one peer with one piece", picks)
 	}
 }
+
+// TestRejectEverythingDropped: a peer that unchokes us and rejects every request made the swarm
+// pick a new piece for it after each reject (a pass over every piece under the lock), for as
+// many pieces as the torrent has. It is dropped after maxRejects rejects in a row.
+func TestRejectEverythingDropped(t *testing.T) {
+	tt := makeTorrent(t, "reject", 16<<10, []testFile{{"r.bin", (maxRejects + 300) * blockSize}}, 27)
+	rejecter := startFakePeer(t, "127.0.27.1", tt.ih, helloHaveAll, func(c *peerwire.Conn, m peerwire.Message) error {
+		if m.ID != peerwire.Request {
+			return nil
+		}
+		return c.WriteMsg(peerwire.Message{ID: peerwire.Reject, Index: m.Index, Begin: m.Begin, Length: m.Length})
+	})
+	s, err := New(Config{InfoHash: tt.ih, Info: tt.info, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	picks := 0
+	s.onPick = func() { mu.Lock(); picks++; mu.Unlock() }
+	startRun(t, s, 60*time.Second)
+	s.AddPeer(rejecter.addr)
+	waitPeers(t, s, 1)
+	for i := 0; len(s.PeerStats()) > 0; i++ {
+		if i == 2000 {
+			t.Fatal("a peer rejecting every request is still connected")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if picks > maxRejects+maxOutstanding {
+		t.Fatalf("%d picks for a peer that rejected everything", picks)
+	}
+}

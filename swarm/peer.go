@@ -64,6 +64,7 @@ type peer struct {
 	gotHas         bool          // a bitfield, have_all or have_none arrived
 	staleHas       int           // later ones that added no piece
 	staleHave      int           // have messages for pieces already announced
+	rejects        int           // requests rejected since the last block
 	flips          *rate.Limiter // chokes we accept from the peer
 	useful         int           // pieces it has that we want and lack
 	peerChoking    bool
@@ -506,6 +507,12 @@ func (p *peer) handle(m peerwire.Message) error {
 		k := blockKey{m.Index, m.Begin}
 		if _, ok := p.outstanding[k]; ok {
 			s.dropRequestLocked(p, k)
+			// Each reject costs a pick (a pass over every piece, under the lock): a peer
+			// that rejects far more than it serves is not worth that.
+			if p.rejects++; p.rejects > maxRejects {
+				s.mu.Unlock()
+				return fmt.Errorf("%w: %d requests rejected since its last block", errProtocol, p.rejects)
+			}
 			if !p.peerChoking && int(m.Index) < n {
 				// A rejected request while unchoked: the peer will not serve that piece,
 				// so stop treating it as one it has and let others fetch it.
@@ -585,6 +592,7 @@ func (p *peer) onPiece(m peerwire.Message) error {
 	s.dropRequestLocked(p, k)
 	p.lastBlock = time.Now()
 	p.lastPayload = p.lastBlock
+	p.rejects = 0
 	p.blockArrivedLocked(p.lastBlock.Sub(r.at))
 	idx, b := int(m.Index), int(m.Begin/blockSize)
 	ps := s.pieces[idx]
@@ -671,6 +679,11 @@ func (p *peer) onExtended(m peerwire.Message) error {
 // maxStaleHas is how many bitfield, have_all or have_none messages adding no piece a peer may
 // send after its first before it is dropped.
 const maxStaleHas = 8
+
+// maxRejects is how many of our requests a peer may reject in a row (no block between) before
+// it is dropped: twice the largest pipeline, so a peer that rejects what exceeds its queue is
+// fine.
+const maxRejects = 2 * maxOutstanding
 
 // maxStaleHave is how many have messages for pieces it had already announced a peer may send.
 const maxStaleHave = 64
