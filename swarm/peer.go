@@ -74,7 +74,8 @@ type peer struct {
 	optimistic     bool
 	pieces         []int // pieces this peer is downloading for us, in pick order
 	outstanding    map[blockKey]request
-	allowedFast    map[int]bool
+	allowedFast    map[int]bool  // pieces it lets us request while it chokes us
+	fastOut        map[int]bool  // pieces we let it request while we choke it
 	maxOut         int           // requests we keep outstanding: see pipeline.go
 	slowStart      bool          // maxOut grows by one per block received
 	minRTT         time.Duration // least time from a request to its block seen yet
@@ -159,6 +160,7 @@ func (s *Swarm) startPeerDir(c *peerwire.Conn, adopted, outgoing bool) {
 		peerChoking: true, amChoking: true,
 		outstanding: make(map[blockKey]request),
 		allowedFast: make(map[int]bool),
+		fastOut:     make(map[int]bool),
 		maxOut:      initOutstanding,
 		slowStart:   true,
 		flips:       rate.NewLimiter(rate.Every(chokeFlipEvery), chokeFlipBurst),
@@ -188,6 +190,14 @@ func (s *Swarm) startPeerDir(c *peerwire.Conn, adopted, outgoing bool) {
 		p.q = append(p.q, peerwire.Message{ID: peerwire.Extended, Payload: peerwire.EncodeExtHandshake(h)})
 	}
 	p.q = append(p.q, s.haveMessageLocked(p)...)
+	if p.fast {
+		for _, i := range allowedFastSet(addr.Addr(), s.cfg.InfoHash, n, allowedFastCount) {
+			if s.picker.Have(i) {
+				p.fastOut[i] = true
+				p.q = append(p.q, peerwire.Message{ID: peerwire.AllowedFast, Index: uint32(i)})
+			}
+		}
+	}
 	s.peers[p] = struct{}{}
 	s.known[addr] = true
 	s.wg.Add(1)
@@ -315,7 +325,7 @@ func (p *peer) serveUploads(reqs []peerwire.Message, buf *[]byte) error {
 	s.mu.Lock()
 	ok := reqs[:0]
 	for _, r := range reqs {
-		if !p.amChoking && s.picker.Have(int(r.Index)) {
+		if (!p.amChoking || p.fastOut[int(r.Index)]) && s.picker.Have(int(r.Index)) {
 			ok = append(ok, r)
 		}
 	}
@@ -547,7 +557,7 @@ func (p *peer) onRequest(m peerwire.Message) error {
 		return fmt.Errorf("%w: request %d+%d of piece %d", errProtocol, m.Begin, m.Length, m.Index)
 	}
 	s.mu.Lock()
-	ok := !p.amChoking && s.picker.Have(idx)
+	ok := (!p.amChoking || p.fastOut[idx]) && s.picker.Have(idx)
 	s.mu.Unlock()
 	p.qmu.Lock()
 	if ok && len(p.uploads) < maxUploadQueue {
@@ -813,7 +823,9 @@ func (s *Swarm) fillLocked(p *peer) {
 	if p.removed || !p.amInterested || s.stopped {
 		return
 	}
-	if p.peerChoking && len(p.allowedFast) == 0 {
+	if p.peerChoking && (len(p.allowedFast) == 0 || s.cfg.Sequential) {
+		// Sequential downloads wait for the unchoke rather than fetch allowed-fast pieces
+		// out of order.
 		return
 	}
 	var batch []peerwire.Message
@@ -883,7 +895,7 @@ func (s *Swarm) nextBlockLocked(p *peer) (piece, block int, ok bool) {
 		if s.onPick != nil {
 			s.onPick()
 		}
-		i, _, ok := s.picker.Pick(func(i int) bool {
+		i, endgame, ok := s.picker.Pick(func(i int) bool {
 			if !p.has.Has(i) || p.peerChoking && !p.allowedFast[i] {
 				return false
 			}
@@ -892,7 +904,10 @@ func (s *Swarm) nextBlockLocked(p *peer) (piece, block int, ok bool) {
 			}
 			return true
 		})
-		if !ok {
+		if !ok || endgame && p.peerChoking {
+			// While it chokes us only its allowed-fast pieces are open, and a piece others
+			// are fetching is no end game: peers tend to allow the same few pieces (BEP 6
+			// derives them from our address), so we would fetch those from all of them.
 			return 0, 0, false
 		}
 		ps := s.pieces[i]
