@@ -48,6 +48,7 @@ func (s *Swarm) dialMore() {
 			s.doneConnectingLocked(addr.Addr())
 			if err != nil {
 				delete(s.known, addr)
+				s.backoffLocked(addr, true, time.Now())
 			}
 			s.mu.Unlock()
 			if err != nil {

@@ -3,6 +3,7 @@ package swarm
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -395,5 +396,27 @@ func TestRejectEverythingDropped(t *testing.T) {
 	defer mu.Unlock()
 	if picks > maxRejects+maxOutstanding {
 		t.Fatalf("%d picks for a peer that rejected everything", picks)
+	}
+}
+
+// TestDroppedPeerNotRedialledAtOnce: a peer that hangs up right after the handshake, named
+// again and again by a peer source, was dialled again each time (issue 10: "redialled 9 ms
+// later"). It now waits out a back-off.
+func TestDroppedPeerNotRedialledAtOnce(t *testing.T) {
+	tt := makeTorrent(t, "redial", 16<<10, []testFile{{"r.bin", 64 << 10}}, 29)
+	hangup := startFakePeer(t, "127.0.29.1", tt.ih, func(c *peerwire.Conn) error {
+		return errors.New("hang up")
+	}, nil)
+	s, err := New(Config{InfoHash: tt.ih, Info: tt.info, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startRun(t, s, 60*time.Second)
+	for range 100 { // a source naming it every 10 ms for a second
+		s.AddPeer(hangup.addr)
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := hangup.accepts.Load(); n < 1 || n > 2 {
+		t.Fatalf("a peer that hangs up was dialled %d times in a second", n)
 	}
 }

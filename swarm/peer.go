@@ -933,6 +933,7 @@ func (s *Swarm) removePeer(p *peer) {
 		s.evicting--
 	}
 	delete(s.known, p.addr)
+	s.backoffLocked(p.listenAddr(), p.downBytes == 0 && p.upBytes == 0, time.Now())
 	for i := range s.layout.NumPieces() {
 		if p.has.Has(i) {
 			s.picker.PeerLost(i)
