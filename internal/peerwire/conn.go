@@ -46,8 +46,9 @@ type Options struct {
 	// DefaultMessageTimeout.
 	MessageTimeout time.Duration
 	// LocalAddr is the address Dial connects from (any port), so peers see the address we
-	// listen on rather than whatever the kernel picks; ignored when invalid, unspecified or of
-	// the other address family than the peer's. Accept ignores it.
+	// listen on rather than whatever the kernel picks; ignored when invalid, unspecified, of
+	// the other address family than the peer's, or loopback for a peer that is not (or the
+	// reverse): no route could join them. Accept ignores it.
 	LocalAddr netip.Addr
 	// EncryptedRetry makes Dial, when a peer closes the connection in answer to our plaintext
 	// handshake (clients set to require encryption do), dial again at once and open with an MSE
@@ -212,7 +213,8 @@ var errHungUp = errors.New("peer closed the connection")
 // dialOnce is one connection attempt of Dial, in plaintext or opening with MSE.
 func dialOnce(ctx, hctx context.Context, addr netip.AddrPort, ih [20]byte, o Options, encrypt bool) (*Conn, error) {
 	var d net.Dialer
-	if la := o.LocalAddr.Unmap(); la.IsValid() && !la.IsUnspecified() && la.Is4() == addr.Addr().Unmap().Is4() {
+	if la, ra := o.LocalAddr.Unmap(), addr.Addr().Unmap(); la.IsValid() && !la.IsUnspecified() &&
+		la.Is4() == ra.Is4() && la.IsLoopback() == ra.IsLoopback() {
 		d.LocalAddr = &net.TCPAddr{IP: la.AsSlice()}
 	}
 	nc, err := d.DialContext(hctx, "tcp", addr.String())
