@@ -420,3 +420,28 @@ func TestDroppedPeerNotRedialledAtOnce(t *testing.T) {
 		t.Fatalf("a peer that hangs up was dialled %d times in a second", n)
 	}
 }
+
+// TestSeedDialsLeecher: a seed dials the leechers it is told of (issue 10: a complete download
+// or a seed never dialled, so a leecher that only accepts connections got nothing).
+func TestSeedDialsLeecher(t *testing.T) {
+	tt := makeTorrent(t, "seeddial", 16<<10, []testFile{{"s.bin", 200 << 10}}, 30)
+	ln := listen(t, "127.0.30.1")
+	dir := t.TempDir()
+	s, err := New(Config{InfoHash: tt.ih, Info: tt.info, Dir: dir, Listener: ln})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait := startRun(t, s, 60*time.Second)
+	seedDir := t.TempDir()
+	tt.writeFiles(t, seedDir)
+	seed, err := New(Config{InfoHash: tt.ih, Info: tt.info, Dir: seedDir, Seed: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startRun(t, seed, 60*time.Second)
+	seed.AddPeer(addrOf(ln))
+	if err := wait(); err != nil {
+		t.Fatalf("leecher Run: %v", err)
+	}
+	tt.checkFiles(t, dir)
+}
