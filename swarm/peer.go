@@ -389,6 +389,7 @@ func (p *peer) serveUploads(reqs []peerwire.Message, buf *[]byte) error {
 // reader reads and handles messages until the connection fails.
 func (p *peer) reader() error {
 	var lastDeadline time.Time
+	grown := false
 	for {
 		if now := time.Now(); now.Sub(lastDeadline) > idleTimeout/8 {
 			_ = p.c.SetDeadline(now.Add(idleTimeout))
@@ -403,6 +404,12 @@ func (p *peer) reader() error {
 		}
 		if err := p.handle(m); err != nil {
 			return err
+		}
+		if !grown && m.ID == peerwire.Piece && m.Block != nil {
+			// It sends us blocks: a larger read buffer holds more whole blocks per read,
+			// so they reach the disk in longer runs.
+			p.c.GrowReadBuffer(blockReadBuffer)
+			grown = true
 		}
 		if !p.c.MsgBuffered() {
 			// About to wait for the network: hold no blocks (and no shared run buffer) back
@@ -689,6 +696,10 @@ func (p *peer) onExtended(m peerwire.Message) error {
 // maxStaleHas is how many bitfield, have_all or have_none messages adding no piece a peer may
 // send after its first before it is dropped.
 const maxStaleHas = 8
+
+// blockReadBuffer is the read buffer of a connection that sends us blocks (peerwire's default
+// of 64 KiB holds fewer than four).
+const blockReadBuffer = 256 << 10
 
 // maxRejects is how many of our requests a peer may reject in a row (no block between) before
 // it is dropped: twice the largest pipeline, so a peer that rejects what exceeds its queue is

@@ -2,6 +2,7 @@ package peerwire
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -91,6 +92,7 @@ func (o Options) peerID() [20]byte {
 type Conn struct {
 	nc       net.Conn
 	br       *bufio.Reader // used only by the reader goroutine
+	src      io.Reader     // what br reads: nc, or the MSE stream
 	ih       [20]byte
 	peerID   [20]byte
 	ourRes   [8]byte
@@ -129,7 +131,8 @@ func newConn(nc net.Conn, o Options) *Conn {
 	c := &Conn{
 		nc: nc,
 		// 64 KiB: several blocks per read syscall at full speed, still small per connection.
-		br:         bufio.NewReaderSize(nc, 64<<10),
+		br:         bufio.NewReaderSize(nc, readBufferSize),
+		src:        nc,
 		bw:         bufio.NewWriterSize(nc, 32<<10), // a 16 KiB block and its header in one write
 		ourRes:     o.reserved(),
 		local:      o.ExtHandshake,
@@ -562,6 +565,25 @@ func (c *Conn) MsgBuffered() bool {
 	}
 	n := int64(binary.BigEndian.Uint32(b))
 	return int64(c.br.Buffered()) >= 4+n
+}
+
+// readBufferSize is a connection's read buffer to begin with: handshakes and control messages
+// need little, and half-open connections must cost little. GrowReadBuffer enlarges it.
+const readBufferSize = 64 << 10
+
+// GrowReadBuffer enlarges the read buffer to n bytes (keeping what it holds), for a peer that
+// sends us blocks: more whole blocks per read then arrive together, so a downloader can write
+// them in longer runs. Reader goroutine only.
+func (c *Conn) GrowReadBuffer(n int) {
+	if n <= c.br.Size() {
+		return
+	}
+	held, _ := c.br.Peek(c.br.Buffered())
+	var r io.Reader = c.src
+	if len(held) > 0 {
+		r = io.MultiReader(bytes.NewReader(append([]byte(nil), held...)), c.src)
+	}
+	c.br = bufio.NewReaderSize(r, n)
 }
 
 // Buffered reports how many bytes already received are waiting to be parsed: when it is zero
