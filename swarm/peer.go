@@ -77,7 +77,7 @@ type peer struct {
 	allowedFast    map[int]bool  // pieces it lets us request while it chokes us
 	fastOut        map[int]bool  // pieces we let it request while we choke it
 	maxOut         int           // requests we keep outstanding: see pipeline.go
-	slowStart      bool          // maxOut grows by one per block received
+	slowStart      bool          // maxOut grows with each block received (pipeline.go)
 	minRTT         time.Duration // least time from a request to its block seen yet
 	lastRate       float64       // downRate at the previous update, for leaving slow start
 	reqq           int           // the requests the peer queues (its extended handshake); 0 = unknown
