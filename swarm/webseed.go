@@ -43,10 +43,13 @@ const (
 
 // webState is the swarm's web seed bookkeeping, guarded by s.mu.
 type webState struct {
-	seeds  []*webSeed
-	pieces map[int]*webSeed // pieces a web seed is fetching now
-	down   int64            // payload bytes from web seeds (part of Swarm.down)
-	tls    *tls.Config      // test hook: roots for https seeds
+	seeds   []*webSeed
+	pieces  map[int]*webSeed // pieces a web seed is fetching now
+	started map[int]bool     // those of them whose bytes are being written
+	down    int64            // payload bytes from web seeds (part of Swarm.down)
+
+	tls   *tls.Config   // test hook: roots for https seeds
+	stall time.Duration // test hook: webseed.Options.StallTimeout
 }
 
 // webSeed is one web seed URL in use. Fields are guarded by s.mu.
@@ -57,6 +60,7 @@ type webSeed struct {
 	down     int64
 	rate     float64 // bytes/s of one worker while fetching
 	measured bool    // rate is measured, not the initial guess
+	since    time.Time
 }
 
 // webUsefulLocked reports whether w may still serve a piece we need.
@@ -102,7 +106,7 @@ func (s *Swarm) startWebSeeds(ctx context.Context) {
 	}
 	s.mu.Lock()
 	complete := s.picker.Missing() == 0
-	tlsConf := s.web.tls
+	tlsConf, stall := s.web.tls, s.web.stall
 	s.mu.Unlock()
 	if complete {
 		return
@@ -116,16 +120,17 @@ func (s *Swarm) startWebSeeds(ctx context.Context) {
 			continue
 		}
 		seen[u] = true
-		ws, err := webseed.New(u, t, webseed.Options{TLSConfig: tlsConf, MaxConns: webWorkers})
+		ws, err := webseed.New(u, t, webseed.Options{TLSConfig: tlsConf, MaxConns: webWorkers, StallTimeout: stall})
 		if err != nil {
 			s.log.Warn("ignoring web seed", "err", err)
 			continue
 		}
-		seeds = append(seeds, &webSeed{seed: ws, rate: webInitialRate})
+		seeds = append(seeds, &webSeed{seed: ws, rate: webInitialRate, since: time.Now()})
 	}
 	s.mu.Lock()
 	s.web.seeds = seeds
 	s.web.pieces = make(map[int]*webSeed)
+	s.web.started = make(map[int]bool)
 	s.mu.Unlock()
 	for _, w := range seeds {
 		s.log.Debug("web seed", "url", w.seed.URL())
@@ -267,7 +272,7 @@ func (s *Swarm) takeOverLocked(w *webSeed) []int {
 		}
 	}
 	if best < 0 {
-		return nil
+		return s.takeOverWebLocked(w)
 	}
 	ps := s.pieces[best]
 	peers := make([]*peer, 0, len(ps.peers))
@@ -312,6 +317,17 @@ func (s *Swarm) fetchWebRun(ctx context.Context, w *webSeed, run []int, buf []by
 	err := w.seed.Read(ctx, off, n, buf, func(b []byte) error {
 		for len(b) > 0 {
 			i := run[cur]
+			if pieceOff == 0 {
+				s.mu.Lock()
+				mine := s.web.pieces[i] == w
+				if mine {
+					s.web.started[i] = true
+				}
+				s.mu.Unlock()
+				if !mine {
+					return errCut // handed to a faster web seed meanwhile
+				}
+			}
 			k := int(min(int64(len(b)), s.layout.PieceSize(i)-pieceOff))
 			chunk := b[:k]
 			b = b[k:]
@@ -369,7 +385,7 @@ func (s *Swarm) fetchWebRun(ctx context.Context, w *webSeed, run []int, buf []by
 		err = nil
 	}
 	s.mu.Lock()
-	s.releaseWebLocked(run[cur:])
+	s.releaseWebLocked(w, run[cur:])
 	drop := ""
 	switch {
 	case err == nil:
@@ -418,10 +434,43 @@ func (s *Swarm) peerIdleForLocked(pieces []int) bool {
 	return false
 }
 
+// takeOverWebLocked hands w a piece another web seed reserved but has not started, when that
+// seed fetches at less than half w's rate (a seed that has not finished a piece yet counts
+// at the rate its bytes came in so far). Its owner notices at the piece's start and stops.
+func (s *Swarm) takeOverWebLocked(w *webSeed) []int {
+	best := -1
+	for i, o := range s.web.pieces {
+		if o == w || s.web.started[i] {
+			continue
+		}
+		rate := o.rate
+		if !o.measured {
+			secs := time.Since(o.since).Seconds()
+			if secs < webRunTime.Seconds() {
+				continue
+			}
+			rate = float64(o.down) / secs / webWorkers
+		}
+		if 2*rate >= w.rate {
+			continue
+		}
+		if best < 0 || i < best {
+			best = i
+		}
+	}
+	if best < 0 {
+		return nil
+	}
+	s.web.pieces[best] = w // still reserved (all claimed, picker active): only the owner changes
+	s.log.Debug("web seed takes over a piece from a slower one", "piece", best, "url", w.seed.URL())
+	return []int{best}
+}
+
 // webPieceDone records a piece a web seed delivered whole: verified like any peer's piece.
 func (s *Swarm) webPieceDone(w *webSeed, i int, ok bool) {
 	s.mu.Lock()
 	delete(s.web.pieces, i)
+	delete(s.web.started, i)
 	s.picker.Stop(i, false)
 	if ps := s.pieces[i]; ps != nil {
 		ps.verifying = true
@@ -435,12 +484,16 @@ func (s *Swarm) webPieceDone(w *webSeed, i int, ok bool) {
 
 // releaseWebLocked gives pieces a web seed did not finish back to the picker: forgotten
 // when no peer picked them meanwhile, else handed to those peers with every block to fetch.
-func (s *Swarm) releaseWebLocked(pieces []int) {
+func (s *Swarm) releaseWebLocked(w *webSeed, pieces []int) {
 	if len(pieces) == 0 {
 		return
 	}
 	for _, i := range pieces {
+		if s.web.pieces[i] != w {
+			continue // handed to another web seed, which owns it now
+		}
 		delete(s.web.pieces, i)
+		delete(s.web.started, i)
 		s.picker.Stop(i, false)
 		ps := s.pieces[i]
 		if ps == nil {

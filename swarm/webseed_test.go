@@ -399,16 +399,17 @@ func TestWebSeedMirrorsWithSomeFiles(t *testing.T) {
 	}
 }
 
-// slowWriter sends at most 4 KiB every 125 ms (32 KiB/s), until the request ends.
+// slowWriter sends at most chunk bytes every 125 ms, until the request ends.
 type slowWriter struct {
 	http.ResponseWriter
-	ctx context.Context
+	ctx   context.Context
+	chunk int
 }
 
 func (w slowWriter) Write(b []byte) (int, error) {
 	n := 0
 	for len(b) > 0 {
-		k := min(len(b), 4<<10)
+		k := min(len(b), w.chunk)
 		m, err := w.ResponseWriter.Write(b[:k])
 		n += m
 		if err != nil {
@@ -432,7 +433,7 @@ func TestWebSeedSlowMirrorHandsBack(t *testing.T) {
 	seeder := startSeeder(t, tt, "127.0.0.1", nil)
 	url := serveTorrent(t, tt, func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			h.ServeHTTP(slowWriter{w, r.Context()}, r)
+			h.ServeHTTP(slowWriter{w, r.Context(), 4 << 10}, r) // 32 KiB/s
 		})
 	})
 	_, p := downloadWeb(t, tt, []string{url}, seeder.String())
@@ -442,4 +443,27 @@ func TestWebSeedSlowMirrorHandsBack(t *testing.T) {
 		t.Errorf("slow mirror delivered %d bytes, peer %d: its reserved runs were not handed to the idle peer", p.WebSeedDown, p.Down-p.WebSeedDown)
 	}
 	t.Logf("mirror %d bytes, peer %d bytes", p.WebSeedDown, p.Down-p.WebSeedDown)
+}
+
+// TestWebSeedTricklingMirror: a mirror that trickles (a few hundred bytes at a time, never
+// silent for long) beside a good one: its requests are ended for too little progress and its
+// reserved pieces go to the good mirror, so the download completes.
+func TestWebSeedTricklingMirror(t *testing.T) {
+	tt := makeTorrent(t, "loris", 256<<10, []testFile{{"f", 4 << 20}}, 31)
+	good := serveTorrent(t, tt, nil)
+	loris := serveTorrent(t, tt, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h.ServeHTTP(slowWriter{w, r.Context(), 256}, r) // 2 KiB/s: a 256 KiB piece in 2 min
+		})
+	})
+	dir := t.TempDir()
+	s, err := New(Config{InfoHash: tt.ih, Info: tt.info, Dir: dir, WebSeeds: []string{loris, good}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.web.stall = time.Second // 16 KiB per second or the request ends
+	if err := runUntil(t, s, context.Background()); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	tt.checkFiles(t, dir)
 }

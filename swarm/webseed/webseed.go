@@ -91,7 +91,7 @@ type Options struct {
 	TLSConfig    *tls.Config   // nil: the system's roots; certificates are always verified
 	MaxConns     int           // connections kept alive to the server; 0 = 4 (match the caller's Reads in flight)
 	MaxRedirects int           // redirects followed per request; 0 = 5
-	StallTimeout time.Duration // no byte for this long ends a request with ErrStalled; 0 = 30s
+	StallTimeout time.Duration // less than 16 KiB in this long ends a request with ErrStalled; 0 = 30s
 }
 
 const (
@@ -101,6 +101,8 @@ const (
 	// maxSkip bounds what Read discards from a 200 answer to reach the span's start: a file's
 	// head is worth taking from a server without ranges, a gigabyte into it is not.
 	maxSkip = 1 << 20
+	// minProgress is what a server must send per StallTimeout.
+	minProgress = 16 << 10
 	// flushWait is how long received bytes may wait for more before they are handed on.
 	flushWait = 20 * time.Millisecond
 	// maxRetryAfter caps the Retry-After we parse (Health decides whether to wait that long).
@@ -395,6 +397,7 @@ func (s *Seed) get(ctx context.Context, i int, target string, start, n int64, bu
 		return fmt.Errorf("webseed: %s: %w", f.url, e)
 	}
 	body := io.LimitReader(resp.Body, skip+n)
+	var progress int64 // bytes since the watchdog was last reset
 	for skip+n > 0 {
 		want := min(skip+n, int64(len(buf)))
 		if skip > 0 {
@@ -408,7 +411,11 @@ func (s *Seed) get(ctx context.Context, i int, target string, start, n int64, bu
 			var m int
 			m, err = body.Read(buf[k:want])
 			if m > 0 {
-				watchdog.Reset(s.stall)
+				// A server must keep sending, not trickle a byte now and then.
+				if progress += int64(m); progress >= minProgress {
+					watchdog.Reset(s.stall)
+					progress = 0
+				}
 				if k == 0 {
 					first = time.Now()
 				}

@@ -491,3 +491,29 @@ func TestNotFound(t *testing.T) {
 		t.Fatalf("the file the mirror has: %v", err)
 	}
 }
+
+// TestTrickleStalls: a server that sends a little now and then, never silent for long, is
+// ended all the same: it must send 16 KiB per stall timeout.
+func TestTrickleStalls(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Range", "bytes 0-99999/100000")
+		w.Header().Set("Content-Length", "100000")
+		w.WriteHeader(http.StatusPartialContent)
+		for range 2000 {
+			if _, err := w.Write(make([]byte, 50)); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}))
+	t.Cleanup(srv.Close)
+	s := mustNew(t, srv.URL+"/f", Torrent{Name: "f", Files: []File{{Length: 100000}}}, Options{StallTimeout: 300 * time.Millisecond})
+	if _, err := readAll(context.Background(), s, 0, 100000); !errors.Is(err, ErrStalled) {
+		t.Fatalf("trickling server: %v, want ErrStalled", err)
+	}
+}
