@@ -467,3 +467,32 @@ func TestWebSeedTricklingMirror(t *testing.T) {
 	}
 	tt.checkFiles(t, dir)
 }
+
+// TestWebSeedFastMirrorTakesOver: pieces a slow mirror reserved but has not started go to a
+// fast one once it has nothing else to do.
+func TestWebSeedFastMirrorTakesOver(t *testing.T) {
+	tt := makeTorrent(t, "twomirrors", 64<<10, []testFile{{"f", 8 << 20}}, 32)
+	fast := serveTorrent(t, tt, nil)
+	slow := serveTorrent(t, tt, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h.ServeHTTP(slowWriter{w, r.Context(), 4 << 10}, r) // 32 KiB/s
+		})
+	})
+	dir := t.TempDir()
+	s, err := New(Config{InfoHash: tt.ih, Info: tt.info, Dir: dir, WebSeeds: []string{slow, fast}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := runUntil(t, s, context.Background()); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	tt.checkFiles(t, dir)
+	s.mu.Lock()
+	slowDown := s.web.seeds[0].down
+	s.mu.Unlock()
+	// Its first runs are 4 x 1 MiB, 32 s each at its rate; kept whole, its share is 4 MiB.
+	if slowDown >= 2<<20 {
+		t.Errorf("the slow mirror delivered %d bytes: its reserved pieces were not taken over", slowDown)
+	}
+	t.Logf("slow mirror %d bytes", slowDown)
+}
