@@ -11,6 +11,9 @@ import (
 	"github.com/magnetget/magnetget/swarm/pex"
 )
 
+// errDialRefused: Config.AllowDial said not now.
+var errDialRefused = errors.New("dial refused by AllowDial")
+
 // dialMore starts dials from the pending queue while there is room under MaxPeers (making
 // room by dropping a useless peer when the slots are full: see admit.go).
 func (s *Swarm) dialMore() {
@@ -21,8 +24,8 @@ func (s *Swarm) dialMore() {
 	if s.ctx == nil || s.stopped || s.ctx.Err() != nil {
 		return
 	}
-	if s.picker.Missing() == 0 {
-		return // complete: peers that want data come to us
+	if s.picker.Missing() == 0 && !s.cfg.Seed {
+		return // complete and not seeding: Run is ending
 	}
 	for len(s.pending) > 0 && s.dialing < maxParallelDials {
 		addr := s.pending[0]
@@ -42,7 +45,11 @@ func (s *Swarm) dialMore() {
 			defer s.wg.Done()
 			o := s.opts
 			o.EncryptedRetry = true // reach peers set to require encryption
-			c, err := peerwire.Dial(ctx, addr, s.cfg.InfoHash, o)
+			var c *peerwire.Conn
+			err := errDialRefused
+			if s.cfg.AllowDial == nil || s.cfg.AllowDial(addr) {
+				c, err = peerwire.Dial(ctx, addr, s.cfg.InfoHash, o)
+			}
 			s.mu.Lock()
 			s.dialing--
 			s.doneConnectingLocked(addr.Addr())
