@@ -49,7 +49,7 @@ func lookupAction(c *cli.Context) error {
 	ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
 	defer cancel()
 	start := time.Now()
-	set, err := joinDHT(ctx, c, log, dht.Config{}, false)
+	set, err := joinDHT(ctx, c, log, dht.Config{ReadOnly: true}, false) // short-lived: BEP 43
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
 			return cli.Exit("no peers found: timed out joining the DHT", 1)

@@ -64,9 +64,11 @@ type Config struct {
 	// (meta): no DHT announce, and trackers are told 6881.
 	Port uint16
 
-	DHT      DHT              // nil: no DHT
-	Direct   []netip.AddrPort // the magnet's x.pe peers: handed out first
-	Trackers []string         // announce URLs
+	DHT DHT // nil: no DHT
+	// AnnounceEvery is how often Port is announced to the DHT; 0: AnnounceEvery.
+	AnnounceEvery time.Duration
+	Direct        []netip.AddrPort // the magnet's x.pe peers: handed out first
+	Trackers      []string         // announce URLs
 	// TrackerClient announces; nil: a default Client. Its OnAnnounce is taken over by the source
 	// (for Stats).
 	TrackerClient *trackers.Client
@@ -215,7 +217,11 @@ func (s *Source) dhtLoop(ctx context.Context) {
 			s.log.Debug("DHT lookup", "err", err)
 		}
 		everFound = everFound || n > 0
-		if s.cfg.Port != 0 && (announced.IsZero() || s.now().Sub(announced) >= AnnounceEvery) {
+		every := s.cfg.AnnounceEvery
+		if every <= 0 {
+			every = AnnounceEvery
+		}
+		if s.cfg.Port != 0 && (announced.IsZero() || s.now().Sub(announced) >= every) {
 			if err := s.cfg.DHT.Announce(ctx, s.cfg.InfoHash, int(s.cfg.Port)); err != nil {
 				if ctx.Err() != nil {
 					return
