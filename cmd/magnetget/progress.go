@@ -251,7 +251,7 @@ func seedLine(p swarm.Progress) string {
 // summary is the last line of a download that ended.
 type summary struct {
 	Size, Down, Up int64
-	WebDown        int64 // the part of Down from web seeds
+	WebDown        int64         // the part of Down from web seeds
 	Took           time.Duration // since the swarm started
 	Peers          int
 }

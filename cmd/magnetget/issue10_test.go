@@ -1,0 +1,201 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/anacrolix/torrent/metainfo"
+
+	"github.com/magnetget/magnetget/swarm"
+	"github.com/magnetget/magnetget/torrentfile"
+)
+
+// countingListener counts the connections it accepts, by remote IP.
+type countingListener struct {
+	*net.TCPListener
+	mu sync.Mutex
+	by map[netip.Addr]int
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.TCPListener.Accept()
+	if err == nil {
+		ip := c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap()
+		l.mu.Lock()
+		l.by[ip]++
+		l.mu.Unlock()
+	}
+	return c, err
+}
+
+func (l *countingListener) counts() map[netip.Addr]int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := map[netip.Addr]int{}
+	for k, v := range l.by {
+		out[k] = v
+	}
+	return out
+}
+
+// payload writes size random bytes to dir/name and makes its torrent.
+func payload(t *testing.T, dir, name string, size int, o torrentfile.Options) (*metainfo.MetaInfo, []byte) {
+	t.Helper()
+	data := make([]byte, size)
+	rand.Read(data)
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if o.PieceLength == 0 {
+		o.PieceLength = 16 << 10
+	}
+	mi, err := torrentfile.Create(context.Background(), p, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mi, data
+}
+
+// runSwarm runs a swarm until the test ends; listen "" runs it without a listener.
+func runSwarm(t *testing.T, cfg swarm.Config, listen string) (*swarm.Swarm, *countingListener) {
+	t.Helper()
+	var cl *countingListener
+	if listen != "" {
+		ln, err := net.Listen("tcp", listen)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl = &countingListener{TCPListener: ln.(*net.TCPListener), by: map[netip.Addr]int{}}
+		cfg.Listener = cl
+		t.Cleanup(func() { ln.Close() })
+	}
+	sw, err := swarm.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = sw.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return sw, cl
+}
+
+// recordingTracker is an HTTP tracker that records each announce's event and source address and
+// answers with the given peers.
+type recordingTracker struct {
+	mu     sync.Mutex
+	events []string
+	from   []netip.Addr
+	peers  []netip.AddrPort
+	srv    *httptest.Server
+}
+
+func newRecordingTracker(t *testing.T, peers ...netip.AddrPort) *recordingTracker {
+	rt := &recordingTracker{peers: peers}
+	rt.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ap, _ := netip.ParseAddrPort(r.RemoteAddr)
+		rt.mu.Lock()
+		rt.events = append(rt.events, r.URL.Query().Get("event"))
+		rt.from = append(rt.from, ap.Addr().Unmap())
+		rt.mu.Unlock()
+		var compact []byte
+		for _, p := range rt.peers {
+			a := p.Addr().As4()
+			compact = append(compact, a[:]...)
+			compact = binary.BigEndian.AppendUint16(compact, p.Port())
+		}
+		fmt.Fprintf(w, "d8:intervali1800e5:peers%d:%se", len(compact), compact)
+	}))
+	t.Cleanup(rt.srv.Close)
+	return rt
+}
+
+func (rt *recordingTracker) count(event string) int {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	n := 0
+	for _, e := range rt.events {
+		if e == event {
+			n++
+		}
+	}
+	return n
+}
+
+// TestNoAddressDialledTwice: a magnet with x.pe peers and a tracker that names the same peers
+// (and one more): the metadata fetch and the download that follows dial each seeder at most
+// once (the connections that fetched the metadata go on to the swarm; before, get dialled every
+// x.pe peer again, and the seeder closed the second connection as a duplicate), the tracker
+// hears one "started" and one "stopped", and every dial and announce leaves from the --listen
+// address.
+func TestNoAddressDialledTwice(t *testing.T) {
+	src := t.TempDir()
+	mi, data := payload(t, src, "p.bin", 256<<10, torrentfile.Options{})
+	ih := mi.HashInfoBytes()
+	var seeders []*countingListener
+	var addrs []netip.AddrPort
+	for i := range 3 {
+		_, cl := runSwarm(t, swarm.Config{InfoHash: ih, Info: mi.InfoBytes, Dir: src, Seed: true, ReadOnly: true},
+			"127.0.210."+strconv.Itoa(i+1)+":0")
+		seeders = append(seeders, cl)
+		addrs = append(addrs, cl.Addr().(*net.TCPAddr).AddrPort())
+	}
+	rt := newRecordingTracker(t, addrs...)
+	uri := "magnet:?xt=urn:btih:" + hex.EncodeToString(ih[:]) + "&tr=" + rt.srv.URL + "/announce" +
+		"&x.pe=" + addrs[0].String() + "&x.pe=" + addrs[1].String()
+	out := t.TempDir()
+	const client = "127.0.210.9"
+	r := runIn(t, 60*time.Second, args("get", uri, "-o", out, "--bootstrap-file", "/dev/null", "--data-dir", t.TempDir(),
+		"--listen", "/ip4/"+client+"/udp/0")...)
+	if r.code != 0 {
+		t.Fatalf("get: exit %d\nstderr:\n%s", r.code, r.stderr)
+	}
+	if got, err := os.ReadFile(filepath.Join(out, "p.bin")); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("downloaded file differs (err %v)", err)
+	}
+	seederIPs := map[netip.Addr]bool{}
+	for _, a := range addrs {
+		seederIPs[a.Addr()] = true
+	}
+	for i, cl := range seeders {
+		for ip, n := range cl.counts() {
+			if seederIPs[ip] {
+				continue // seeders meeting each other through PEX
+			}
+			if ip != netip.MustParseAddr(client) {
+				t.Errorf("seeder %d: %d connections from %v, want them all from the --listen address %s", i, n, ip, client)
+			}
+			if n > 1 {
+				t.Errorf("seeder %d was dialled %d times from %v for one torrent, want at most once", i, n, ip)
+			}
+		}
+	}
+	if n := rt.count("started"); n != 1 {
+		t.Errorf("tracker got %d started announces, want 1 (events %v)", n, rt.events)
+	}
+	if n := rt.count("stopped"); n != 1 {
+		t.Errorf("tracker got %d stopped announces, want 1 (events %v)", n, rt.events)
+	}
+	rt.mu.Lock()
+	for _, ip := range rt.from {
+		if ip != netip.MustParseAddr(client) {
+			t.Errorf("tracker announce came from %v, want the --listen address %s", ip, client)
+		}
+	}
+	rt.mu.Unlock()
+}
