@@ -199,3 +199,47 @@ func TestNoAddressDialledTwice(t *testing.T) {
 	}
 	rt.mu.Unlock()
 }
+
+// TestSeedDialsLeecher: a leecher that never dials (Transmission never dials a 127/8 peer; here a
+// swarm given no peers) and that the tracker names is reached by `magnetget seed`, which dials
+// it, and gets the whole file. Before, a seed only waited for connections.
+func TestSeedDialsLeecher(t *testing.T) {
+	src := t.TempDir()
+	rt := newRecordingTracker(t)
+	mi, data := payload(t, src, "p.bin", 192<<10, torrentfile.Options{Trackers: []string{rt.srv.URL + "/announce"}})
+	tf := filepath.Join(t.TempDir(), "p.torrent")
+	f, err := os.Create(tf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := torrentfile.Write(f, mi); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	ih := mi.HashInfoBytes()
+	out := t.TempDir()
+	complete := make(chan struct{})
+	var once sync.Once
+	_, cl := runSwarm(t, swarm.Config{InfoHash: ih, Info: mi.InfoBytes, Dir: out, OnProgress: func(p swarm.Progress) {
+		if p.Complete {
+			once.Do(func() { close(complete) })
+		}
+	}}, "127.0.211.2:0")
+	rt.mu.Lock()
+	rt.peers = []netip.AddrPort{cl.Addr().(*net.TCPAddr).AddrPort()}
+	rt.mu.Unlock()
+
+	p := startIn(t, args("seed", "--torrent", tf, src, "--bootstrap-file", "/dev/null", "--data-dir", t.TempDir(),
+		"--listen", "/ip4/127.0.211.1/udp/0")...)
+	select {
+	case <-complete:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the leecher got nothing within 30s; seed stderr:\n%s", p.stderr.String())
+	}
+	if got, err := os.ReadFile(filepath.Join(out, "p.bin")); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("leecher's file differs (err %v)", err)
+	}
+	if n := cl.counts()[netip.MustParseAddr("127.0.211.1")]; n != 1 {
+		t.Errorf("seed dialled the leecher %d times, want once", n)
+	}
+}
