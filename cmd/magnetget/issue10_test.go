@@ -20,6 +20,7 @@ import (
 
 	"github.com/anacrolix/torrent/metainfo"
 
+	"github.com/magnetget/magnetget/dht/dhttest"
 	"github.com/magnetget/magnetget/swarm"
 	"github.com/magnetget/magnetget/torrentfile"
 )
@@ -241,5 +242,34 @@ func TestSeedDialsLeecher(t *testing.T) {
 	}
 	if n := cl.counts()[netip.MustParseAddr("127.0.211.1")]; n != 1 {
 		t.Errorf("seed dialled the leecher %d times, want once", n)
+	}
+}
+
+// TestShortLivedCommandsAreReadOnly: meta (and lookup, and get without --seed) join as BEP 43
+// read-only nodes, so the nodes they query do not take them into their tables, where they would
+// soon be dead entries. Before, a meta run that searched for a few seconds was verified and kept
+// by the nodes it asked.
+func TestShortLivedCommandsAreReadOnly(t *testing.T) {
+	nodes := dhttest.Network(t, 16)
+	const client = "127.0.212.1"
+	ih := randomIH(t)
+	r := runIn(t, 60*time.Second, "meta", hex.EncodeToString(ih[:]), "--timeout", "3s", "-o", filepath.Join(t.TempDir(), "x.torrent"),
+		"--listen", "/ip4/"+client+"/udp/0", "--bootstrap", bootFlag(nodes[0]), "--data-dir", t.TempDir())
+	if r.code != 1 {
+		t.Fatalf("meta of an unknown infohash: exit %d, want 1\nstderr:\n%s", r.code, r.stderr)
+	}
+	queried := 0
+	for i, n := range nodes {
+		if n.Stats().QueriesIn > 0 {
+			queried++
+		}
+		for _, a := range n.Nodes() {
+			if a.Addr() == netip.MustParseAddr(client) {
+				t.Errorf("node %d keeps the meta run's node %v in its table", i, a)
+			}
+		}
+	}
+	if queried < 4 {
+		t.Fatalf("only %d nodes were queried: the test shows nothing", queried)
 	}
 }
