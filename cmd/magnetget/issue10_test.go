@@ -14,10 +14,13 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/anacrolix/dht/v2/krpc"
+	"github.com/anacrolix/torrent/bencode"
 	"github.com/anacrolix/torrent/metainfo"
 
 	"github.com/magnetget/magnetget/dht/dhttest"
@@ -271,5 +274,125 @@ func TestShortLivedCommandsAreReadOnly(t *testing.T) {
 	}
 	if queried < 4 {
 		t.Fatalf("only %d nodes were queried: the test shows nothing", queried)
+	}
+}
+
+// fakeNode is a scripted DHT node: it holds back the replies to some queries until a condition,
+// and records which methods it was asked.
+type fakeNode struct {
+	pc  *net.UDPConn
+	id  krpc.ID
+	mu  sync.Mutex
+	got map[string]int
+}
+
+func newFakeNode(t *testing.T, ip string) *fakeNode {
+	pc, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(ip), 0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	f := &fakeNode{pc: pc, got: map[string]int{}}
+	rand.Read(f.id[:])
+	return f
+}
+
+func (f *fakeNode) addr() netip.AddrPort { return f.pc.LocalAddr().(*net.UDPAddr).AddrPort() }
+
+func (f *fakeNode) asked(q string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.got[q]
+}
+
+func (f *fakeNode) info() krpc.NodeInfo {
+	a := f.addr()
+	return krpc.NodeInfo{ID: f.id, Addr: krpc.NodeAddr{IP: a.Addr().AsSlice(), Port: int(a.Port())}}
+}
+
+type heldQuery struct {
+	m    krpc.Msg
+	from *net.UDPAddr
+}
+
+// serve answers queries until the socket closes: reply(q) makes the answer; hold(q) reports
+// whether to hold it back, and release(held) whether the held ones may go now (asked after each
+// query). Bounded by the test's lifetime and the socket.
+func (f *fakeNode) serve(t *testing.T, reply func(krpc.Msg) krpc.Return, hold func(krpc.Msg) bool, release func() bool) {
+	done := make(chan struct{})
+	t.Cleanup(func() { f.pc.Close(); <-done })
+	go func() {
+		defer close(done)
+		var held []heldQuery
+		send := func(h heldQuery) {
+			r := reply(h.m)
+			r.ID = f.id
+			b, err := bencode.Marshal(krpc.Msg{T: h.m.T, Y: "r", R: &r})
+			if err == nil {
+				f.pc.WriteToUDP(b, h.from)
+			}
+		}
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := f.pc.ReadFromUDP(buf)
+			if err != nil {
+				return
+			}
+			var m krpc.Msg
+			if bencode.Unmarshal(buf[:n], &m) != nil || m.Y != "q" {
+				continue
+			}
+			f.mu.Lock()
+			f.got[m.Q]++
+			f.mu.Unlock()
+			if hold(m) {
+				held = append(held, heldQuery{m, from})
+			} else {
+				send(heldQuery{m, from})
+			}
+			if len(held) > 0 && release() {
+				for _, h := range held {
+					send(h)
+				}
+				held = nil
+			}
+		}
+	}()
+}
+
+// TestColdStartDoesNotWaitForTheWalk: with an empty table, the lookup starts at once beside the
+// bootstrap walk. The only bootstrap node holds back its answer to the walk's find_node until
+// the lookup's get_peers reaches it; its answer names a second node, which holds back its
+// get_peers answer until the walk asks it find_node. So the lookup finishes only if its first
+// query went out while the walk was still waiting for its first answer. Before, a cold start
+// waited for the walk (which gave up on the silent node after its timeout) and the walk never
+// reached the second node.
+func TestColdStartDoesNotWaitForTheWalk(t *testing.T) {
+	a, b := newFakeNode(t, "127.0.213.1"), newFakeNode(t, "127.0.213.2")
+	peer := krpc.NodeAddr{IP: net.IPv4(127, 0, 213, 9), Port: 6881}
+	tok := "tok"
+	a.serve(t, func(m krpc.Msg) krpc.Return {
+		r := krpc.Return{Nodes: krpc.CompactIPv4NodeInfo{b.info()}}
+		if m.Q == "get_peers" {
+			r.Values, r.Token = []krpc.NodeAddr{peer}, &tok
+		}
+		return r
+	}, func(m krpc.Msg) bool { return m.Q == "find_node" }, func() bool { return a.asked("get_peers") > 0 })
+	b.serve(t, func(m krpc.Msg) krpc.Return {
+		r := krpc.Return{}
+		if m.Q == "get_peers" {
+			r.Token = &tok
+		}
+		return r
+	}, func(m krpc.Msg) bool { return m.Q == "get_peers" }, func() bool { return b.asked("find_node") > 0 })
+
+	ih := randomIH(t)
+	r := runIn(t, 60*time.Second, "lookup", hex.EncodeToString(ih[:]), "--timeout", "30s",
+		"--listen", "/ip4/127.0.213.5/udp/0", "--bootstrap", a.addr().String(), "--data-dir", t.TempDir())
+	if r.code != 0 || !strings.Contains(r.stdout, "/ip4/127.0.213.9/tcp/6881") {
+		t.Fatalf("lookup: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	if b.asked("find_node") == 0 {
+		t.Fatalf("the bootstrap walk never reached the second node: it had ended before the lookup began\nstderr:\n%s", r.stderr)
 	}
 }
