@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -394,5 +395,51 @@ func TestColdStartDoesNotWaitForTheWalk(t *testing.T) {
 	}
 	if b.asked("find_node") == 0 {
 		t.Fatalf("the bootstrap walk never reached the second node: it had ended before the lookup began\nstderr:\n%s", r.stderr)
+	}
+}
+
+// TestWebSeedWiring: a .torrent whose url-list names an HTTP server is downloaded from it with
+// no peer at all, and --json counts those bytes apart (web_seed_down); --no-web-seeds leaves
+// the web seed alone.
+func TestWebSeedWiring(t *testing.T) {
+	src := t.TempDir()
+	srv := httptest.NewServer(http.FileServer(http.Dir(src)))
+	t.Cleanup(srv.Close)
+	mi, data := payload(t, src, "w.bin", 160<<10, torrentfile.Options{WebSeeds: []string{srv.URL + "/"}})
+	tf := filepath.Join(t.TempDir(), "w.torrent")
+	f, err := os.Create(tf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := torrentfile.Write(f, mi); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	out := t.TempDir()
+	r := runIn(t, 60*time.Second, args("get", tf, "--json", "-o", out, offline(t))...)
+	if r.code != 0 {
+		t.Fatalf("get from a web seed: exit %d\nstderr:\n%s", r.code, r.stderr)
+	}
+	if got, err := os.ReadFile(filepath.Join(out, "w.bin")); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("downloaded file differs (err %v)", err)
+	}
+	ls := lines(r.stdout)
+	var done struct {
+		Event       string `json:"event"`
+		OK          bool   `json:"ok"`
+		Down        int64  `json:"down"`
+		WebSeedDown int64  `json:"web_seed_down"`
+	}
+	if err := json.Unmarshal([]byte(ls[len(ls)-1]), &done); err != nil || !done.OK || done.WebSeedDown != int64(len(data)) || done.Down != done.WebSeedDown {
+		t.Fatalf("done event %q: want ok, down and web_seed_down %d", ls[len(ls)-1], len(data))
+	}
+	if !strings.Contains(r.stdout, `"web_seeds":1`) {
+		t.Errorf("no progress event counts the web seed:\n%s", r.stdout)
+	}
+
+	r = runIn(t, 60*time.Second, args("get", tf, "--no-web-seeds", "--timeout", "1s", "-o", t.TempDir(), offline(t))...)
+	if r.code != 1 {
+		t.Fatalf("--no-web-seeds without peers: exit %d, want 1 (nothing to download from)\nstderr:\n%s", r.code, r.stderr)
 	}
 }
