@@ -2,7 +2,7 @@ package crawl
 
 import (
 	"errors"
-	"runtime"
+	"github.com/magnetget/magnetget/internal/alloctest"
 	"strings"
 	"testing"
 
@@ -62,7 +62,7 @@ func FuzzParseInfo(f *testing.F) {
 		var err error
 		// Bound: a small multiple of the input plus a constant for the
 		// decoder's own state (reflection, maps).
-		alloc := allocatedBy(func() { md, err = ParseInfo(b) })
+		alloc := alloctest.Bytes(func() { md, err = ParseInfo(b) })
 		if limit := uint64(64*len(b) + 256<<10); alloc > limit {
 			t.Fatalf("ParseInfo of %d bytes allocated %d bytes (limit %d)", len(b), alloc, limit)
 		}
@@ -83,7 +83,7 @@ func TestParseInfoHugeStringClaim(t *testing.T) {
 	if len(b) != 18 {
 		t.Fatalf("test input is %d bytes", len(b))
 	}
-	alloc := allocatedBy(func() {
+	alloc := alloctest.Bytes(func() {
 		if _, err := ParseInfo(b); !errors.Is(err, ErrBadInfo) {
 			t.Errorf("err = %v, want ErrBadInfo", err)
 		}
@@ -91,14 +91,4 @@ func TestParseInfoHugeStringClaim(t *testing.T) {
 	if alloc > 1<<20 {
 		t.Fatalf("ParseInfo of %d bytes allocated %d bytes", len(b), alloc)
 	}
-}
-
-// allocatedBy returns the bytes fn allocated (TotalAlloc delta).
-func allocatedBy(fn func()) uint64 {
-	var a, b runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&a)
-	fn()
-	runtime.ReadMemStats(&b)
-	return b.TotalAlloc - a.TotalAlloc
 }

@@ -2,6 +2,7 @@ package dht_test
 
 import (
 	"context"
+	"net"
 	"net/netip"
 	"sync"
 	"testing"
@@ -11,10 +12,12 @@ import (
 	"github.com/magnetget/magnetget/dht/dhttest"
 )
 
-// BenchmarkColdLookupHalfDead measures a cold node's time to the first peer in a 128-node loopback
-// network where half the nodes, named in everyone's tables and answers, never answer (issue 10).
-// The node under test runs with production defaults (2 s resend delay, 250 queries/s) and one
-// live bootstrap node; each iteration starts a new node. Sub-benchmarks:
+// BenchmarkColdLookupHalfDead measures a cold node's time to the first peer in a loopback network
+// of 64 live nodes and 64 dead ones, named in everyone's tables and answers but never answering
+// (issue 10), under two profiles: "dead" (plain loopback otherwise) and dhttest.Mainline (20-200 ms
+// round trips, 1 % loss, the node under test behind its own access link). The node under test runs
+// with production defaults (2 s resend delay, 250 queries/s) and one live bootstrap node; each
+// iteration starts a new node. Modes:
 //
 //   - wait-bootstrap: Bootstrap, then Lookup (what a cold `meta` did);
 //   - at-once: Lookup at once, with Bootstrap running beside it.
@@ -22,7 +25,13 @@ import (
 // Reported: p50/p95 of the time from New to the first peer, and of Bootstrap alone (both from
 // New), and how many lookups found no peer within 30 s.
 func BenchmarkColdLookupHalfDead(b *testing.B) {
-	live, dead := dhttest.NetworkWithDead(b, 128, 0.5)
+	for _, p := range []dhttest.Profile{{Name: "dead", Dead: 0.5}, dhttest.Mainline} {
+		b.Run(p.Name, func(b *testing.B) { benchColdLookup(b, p) })
+	}
+}
+
+func benchColdLookup(b *testing.B, p dhttest.Profile) {
+	live := dhttest.NetworkProfile(b, 64, p)
 	ctx := context.Background()
 	var ihs [][20]byte
 	for i := range 16 {
@@ -32,12 +41,15 @@ func BenchmarkColdLookupHalfDead(b *testing.B) {
 		}
 		ihs = append(ihs, ih)
 	}
-	b.Logf("%d live, %d silent nodes", len(live), len(dead))
 	run := func(b *testing.B, wait bool) {
 		var first, boot []time.Duration
 		misses := 0
 		for i := 0; b.Loop(); i++ {
-			cfg := dht.Config{Addr: addrFor(302), Bootstrap: []netip.AddrPort{live[i%len(live)].Addr()}}
+			pc, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(addrFor(302)))
+			if err != nil {
+				b.Fatal(err)
+			}
+			cfg := dht.Config{Conn: p.Wrap(pc, 1000), Bootstrap: []netip.AddrPort{live[i%len(live)].Addr()}}
 			ih := ihs[i%len(ihs)]
 			lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			start := time.Now()

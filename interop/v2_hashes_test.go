@@ -51,14 +51,8 @@ while time.monotonic() < deadline:
     time.sleep(0.1)
 `
 
-// BEP 52 message IDs.
-const (
-	msgHashRequest = 21
-	msgHashes      = 22
-	msgHashReject  = 23
-)
-
-// Issue 12: internal/merkle reads libtorrent's answers to BEP 52 hash requests: the piece layer
+// Issue 12: internal/merkle's codec and proof checks read libtorrent's answers to BEP 52 hash
+// requests (sent with merkle.AppendRequest, parsed with merkle.ParseHashesMsg): the piece layer
 // (whole, and half of it with one uncle), one piece's leaves with the full proof to the root and
 // with none (checked against the piece layer), each verified by merkle.VerifyHashes against the
 // pieces root of a torrent we made; a request past the tree is rejected.
@@ -207,13 +201,9 @@ func dialV2(t *testing.T, addr netip.AddrPort, ih [20]byte) *v2Conn {
 // request sends a hash request and returns the hashes of the matching answer, skipping other
 // messages, or errHashReject.
 func (v *v2Conn) request(root [32]byte, r merkle.HashRequest) ([]merkle.Hash, error) {
-	msg := make([]byte, 0, 4+1+32+16)
-	msg = binary.BigEndian.AppendUint32(msg, 1+32+16)
-	msg = append(msg, msgHashRequest)
-	msg = append(msg, root[:]...)
-	for _, x := range []int64{int64(r.BaseLayer), r.Index, r.Length, int64(r.ProofLayers)} {
-		msg = binary.BigEndian.AppendUint32(msg, uint32(x))
-	}
+	msg := binary.BigEndian.AppendUint32(nil, 1+merkle.RequestSize)
+	msg = append(msg, merkle.MsgHashRequest)
+	msg = merkle.AppendRequest(msg, root, r)
 	if _, err := v.c.Write(msg); err != nil {
 		return nil, err
 	}
@@ -223,7 +213,7 @@ func (v *v2Conn) request(root [32]byte, r merkle.HashRequest) ([]merkle.Hash, er
 			return nil, err
 		}
 		n := binary.BigEndian.Uint32(lenb[:])
-		if n > 1<<20 {
+		if n > 1+merkle.MaxHashesPayload {
 			return nil, fmt.Errorf("message of %d bytes", n)
 		}
 		if n == 0 {
@@ -233,18 +223,30 @@ func (v *v2Conn) request(root [32]byte, r merkle.HashRequest) ([]merkle.Hash, er
 		if _, err := io.ReadFull(v.c, body); err != nil {
 			return nil, err
 		}
-		if body[0] != msgHashes && body[0] != msgHashReject {
+		var (
+			gotRoot merkle.Hash
+			gotReq  merkle.HashRequest
+			hashes  []merkle.Hash
+			err     error
+		)
+		switch body[0] {
+		case merkle.MsgHashes:
+			gotRoot, gotReq, hashes, err = merkle.ParseHashesMsg(body[1:])
+		case merkle.MsgHashReject:
+			gotRoot, gotReq, err = merkle.ParseRequest(body[1:])
+		default:
 			continue
 		}
-		if len(body) < 1+32+16 || [32]byte(body[1:33]) != root ||
-			binary.BigEndian.Uint32(body[33:]) != uint32(r.BaseLayer) || binary.BigEndian.Uint32(body[37:]) != uint32(r.Index) ||
-			binary.BigEndian.Uint32(body[41:]) != uint32(r.Length) || binary.BigEndian.Uint32(body[45:]) != uint32(r.ProofLayers) {
-			return nil, fmt.Errorf("answer (id %d) for another request: %x", body[0], body[:min(len(body), 49)])
+		if err != nil {
+			return nil, err
 		}
-		if body[0] == msgHashReject {
+		if gotRoot != root || gotReq != r {
+			return nil, fmt.Errorf("answer (id %d) for another request: %+v", body[0], gotReq)
+		}
+		if body[0] == merkle.MsgHashReject {
 			return nil, errHashReject
 		}
-		return merkle.ParseHashes(body[49:])
+		return hashes, nil
 	}
 	return nil, errors.New("no answer in 1000 messages")
 }

@@ -21,9 +21,10 @@ type InfoV2 struct {
 	// Files in file tree order (the order of the dict's keys at each level, which bencode sorts).
 	// Every non-empty file starts at a piece boundary: pieces never span two files.
 	Files []FileV2
-	// Single: the file tree holds one file at its top level, so this is a single-file torrent
-	// whose file is named Files[0].Path[0] (libtorrent names the download so, even when Name
-	// differs).
+	// Single: the file tree holds one file at its top level, so a v2-only torrent is a
+	// single-file torrent whose file is named Files[0].Path[0] (libtorrent names the download
+	// so, even when Name differs). For a hybrid the v1 layout decides, as libtorrent's does: a
+	// directory with one file is multi-file there.
 	Single      bool
 	TotalLength int64 // sum of the file lengths, without padding
 	NumPieces   int64 // sum of the files' piece counts

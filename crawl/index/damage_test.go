@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/magnetget/magnetget/internal/alloctest"
 	"io"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 )
@@ -155,7 +155,7 @@ func FuzzOpenFile(f *testing.F) {
 		if err := os.WriteFile(path, data, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		alloc := allocatedBy(func() {
+		alloc := alloctest.Bytes(func() {
 			x, err := Open(path, Options{NoSync: true})
 			if x == nil {
 				if err == nil {
@@ -173,14 +173,4 @@ func FuzzOpenFile(f *testing.F) {
 			t.Fatalf("%d-byte file: %d bytes allocated (limit %d)", len(data), alloc, limit)
 		}
 	})
-}
-
-// allocatedBy returns the bytes fn allocated (TotalAlloc delta).
-func allocatedBy(fn func()) uint64 {
-	var a, b runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&a)
-	fn()
-	runtime.ReadMemStats(&b)
-	return b.TotalAlloc - a.TotalAlloc
 }

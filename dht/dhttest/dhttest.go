@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -46,56 +45,7 @@ func Network(t testing.TB, n int) []*dht.Node {
 // may wrap (the wrapper then owns it).
 func NetworkWith(t testing.TB, n int, configure func(i int, c *dht.Config)) []*dht.Node {
 	t.Helper()
-	nodes, _ := network(t, n, configure)
-	return nodes
-}
-
-// NetworkWithDead starts a Network of n nodes and then silences deadShare of them, spread
-// evenly: their sockets stay bound and read every packet but never answer, as nodes that have
-// left the DHT stay named in the others' tables and answers (on the Mainline DHT about half the
-// nodes an answer names are gone). Unlike a closed port, which loopback answers at once with
-// ICMP "port unreachable", a silent node costs a querier its full timeout. It returns the live
-// nodes and the silent nodes' addresses.
-func NetworkWithDead(t testing.TB, n int, deadShare float64) (live []*dht.Node, dead []netip.AddrPort) {
-	t.Helper()
-	nodes, conns := network(t, n, nil)
-	for i, nd := range nodes {
-		if int(float64(i+1)*deadShare) > int(float64(i)*deadShare) {
-			conns[i].mute.Store(true)
-			dead = append(dead, nd.Addr())
-		} else {
-			live = append(live, nd)
-		}
-	}
-	return live, dead
-}
-
-// muteConn is a node's socket that can be silenced: once muted it reads and drops every packet
-// and sends nothing.
-type muteConn struct {
-	*net.UDPConn
-	mute atomic.Bool
-}
-
-func (c *muteConn) ReadFrom(b []byte) (int, net.Addr, error) {
-	for {
-		n, a, err := c.UDPConn.ReadFrom(b)
-		if err != nil || !c.mute.Load() {
-			return n, a, err
-		}
-	}
-}
-
-func (c *muteConn) WriteTo(b []byte, a net.Addr) (int, error) {
-	if c.mute.Load() {
-		return len(b), nil
-	}
-	return c.UDPConn.WriteTo(b, a)
-}
-
-func network(t testing.TB, n int, configure func(i int, c *dht.Config)) ([]*dht.Node, []*muteConn) {
-	t.Helper()
-	conns := make([]*muteConn, n)
+	conns := make([]*net.UDPConn, n)
 	for i := range conns {
 		c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(Addr(i), 0)))
 		if err != nil {
@@ -104,7 +54,7 @@ func network(t testing.TB, n int, configure func(i int, c *dht.Config)) ([]*dht.
 			}
 			t.Fatalf("dhttest: listen: %v", err)
 		}
-		conns[i] = &muteConn{UDPConn: c}
+		conns[i] = c
 	}
 	addrs := make([]netip.AddrPort, n)
 	for i, c := range conns {
@@ -148,7 +98,7 @@ func network(t testing.TB, n int, configure func(i int, c *dht.Config)) ([]*dht.
 		}
 		pending = failed
 	}
-	return nodes, conns
+	return nodes
 }
 
 func pickOthers(rng *rand.Rand, addrs []netip.AddrPort, self, k int) []netip.AddrPort {

@@ -389,3 +389,73 @@ func TestMatchesLibtorrent(t *testing.T) {
 		}
 	}
 }
+
+// Tree answers every valid request as the naive full tree would, for a multi-piece file and a
+// one-piece file, and every answer verifies against the root.
+func TestTreeAnswers(t *testing.T) {
+	for _, tc := range []struct{ pl, size int64 }{{64 << 10, 37*(64<<10) + 1234}, {256 << 10, 3*BlockSize + 5}, {BlockSize, 5*BlockSize + 1}} {
+		data := content(uint64(tc.size), int(tc.size))
+		layers := fullTree(data)
+		b := NewBuilder(tc.pl)
+		b.Write(data)
+		root, layer := b.Sum()
+		if layer == nil {
+			layer = []Hash{root}
+		}
+		tr, err := NewTree(layer, tc.pl, tc.size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tr.Root() != root {
+			t.Fatalf("Tree root %x, want %x", tr.Root(), root)
+		}
+		calls := 0
+		leaves := func(piece int64) ([]Hash, error) {
+			calls++
+			lo := piece * tc.pl
+			return LeafHashes(nil, data[lo:min(lo+tc.pl, tc.size)]), nil
+		}
+		treeLayers := NumLayers(NumLeaves(tc.size)) - 1
+		checked := 0
+		for base := 0; base < treeLayers; base++ {
+			width := NumLeaves(tc.size) >> base
+			for length := int64(2); length <= width; length *= 2 {
+				for index := int64(0); index < width; index += length {
+					for proof := 0; proof < treeLayers-base; proof++ {
+						r := HashRequest{BaseLayer: base, Index: index, Length: length, ProofLayers: proof}
+						got, err := tr.Answer(r, leaves)
+						if err != nil {
+							t.Fatalf("%+v: %v", r, err)
+						}
+						if !answerIsTrue(layers, r, got) {
+							t.Fatalf("%+v: answer differs from the naive tree", r)
+						}
+						known := func(l int, i int64) (Hash, bool) { return layers[l][i], true }
+						if err := VerifyHashes(root, tc.size, r, got, known); err != nil {
+							t.Fatalf("%+v: %v", r, err)
+						}
+						checked++
+					}
+				}
+			}
+		}
+		if checked == 0 {
+			t.Fatalf("no request checked")
+		}
+		// Below the piece layer without data: refused, not guessed.
+		if tc.pl > BlockSize {
+			if _, err := tr.Answer(HashRequest{BaseLayer: 0, Index: 0, Length: 2}, nil); err == nil {
+				t.Errorf("a leaf request without data was answered")
+			}
+		}
+		// Leaves that do not match the piece hash (a corrupt file on disk) are refused.
+		bad := func(piece int64) ([]Hash, error) {
+			ls, _ := leaves(piece)
+			ls[0][0] ^= 1
+			return ls, nil
+		}
+		if _, err := tr.Answer(HashRequest{BaseLayer: 0, Index: 0, Length: 2}, bad); tc.pl > BlockSize && err == nil {
+			t.Errorf("leaves of a corrupt piece were sent")
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/magnetget/magnetget/internal/alloctest"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -34,16 +35,6 @@ func noLeak(t *testing.T) {
 			t.Errorf("%d goroutines left behind:\n%s", n-before, buf[:runtime.Stack(buf, true)])
 		}
 	})
-}
-
-// allocated returns the bytes allocated (by every goroutine) while f ran.
-func allocated(f func()) uint64 {
-	var a, b runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&a)
-	f()
-	runtime.ReadMemStats(&b)
-	return b.TotalAlloc - a.TotalAlloc
 }
 
 // hostileHTTP serves h on 127.0.0.1 and returns its announce URL.
@@ -136,7 +127,7 @@ func TestHostileHTTPEndlessBody(t *testing.T) {
 		}
 	})
 	var err error
-	n := allocated(func() { _, err = (&Client{Timeout: 10 * time.Second}).Announce(context.Background(), url, Request{}) })
+	n := alloctest.Bytes(func() { _, err = (&Client{Timeout: 10 * time.Second}).Announce(context.Background(), url, Request{}) })
 	if !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("err = %v, want ErrTooLarge", err)
 	}
@@ -177,7 +168,7 @@ func TestHostileHTTPGzipBomb(t *testing.T) {
 		_, _ = w.Write(z.Bytes())
 	})
 	var err error
-	n := allocated(func() { _, err = (&Client{}).Announce(context.Background(), url, Request{}) })
+	n := alloctest.Bytes(func() { _, err = (&Client{}).Announce(context.Background(), url, Request{}) })
 	if !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("err = %v, want ErrTooLarge", err)
 	}

@@ -4,23 +4,14 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"github.com/magnetget/magnetget/internal/alloctest"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/anacrolix/torrent/bencode"
 	"github.com/anacrolix/torrent/metainfo"
 )
-
-// allocated returns the bytes fn allocates (whole-process figure: run alone, as fuzzing does).
-func allocated(fn func()) uint64 {
-	var a, b runtime.MemStats
-	runtime.ReadMemStats(&a)
-	fn()
-	runtime.ReadMemStats(&b)
-	return b.TotalAlloc - a.TotalAlloc
-}
 
 // FuzzLoadResume feeds whole resume files to the decoder LoadResume uses, and every accepted
 // one through the piece-state computation: no panic, an error wrapping ErrDamaged for what is
@@ -45,7 +36,7 @@ func FuzzLoadResume(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var rf *resumeFile
 		var err error
-		n := allocated(func() { rf, err = decodeResume(b, ih, l) })
+		n := alloctest.Bytes(func() { rf, err = decodeResume(b, ih, l) })
 		if n > 64*uint64(len(b))+64<<10 {
 			t.Fatalf("%d bytes allocated decoding %d bytes", n, len(b))
 		}
@@ -87,7 +78,7 @@ func FuzzPathSanitiser(f *testing.F) {
 		var l *Layout
 		var err error
 		in := len(name) + len(paths) + 1
-		n := allocated(func() { l, err = NewLayout(mi) })
+		n := alloctest.Bytes(func() { l, err = NewLayout(mi) })
 		if n > 256*uint64(in)+64<<10 {
 			t.Fatalf("%d bytes allocated for %d bytes of names", n, in)
 		}
@@ -133,7 +124,7 @@ func FuzzParseInfo(f *testing.F) {
 	f.Add(b)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var err error
-		n := allocated(func() { _, err = ParseInfo(b) })
+		n := alloctest.Bytes(func() { _, err = ParseInfo(b) })
 		if n > 256*uint64(len(b))+256<<10 {
 			t.Fatalf("%d bytes allocated parsing %d bytes", n, len(b))
 		}

@@ -3,6 +3,7 @@ package storage
 import (
 	"bytes"
 	"errors"
+	"github.com/magnetget/magnetget/internal/alloctest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -395,7 +396,7 @@ func TestHugeResumeFileBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	var st ResumeState
-	n := allocated(func() { st, err = s.LoadResume(ih) })
+	n := alloctest.Bytes(func() { st, err = s.LoadResume(ih) })
 	if !errors.Is(err, ErrDamaged) || st.Verified[0] {
 		t.Fatalf("1 GiB resume file: %v", err)
 	}
