@@ -101,7 +101,7 @@ func seedAction(c *cli.Context) error {
 	// The seed looks its torrent up too: a leecher that cannot accept
 	// connections is reached only when we dial it.
 	f := startFinder(ctx, set, peersource.Config{InfoHash: ih, PeerID: peerID, Port: tcpAddr.Port(), Trackers: urls,
-		AnnounceEvery: c.Duration("announce-interval"), Logger: log})
+		Schedule: peersource.Schedule{AnnounceEvery: c.Duration("announce-interval")}, Logger: log})
 	defer f.stop()
 	var (
 		mu    sync.Mutex // guards last and meter

@@ -32,26 +32,53 @@ type DHT interface {
 	Announce(ctx context.Context, ih [20]byte, port int) error
 }
 
-// Schedule and bounds. Variables so that tests can shorten them.
-var (
-	// FirstLookupWait is the pause after the first lookup; it doubles after each one, up to
+// Schedule is when the source looks and dials again. A zero field takes its DefaultSchedule value.
+type Schedule struct {
+	// FirstLookupWait is the pause after the first DHT lookup; it doubles after each one, up to
 	// MaxLookupWait, or IdleLookupWait while no lookup has found anybody.
-	FirstLookupWait = 5 * time.Second
-	IdleLookupWait  = time.Minute
-	MaxLookupWait   = 15 * time.Minute
-	// AnnounceEvery is how often our port is announced to the DHT (when Port is set); a failed
-	// announce is retried at the next lookup.
-	AnnounceEvery = 15 * time.Minute
+	FirstLookupWait, IdleLookupWait, MaxLookupWait time.Duration
+	// AnnounceEvery is how often our port is announced to the DHT (when Config.Port is set); a
+	// failed announce is retried after the next lookup.
+	AnnounceEvery time.Duration
 	// FirstRedial is the wait before an address is dialled a second time (counted from the
-	// first dial or from the end of its connection); it doubles with every dial, up to
+	// first dial, or from the end of its connection); it doubles with every dial, up to
 	// MaxRedial. After MaxDials dials the address is left alone.
-	FirstRedial = 15 * time.Second
-	MaxRedial   = 10 * time.Minute
-	MaxDials    = 8
+	FirstRedial, MaxRedial time.Duration
+	MaxDials               int
 	// RedialScan is how often, once attached, dropped and unreachable addresses whose back-off
 	// has passed are offered to the swarm again.
-	RedialScan = 5 * time.Second
-)
+	RedialScan time.Duration
+}
+
+// DefaultSchedule: look again after 5 s, 10 s, ... (at most a minute apart while nobody is
+// found, 15 minutes once somebody was), announce every 15 minutes, redial after 15 s, 30 s, ...
+// up to 10 minutes, at most 8 dials per address.
+var DefaultSchedule = Schedule{
+	FirstLookupWait: 5 * time.Second, IdleLookupWait: time.Minute, MaxLookupWait: 15 * time.Minute,
+	AnnounceEvery: 15 * time.Minute,
+	FirstRedial:   15 * time.Second, MaxRedial: 10 * time.Minute, MaxDials: 8,
+	RedialScan: 5 * time.Second,
+}
+
+func (sc Schedule) withDefaults() Schedule {
+	d := DefaultSchedule
+	set := func(v *time.Duration, def time.Duration) {
+		if *v <= 0 {
+			*v = def
+		}
+	}
+	set(&sc.FirstLookupWait, d.FirstLookupWait)
+	set(&sc.IdleLookupWait, d.IdleLookupWait)
+	set(&sc.MaxLookupWait, d.MaxLookupWait)
+	set(&sc.AnnounceEvery, d.AnnounceEvery)
+	set(&sc.FirstRedial, d.FirstRedial)
+	set(&sc.MaxRedial, d.MaxRedial)
+	set(&sc.RedialScan, d.RedialScan)
+	if sc.MaxDials <= 0 {
+		sc.MaxDials = d.MaxDials
+	}
+	return sc
+}
 
 // MaxKnown bounds the addresses one torrent remembers (about 100 bytes each).
 const MaxKnown = 20000
@@ -64,11 +91,10 @@ type Config struct {
 	// (meta): no DHT announce, and trackers are told 6881.
 	Port uint16
 
-	DHT DHT // nil: no DHT
-	// AnnounceEvery is how often Port is announced to the DHT; 0: AnnounceEvery.
-	AnnounceEvery time.Duration
-	Direct        []netip.AddrPort // the magnet's x.pe peers: handed out first
-	Trackers      []string         // announce URLs
+	DHT      DHT              // nil: no DHT
+	Schedule Schedule         // zero fields: DefaultSchedule
+	Direct   []netip.AddrPort // the magnet's x.pe peers: handed out first
+	Trackers []string         // announce URLs
 	// TrackerClient announces; nil: a default Client. Its OnAnnounce is taken over by the source
 	// (for Stats).
 	TrackerClient *trackers.Client
@@ -86,6 +112,7 @@ type Stats struct {
 
 type entry struct {
 	dials  int       // dials made (or handed to metadata.Fetch)
+	handed time.Time // when last handed to the swarm, zero when dialled since
 	next   time.Time // no dial before this
 	queued bool      // in s.queue
 }
@@ -93,9 +120,9 @@ type entry struct {
 // Source is one torrent's peer source. Make it with New, call Run once.
 type Source struct {
 	cfg Config
+	sc  Schedule
 	log *slog.Logger
 	tc  *trackers.Client
-	now func() time.Time
 
 	state atomic.Pointer[func() trackers.Request]
 	sess  atomic.Pointer[trackers.Session]
@@ -117,7 +144,7 @@ type Source struct {
 // New makes a source; nothing starts until Run.
 func New(cfg Config) *Source {
 	s := &Source{
-		cfg: cfg, log: cfg.Logger, now: time.Now,
+		cfg: cfg, sc: cfg.Schedule.withDefaults(), log: cfg.Logger,
 		kick:     make(chan struct{}, 1),
 		reg:      map[netip.AddrPort]*entry{},
 		answered: map[string]bool{},
@@ -199,7 +226,7 @@ func (s *Source) noteAnnounce(url string, r trackers.Request, _ trackers.Respons
 // dhtLoop looks the infohash up again and again, announcing our port when we listen. A lookup
 // that finds nobody is repeated (at most IdleLookupWait later) rather than given up.
 func (s *Source) dhtLoop(ctx context.Context) {
-	wait := FirstLookupWait
+	wait := s.sc.FirstLookupWait
 	var announced time.Time
 	everFound := false
 	for {
@@ -217,23 +244,19 @@ func (s *Source) dhtLoop(ctx context.Context) {
 			s.log.Debug("DHT lookup", "err", err)
 		}
 		everFound = everFound || n > 0
-		every := s.cfg.AnnounceEvery
-		if every <= 0 {
-			every = AnnounceEvery
-		}
-		if s.cfg.Port != 0 && (announced.IsZero() || s.now().Sub(announced) >= every) {
+		if s.cfg.Port != 0 && (announced.IsZero() || time.Since(announced) >= s.sc.AnnounceEvery) {
 			if err := s.cfg.DHT.Announce(ctx, s.cfg.InfoHash, int(s.cfg.Port)); err != nil {
 				if ctx.Err() != nil {
 					return
 				}
 				s.log.Info("DHT announce", "err", err)
 			} else {
-				announced = s.now()
+				announced = time.Now()
 			}
 		}
-		limit := MaxLookupWait
+		limit := s.sc.MaxLookupWait
 		if !everFound {
-			limit = IdleLookupWait
+			limit = s.sc.IdleLookupWait
 		}
 		wait = min(wait, limit)
 		select {
@@ -262,7 +285,7 @@ func (s *Source) offer(a netip.AddrPort) {
 		s.reg[a] = e
 		s.found.Add(1)
 	}
-	if e.queued || (e.dials > 0 && (e.dials >= MaxDials || s.now().Before(e.next))) {
+	if !s.offerableLocked(e, time.Now()) {
 		s.mu.Unlock()
 		return // waiting its turn; the redial scan offers it again
 	}
@@ -283,15 +306,31 @@ func (s *Source) offer(a netip.AddrPort) {
 // noteDialLocked records a dial of e now.
 func (s *Source) noteDialLocked(e *entry) {
 	e.dials++
-	e.next = s.now().Add(backoff(e.dials))
+	e.handed = time.Time{}
+	e.next = time.Now().Add(s.backoff(e.dials))
 }
 
-func backoff(dials int) time.Duration {
-	d := FirstRedial
-	for i := 1; i < dials && d < MaxRedial; i++ {
+// offerableLocked reports whether e may be queued for dialling now: not queued already, dials
+// left, its back-off passed, and not handed to the swarm (which keeps it queued) a moment ago.
+func (s *Source) offerableLocked(e *entry, now time.Time) bool {
+	switch {
+	case e.queued || e.dials >= s.sc.MaxDials:
+		return false
+	case e.dials > 0 && now.Before(e.next):
+		return false
+	case !e.handed.IsZero() && now.Before(e.handed.Add(s.sc.FirstRedial)):
+		return false
+	}
+	return true
+}
+
+// backoff is the wait after the dials-th dial of an address.
+func (s *Source) backoff(dials int) time.Duration {
+	d := s.sc.FirstRedial
+	for i := 1; i < dials && d < s.sc.MaxRedial; i++ {
 		d *= 2
 	}
-	return min(d, MaxRedial)
+	return min(d, s.sc.MaxRedial)
 }
 
 // Peers streams addresses to dial until ctx ends (or Attach), direct ones first; each address
@@ -302,11 +341,20 @@ func (s *Source) Peers(ctx context.Context) <-chan netip.AddrPort {
 	s.wg.Go(func() {
 		defer close(out)
 		for {
+			// Take a out of the queue before offering it, so that Attach, which may run the
+			// moment the reader has it, does not hand it on too; put it back if nobody takes it.
 			s.mu.Lock()
 			var a netip.AddrPort
 			have := len(s.queue) > 0 && s.add == nil
 			if have {
-				a = s.queue[0]
+				a, s.queue = s.queue[0], s.queue[1:]
+			}
+			e := s.reg[a]
+			var saved entry
+			if have && e != nil {
+				saved = *e
+				e.queued = false
+				s.noteDialLocked(e)
 			}
 			s.mu.Unlock()
 			if !have {
@@ -318,19 +366,19 @@ func (s *Source) Peers(ctx context.Context) <-chan netip.AddrPort {
 				}
 			}
 			select {
-			case <-ctx.Done():
-				return
 			case out <- a:
+			case <-ctx.Done():
 				s.mu.Lock()
-				// Attach may have flushed the queue meanwhile; take a only if still first.
-				if len(s.queue) > 0 && s.queue[0] == a {
-					s.queue = s.queue[1:]
+				if e != nil {
+					*e = saved
 				}
-				if e := s.reg[a]; e != nil {
-					e.queued = false
-					s.noteDialLocked(e)
-				}
+				s.queue = append([]netip.AddrPort{a}, s.queue...)
+				attached := s.add != nil
 				s.mu.Unlock()
+				if attached {
+					s.flush() // Attach ran meanwhile and missed a
+				}
+				return
 			}
 		}
 	})
@@ -353,9 +401,12 @@ func (s *Source) flush() {
 	s.mu.Lock()
 	q, add := s.queue, s.add
 	s.queue = nil
+	// Not handed again (by the next lookup, say) before FirstRedial: the swarm keeps what it
+	// has queued, and asks AllowDial when it dials.
+	now := time.Now()
 	for _, a := range q {
 		if e := s.reg[a]; e != nil {
-			e.queued = false
+			e.queued, e.handed = false, now
 		}
 	}
 	s.mu.Unlock()
@@ -381,7 +432,7 @@ func (s *Source) AllowDial(a netip.AddrPort) bool {
 		s.reg[a] = e
 		s.found.Add(1)
 	}
-	if e.dials >= MaxDials || (e.dials > 0 && s.now().Before(e.next)) {
+	if e.dials >= s.sc.MaxDials || (e.dials > 0 && time.Now().Before(e.next)) {
 		return false
 	}
 	s.noteDialLocked(e)
@@ -391,7 +442,7 @@ func (s *Source) AllowDial(a netip.AddrPort) bool {
 // redialLoop, once attached, pushes back the back-off of connected peers (so it counts from
 // the drop) and offers again the addresses whose back-off has passed.
 func (s *Source) redialLoop(ctx context.Context) {
-	t := time.NewTicker(RedialScan)
+	t := time.NewTicker(s.sc.RedialScan)
 	defer t.Stop()
 	for {
 		select {
@@ -409,17 +460,17 @@ func (s *Source) redialLoop(ctx context.Context) {
 		if connected != nil {
 			conns = connected()
 		}
-		now := s.now()
+		now := time.Now()
 		var again []netip.AddrPort
 		s.mu.Lock()
 		for _, a := range conns {
 			a = netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
 			if e := s.reg[a]; e != nil && e.dials > 0 {
-				e.next = now.Add(backoff(e.dials))
+				e.next = now.Add(s.backoff(e.dials))
 			}
 		}
 		for a, e := range s.reg {
-			if e.dials > 0 && e.dials < MaxDials && !e.queued && !now.Before(e.next) {
+			if (e.dials > 0 || !e.handed.IsZero()) && s.offerableLocked(e, now) {
 				again = append(again, a)
 			}
 		}
