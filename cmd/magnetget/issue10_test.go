@@ -25,6 +25,8 @@ import (
 	"github.com/anacrolix/torrent/metainfo"
 
 	"github.com/magnetget/magnetget/dht/dhttest"
+	"github.com/magnetget/magnetget/internal/realclient"
+	"github.com/magnetget/magnetget/internal/realclient/rctest"
 	"github.com/magnetget/magnetget/swarm"
 	"github.com/magnetget/magnetget/torrentfile"
 )
@@ -441,5 +443,44 @@ func TestWebSeedWiring(t *testing.T) {
 	r = runIn(t, 60*time.Second, args("get", tf, "--no-web-seeds", "--timeout", "1s", "-o", t.TempDir(), offline(t))...)
 	if r.code != 1 {
 		t.Fatalf("--no-web-seeds without peers: exit %d, want 1 (nothing to download from)\nstderr:\n%s", r.code, r.stderr)
+	}
+}
+
+// TestSeedDialsTransmission: Transmission never dials a 127/8 peer, so the only way it gets a
+// torrent here is a seeder that dials it. `magnetget seed`, told of it by the tracker, does.
+// Transmission reacts to a new peer on its 10 s pulse: this takes 10-15 s.
+func TestSeedDialsTransmission(t *testing.T) {
+	rctest.Require(t, realclient.TransmissionAvailable)
+	t.Parallel()
+	src := t.TempDir()
+	rt := newRecordingTracker(t)
+	mi, data := payload(t, src, "tr.bin", 300<<10, torrentfile.Options{Trackers: []string{rt.srv.URL + "/announce"}})
+	tf := filepath.Join(t.TempDir(), "tr.torrent")
+	f, err := os.Create(tf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := torrentfile.Write(f, mi); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	tr, err := realclient.StartTransmission(ctx, realclient.TransmissionConfig{URI: tf, Dir: dir, MaxLifetime: time.Minute, Logger: rctest.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	rt.mu.Lock()
+	rt.peers = []netip.AddrPort{tr.Addr()}
+	rt.mu.Unlock()
+	p := startIn(t, args("seed", "--torrent", tf, src, "--bootstrap-file", "/dev/null", "--data-dir", t.TempDir(),
+		"--listen", "/ip4/127.0.214.1/udp/0")...)
+	if err := tr.WaitDone(ctx); err != nil {
+		t.Fatalf("%v\nseed stderr:\n%s", err, p.stderr.String())
+	}
+	if got, err := os.ReadFile(filepath.Join(dir, "tr.bin")); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("Transmission's file differs (err %v)", err)
 	}
 }
