@@ -127,6 +127,7 @@ type Source struct {
 	state atomic.Pointer[func() trackers.Request]
 	sess  atomic.Pointer[trackers.Session]
 	kick  chan struct{} // wakes the Peers pump; buffered 1
+	quit  chan struct{} // closed when Run ends: Peers streams end too
 
 	mu        sync.Mutex // guards the fields below; never held across a call out
 	reg       map[netip.AddrPort]*entry
@@ -146,6 +147,7 @@ func New(cfg Config) *Source {
 	s := &Source{
 		cfg: cfg, sc: cfg.Schedule.withDefaults(), log: cfg.Logger,
 		kick:     make(chan struct{}, 1),
+		quit:     make(chan struct{}),
 		reg:      map[netip.AddrPort]*entry{},
 		answered: map[string]bool{},
 	}
@@ -195,6 +197,7 @@ func (s *Source) Run(ctx context.Context) {
 	}
 	wg.Go(func() { s.redialLoop(ctx) })
 	wg.Wait()
+	close(s.quit)
 	s.wg.Wait()
 }
 
@@ -361,6 +364,8 @@ func (s *Source) Peers(ctx context.Context) <-chan netip.AddrPort {
 				select {
 				case <-ctx.Done():
 					return
+				case <-s.quit:
+					return
 				case <-s.kick:
 					continue
 				}
@@ -368,21 +373,29 @@ func (s *Source) Peers(ctx context.Context) <-chan netip.AddrPort {
 			select {
 			case out <- a:
 			case <-ctx.Done():
-				s.mu.Lock()
-				if e != nil {
-					*e = saved
-				}
-				s.queue = append([]netip.AddrPort{a}, s.queue...)
-				attached := s.add != nil
-				s.mu.Unlock()
-				if attached {
-					s.flush() // Attach ran meanwhile and missed a
-				}
+				s.unshift(a, e, saved)
+				return
+			case <-s.quit:
+				s.unshift(a, e, saved)
 				return
 			}
 		}
 	})
 	return out
+}
+
+// unshift puts back an address Peers took but nobody read, with its entry as it was.
+func (s *Source) unshift(a netip.AddrPort, e *entry, saved entry) {
+	s.mu.Lock()
+	if e != nil {
+		*e = saved
+	}
+	s.queue = append([]netip.AddrPort{a}, s.queue...)
+	attached := s.add != nil
+	s.mu.Unlock()
+	if attached {
+		s.flush() // Attach ran meanwhile and missed a
+	}
 }
 
 // Attach hands everything learned from now on, and whatever Peers did not hand out, to add

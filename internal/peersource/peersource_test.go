@@ -151,7 +151,7 @@ func testLookupRepeats(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { s.Run(ctx); close(done) }()
-	peers := s.Peers(ctx)
+	peers := s.Peers(context.Background()) // a reader that never cancels: Run's end ends it
 	waitFor(t, "five lookups", func() bool { n, _ := d.count(); return n >= 5 })
 	d.mu.Lock()
 	d.peers = []netip.AddrPort{ap("127.0.0.5:5")}
