@@ -206,7 +206,7 @@ func rawHandshake(t *testing.T, addr netip.AddrPort, reserved [8]byte, ih [20]by
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	b := append([]byte("\x13BitTorrent protocol"), reserved[:]...)
 	b = append(b, ih[:]...)
-	b = append(b, "-MG0100-interoptest0"...)
+	b = append(b, "-MN0100-interoptest0"...)
 	if _, err := c.Write(b); err != nil {
 		t.Fatal(err)
 	}

@@ -37,8 +37,15 @@ func (s *Swarm) setChokeLocked(p *peer, choke bool) {
 	}
 	p.optimistic = false
 	p.qmu.Lock()
-	ups := p.uploads
-	p.uploads = nil
+	var ups, keep []peerwire.Message
+	for _, u := range p.uploads {
+		if p.fastOut[int(u.Index)] {
+			keep = append(keep, u) // allowed fast: served while choked too
+		} else {
+			ups = append(ups, u)
+		}
+	}
+	p.uploads = keep
 	p.qmu.Unlock()
 	msgs := []peerwire.Message{{ID: peerwire.Choke}}
 	if p.fast {

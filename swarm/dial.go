@@ -27,6 +27,7 @@ func (s *Swarm) dialMore() {
 	if s.picker.Missing() == 0 && !s.cfg.Seed {
 		return // complete and not seeding: Run is ending
 	}
+	// A seed dials too: a leecher that cannot accept connections is reached no other way.
 	for len(s.pending) > 0 && s.dialing < maxParallelDials {
 		addr := s.pending[0]
 		if s.bans.banned(addr.Addr(), time.Now()) || s.perIPLocked(addr.Addr()) >= maxPerIP {
@@ -55,6 +56,7 @@ func (s *Swarm) dialMore() {
 			s.doneConnectingLocked(addr.Addr())
 			if err != nil {
 				delete(s.known, addr)
+				s.backoffLocked(addr, true, time.Now())
 			}
 			s.mu.Unlock()
 			if err != nil {

@@ -3,6 +3,7 @@ package swarm
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -362,4 +363,85 @@ func TestMessageFloodCostsNoPicks(t *testing.T) {
 	if picks > 20 {
 		t.Fatalf("%d picks for one peer with one piece", picks)
 	}
+}
+
+// TestRejectEverythingDropped: a peer that unchokes us and rejects every request made the swarm
+// pick a new piece for it after each reject (a pass over every piece under the lock), for as
+// many pieces as the torrent has. It is dropped after maxRejects rejects in a row.
+func TestRejectEverythingDropped(t *testing.T) {
+	tt := makeTorrent(t, "reject", 16<<10, []testFile{{"r.bin", (maxRejects + 300) * blockSize}}, 27)
+	rejecter := startFakePeer(t, "127.0.27.1", tt.ih, helloHaveAll, func(c *peerwire.Conn, m peerwire.Message) error {
+		if m.ID != peerwire.Request {
+			return nil
+		}
+		return c.WriteMsg(peerwire.Message{ID: peerwire.Reject, Index: m.Index, Begin: m.Begin, Length: m.Length})
+	})
+	s, err := New(Config{InfoHash: tt.ih, Info: tt.info, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	picks := 0
+	s.onPick = func() { mu.Lock(); picks++; mu.Unlock() }
+	startRun(t, s, 60*time.Second)
+	s.AddPeer(rejecter.addr)
+	waitPeers(t, s, 1)
+	for i := 0; len(s.PeerStats()) > 0; i++ {
+		if i == 2000 {
+			t.Fatal("a peer rejecting every request is still connected")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if picks > maxRejects+maxOutstanding {
+		t.Fatalf("%d picks for a peer that rejected everything", picks)
+	}
+}
+
+// TestDroppedPeerNotRedialledAtOnce: a peer that hangs up right after the handshake, named
+// again and again by a peer source, was dialled again each time (issue 10: "redialled 9 ms
+// later"). It now waits out a back-off.
+func TestDroppedPeerNotRedialledAtOnce(t *testing.T) {
+	tt := makeTorrent(t, "redial", 16<<10, []testFile{{"r.bin", 64 << 10}}, 29)
+	hangup := startFakePeer(t, "127.0.29.1", tt.ih, func(c *peerwire.Conn) error {
+		return errors.New("hang up")
+	}, nil)
+	s, err := New(Config{InfoHash: tt.ih, Info: tt.info, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startRun(t, s, 60*time.Second)
+	for range 100 { // a source naming it every 10 ms for a second
+		s.AddPeer(hangup.addr)
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := hangup.accepts.Load(); n < 1 || n > 2 {
+		t.Fatalf("a peer that hangs up was dialled %d times in a second", n)
+	}
+}
+
+// TestSeedDialsLeecher: a seed dials the leechers it is told of (issue 10: a complete download
+// or a seed never dialled, so a leecher that only accepts connections got nothing).
+func TestSeedDialsLeecher(t *testing.T) {
+	tt := makeTorrent(t, "seeddial", 16<<10, []testFile{{"s.bin", 200 << 10}}, 30)
+	ln := listen(t, "127.0.30.1")
+	dir := t.TempDir()
+	s, err := New(Config{InfoHash: tt.ih, Info: tt.info, Dir: dir, Listener: ln})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait := startRun(t, s, 60*time.Second)
+	seedDir := t.TempDir()
+	tt.writeFiles(t, seedDir)
+	seed, err := New(Config{InfoHash: tt.ih, Info: tt.info, Dir: seedDir, Seed: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startRun(t, seed, 60*time.Second)
+	seed.AddPeer(addrOf(ln))
+	if err := wait(); err != nil {
+		t.Fatalf("leecher Run: %v", err)
+	}
+	tt.checkFiles(t, dir)
 }

@@ -64,6 +64,7 @@ type peer struct {
 	gotHas         bool          // a bitfield, have_all or have_none arrived
 	staleHas       int           // later ones that added no piece
 	staleHave      int           // have messages for pieces already announced
+	rejects        int           // requests rejected since the last block
 	flips          *rate.Limiter // chokes we accept from the peer
 	useful         int           // pieces it has that we want and lack
 	peerChoking    bool
@@ -73,9 +74,10 @@ type peer struct {
 	optimistic     bool
 	pieces         []int // pieces this peer is downloading for us, in pick order
 	outstanding    map[blockKey]request
-	allowedFast    map[int]bool
+	allowedFast    map[int]bool  // pieces it lets us request while it chokes us
+	fastOut        map[int]bool  // pieces we let it request while we choke it
 	maxOut         int           // requests we keep outstanding: see pipeline.go
-	slowStart      bool          // maxOut grows by one per block received
+	slowStart      bool          // maxOut grows with each block received (pipeline.go)
 	minRTT         time.Duration // least time from a request to its block seen yet
 	lastRate       float64       // downRate at the previous update, for leaving slow start
 	reqq           int           // the requests the peer queues (its extended handshake); 0 = unknown
@@ -158,6 +160,7 @@ func (s *Swarm) startPeerDir(c *peerwire.Conn, adopted, outgoing bool) {
 		peerChoking: true, amChoking: true,
 		outstanding: make(map[blockKey]request),
 		allowedFast: make(map[int]bool),
+		fastOut:     make(map[int]bool),
 		maxOut:      initOutstanding,
 		slowStart:   true,
 		flips:       rate.NewLimiter(rate.Every(chokeFlipEvery), chokeFlipBurst),
@@ -187,6 +190,14 @@ func (s *Swarm) startPeerDir(c *peerwire.Conn, adopted, outgoing bool) {
 		p.q = append(p.q, peerwire.Message{ID: peerwire.Extended, Payload: peerwire.EncodeExtHandshake(h)})
 	}
 	p.q = append(p.q, s.haveMessageLocked(p)...)
+	if p.fast {
+		for _, i := range allowedFastSet(addr.Addr(), s.cfg.InfoHash, n, allowedFastCount) {
+			if s.picker.Have(i) {
+				p.fastOut[i] = true
+				p.q = append(p.q, peerwire.Message{ID: peerwire.AllowedFast, Index: uint32(i)})
+			}
+		}
+	}
 	s.peers[p] = struct{}{}
 	s.known[addr] = true
 	s.wg.Add(1)
@@ -314,7 +325,7 @@ func (p *peer) serveUploads(reqs []peerwire.Message, buf *[]byte) error {
 	s.mu.Lock()
 	ok := reqs[:0]
 	for _, r := range reqs {
-		if !p.amChoking && s.picker.Have(int(r.Index)) {
+		if (!p.amChoking || p.fastOut[int(r.Index)]) && s.picker.Have(int(r.Index)) {
 			ok = append(ok, r)
 		}
 	}
@@ -378,6 +389,7 @@ func (p *peer) serveUploads(reqs []peerwire.Message, buf *[]byte) error {
 // reader reads and handles messages until the connection fails.
 func (p *peer) reader() error {
 	var lastDeadline time.Time
+	grown := false
 	for {
 		if now := time.Now(); now.Sub(lastDeadline) > idleTimeout/8 {
 			_ = p.c.SetDeadline(now.Add(idleTimeout))
@@ -392,6 +404,12 @@ func (p *peer) reader() error {
 		}
 		if err := p.handle(m); err != nil {
 			return err
+		}
+		if !grown && m.ID == peerwire.Piece && m.Block != nil {
+			// It sends us blocks: a larger read buffer holds more whole blocks per read,
+			// so they reach the disk in longer runs.
+			p.c.GrowReadBuffer(blockReadBuffer)
+			grown = true
 		}
 		if !p.c.MsgBuffered() {
 			// About to wait for the network: hold no blocks (and no shared run buffer) back
@@ -506,6 +524,12 @@ func (p *peer) handle(m peerwire.Message) error {
 		k := blockKey{m.Index, m.Begin}
 		if _, ok := p.outstanding[k]; ok {
 			s.dropRequestLocked(p, k)
+			// Each reject costs a pick (a pass over every piece, under the lock): a peer
+			// that rejects far more than it serves is not worth that.
+			if p.rejects++; p.rejects > maxRejects {
+				s.mu.Unlock()
+				return fmt.Errorf("%w: %d requests rejected since its last block", errProtocol, p.rejects)
+			}
 			if !p.peerChoking && int(m.Index) < n {
 				// A rejected request while unchoked: the peer will not serve that piece,
 				// so stop treating it as one it has and let others fetch it.
@@ -540,7 +564,7 @@ func (p *peer) onRequest(m peerwire.Message) error {
 		return fmt.Errorf("%w: request %d+%d of piece %d", errProtocol, m.Begin, m.Length, m.Index)
 	}
 	s.mu.Lock()
-	ok := !p.amChoking && s.picker.Have(idx)
+	ok := (!p.amChoking || p.fastOut[idx]) && s.picker.Have(idx)
 	s.mu.Unlock()
 	p.qmu.Lock()
 	if ok && len(p.uploads) < maxUploadQueue {
@@ -585,6 +609,7 @@ func (p *peer) onPiece(m peerwire.Message) error {
 	s.dropRequestLocked(p, k)
 	p.lastBlock = time.Now()
 	p.lastPayload = p.lastBlock
+	p.rejects = 0
 	p.blockArrivedLocked(p.lastBlock.Sub(r.at))
 	idx, b := int(m.Index), int(m.Begin/blockSize)
 	ps := s.pieces[idx]
@@ -671,6 +696,15 @@ func (p *peer) onExtended(m peerwire.Message) error {
 // maxStaleHas is how many bitfield, have_all or have_none messages adding no piece a peer may
 // send after its first before it is dropped.
 const maxStaleHas = 8
+
+// blockReadBuffer is the read buffer of a connection that sends us blocks (peerwire's default
+// of 64 KiB holds fewer than four).
+const blockReadBuffer = 256 << 10
+
+// maxRejects is how many of our requests a peer may reject in a row (no block between) before
+// it is dropped: twice the largest pipeline, so a peer that rejects what exceeds its queue is
+// fine.
+const maxRejects = 2 * maxOutstanding
 
 // maxStaleHave is how many have messages for pieces it had already announced a peer may send.
 const maxStaleHave = 64
@@ -800,7 +834,9 @@ func (s *Swarm) fillLocked(p *peer) {
 	if p.removed || !p.amInterested || s.stopped {
 		return
 	}
-	if p.peerChoking && len(p.allowedFast) == 0 {
+	if p.peerChoking && (len(p.allowedFast) == 0 || s.cfg.Sequential) {
+		// Sequential downloads wait for the unchoke rather than fetch allowed-fast pieces
+		// out of order.
 		return
 	}
 	var batch []peerwire.Message
@@ -870,7 +906,7 @@ func (s *Swarm) nextBlockLocked(p *peer) (piece, block int, ok bool) {
 		if s.onPick != nil {
 			s.onPick()
 		}
-		i, _, ok := s.picker.Pick(func(i int) bool {
+		i, endgame, ok := s.picker.Pick(func(i int) bool {
 			if !p.has.Has(i) || p.peerChoking && !p.allowedFast[i] {
 				return false
 			}
@@ -879,7 +915,10 @@ func (s *Swarm) nextBlockLocked(p *peer) (piece, block int, ok bool) {
 			}
 			return true
 		})
-		if !ok {
+		if !ok || endgame && p.peerChoking {
+			// While it chokes us only its allowed-fast pieces are open, and a piece others
+			// are fetching is no end game: peers tend to allow the same few pieces (BEP 6
+			// derives them from our address), so we would fetch those from all of them.
 			return 0, 0, false
 		}
 		ps := s.pieces[i]
@@ -905,6 +944,7 @@ func (s *Swarm) removePeer(p *peer) {
 		s.evicting--
 	}
 	delete(s.known, p.addr)
+	s.backoffLocked(p.listenAddr(), p.downBytes == 0 && p.upBytes == 0, time.Now())
 	for i := range s.layout.NumPieces() {
 		if p.has.Has(i) {
 			s.picker.PeerLost(i)

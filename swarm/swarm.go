@@ -139,14 +139,15 @@ type Swarm struct {
 	connecting       map[netip.Addr]int      // dials and incoming handshakes in progress, per IP
 	evicting         int                     // peers closed to make room, not yet removed
 	bans             banList
-	conns            []*peerwire.Conn // handed in before Run
-	running          bool             // Run has been called
-	stopped          bool             // Run is shutting down: start nothing new
-	ctx              context.Context  // Run's internal context, nil until peers may start
-	done             int64            // verified wanted bytes
-	down, up         int64            // payload bytes
-	dirty            bool             // resume state changed since last save
-	fatal            error            // a storage error that stops Run
+	redial           map[netip.AddrPort]redialEntry // back-off before dialling an address again
+	conns            []*peerwire.Conn               // handed in before Run
+	running          bool                           // Run has been called
+	stopped          bool                           // Run is shutting down: start nothing new
+	ctx              context.Context                // Run's internal context, nil until peers may start
+	done             int64                          // verified wanted bytes
+	down, up         int64                          // payload bytes
+	dirty            bool                           // resume state changed since last save
+	fatal            error                          // a storage error that stops Run
 	rateDown, rateUp float64
 	lastProgress     time.Time
 	lastDown, lastUp int64
@@ -210,6 +211,7 @@ func New(cfg Config) (*Swarm, error) {
 		known:      make(map[netip.AddrPort]bool),
 		connecting: make(map[netip.Addr]int),
 		bans:       newBanList(),
+		redial:     make(map[netip.AddrPort]redialEntry),
 	}
 	wanted := s.wantedPieces()
 	s.picker = picker.New(layout.NumPieces(), wanted, cfg.Sequential, rand.Uint64())
@@ -278,14 +280,16 @@ func (s *Swarm) wantedPieces() func(int) bool {
 func (s *Swarm) selected(f int) bool { return s.cfg.Select == nil || s.cfg.Select(f) }
 
 // AddPeer queues addr to be dialled, at most MaxPeers connections at a time. Known, banned and
-// already queued addresses are ignored, as is everything past a bounded queue.
+// already queued addresses are ignored, as are addresses whose redial back-off (redial.go) has
+// not passed and everything past a bounded queue.
 func (s *Swarm) AddPeer(addr netip.AddrPort) {
 	if !addr.IsValid() || addr.Port() == 0 || addr.Addr().IsUnspecified() {
 		return
 	}
 	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
 	s.mu.Lock()
-	if !s.known[addr] && !s.bans.banned(addr.Addr(), time.Now()) && len(s.pending) < maxPendingAddrs {
+	now := time.Now()
+	if !s.known[addr] && !s.bans.banned(addr.Addr(), now) && s.mayDialLocked(addr, now) && len(s.pending) < maxPendingAddrs {
 		s.known[addr] = true
 		s.pending = append(s.pending, addr)
 	}

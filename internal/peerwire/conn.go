@@ -2,6 +2,7 @@ package peerwire
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -46,8 +47,9 @@ type Options struct {
 	// DefaultMessageTimeout.
 	MessageTimeout time.Duration
 	// LocalAddr is the address Dial connects from (any port), so peers see the address we
-	// listen on rather than whatever the kernel picks; ignored when invalid, unspecified or of
-	// the other address family than the peer's. Accept ignores it.
+	// listen on rather than whatever the kernel picks; ignored when invalid, unspecified, of
+	// the other address family than the peer's, or loopback for a peer that is not (or the
+	// reverse): no route could join them. Accept ignores it.
 	LocalAddr netip.Addr
 	// EncryptedRetry makes Dial, when a peer closes the connection in answer to our plaintext
 	// handshake (clients set to require encryption do), dial again at once and open with an MSE
@@ -90,6 +92,7 @@ func (o Options) peerID() [20]byte {
 type Conn struct {
 	nc       net.Conn
 	br       *bufio.Reader // used only by the reader goroutine
+	src      io.Reader     // what br reads: nc, or the MSE stream
 	ih       [20]byte
 	peerID   [20]byte
 	ourRes   [8]byte
@@ -128,7 +131,8 @@ func newConn(nc net.Conn, o Options) *Conn {
 	c := &Conn{
 		nc: nc,
 		// 64 KiB: several blocks per read syscall at full speed, still small per connection.
-		br:         bufio.NewReaderSize(nc, 64<<10),
+		br:         bufio.NewReaderSize(nc, readBufferSize),
+		src:        nc,
 		bw:         bufio.NewWriterSize(nc, 32<<10), // a 16 KiB block and its header in one write
 		ourRes:     o.reserved(),
 		local:      o.ExtHandshake,
@@ -212,7 +216,8 @@ var errHungUp = errors.New("peer closed the connection")
 // dialOnce is one connection attempt of Dial, in plaintext or opening with MSE.
 func dialOnce(ctx, hctx context.Context, addr netip.AddrPort, ih [20]byte, o Options, encrypt bool) (*Conn, error) {
 	var d net.Dialer
-	if la := o.LocalAddr.Unmap(); la.IsValid() && !la.IsUnspecified() && la.Is4() == addr.Addr().Unmap().Is4() {
+	if la, ra := o.LocalAddr.Unmap(), addr.Addr().Unmap(); la.IsValid() && !la.IsUnspecified() &&
+		la.Is4() == ra.Is4() && la.IsLoopback() == ra.IsLoopback() {
 		d.LocalAddr = &net.TCPAddr{IP: la.AsSlice()}
 	}
 	nc, err := d.DialContext(hctx, "tcp", addr.String())
@@ -560,6 +565,25 @@ func (c *Conn) MsgBuffered() bool {
 	}
 	n := int64(binary.BigEndian.Uint32(b))
 	return int64(c.br.Buffered()) >= 4+n
+}
+
+// readBufferSize is a connection's read buffer to begin with: handshakes and control messages
+// need little, and half-open connections must cost little. GrowReadBuffer enlarges it.
+const readBufferSize = 64 << 10
+
+// GrowReadBuffer enlarges the read buffer to n bytes (keeping what it holds), for a peer that
+// sends us blocks: more whole blocks per read then arrive together, so a downloader can write
+// them in longer runs. Reader goroutine only.
+func (c *Conn) GrowReadBuffer(n int) {
+	if n <= c.br.Size() {
+		return
+	}
+	held, _ := c.br.Peek(c.br.Buffered())
+	var r io.Reader = c.src
+	if len(held) > 0 {
+		r = io.MultiReader(bytes.NewReader(append([]byte(nil), held...)), c.src)
+	}
+	c.br = bufio.NewReaderSize(r, n)
 }
 
 // Buffered reports how many bytes already received are waiting to be parsed: when it is zero

@@ -22,7 +22,11 @@
 //     extended handshake (message 20, extended id 0). Dial and Accept send ours; ReadMsg records
 //     theirs (PeerExt) when it arrives, so callers read messages until PeerExt is filled in.
 //  3. After that the connection carries length-prefixed messages. ReadMsg bounds every length before
-//     allocating (MaxMessageLen, MaxBitfieldLen) and checks the fixed-size messages exactly.
+//     allocating (MaxMessageLen, MaxBitfieldLen), allocates a body only as its bytes arrive, cuts
+//     off a peer that stops mid-message after Options.MessageTimeout, and checks the fixed-size
+//     messages exactly. ReadMsgInto offers a Piece's block to the caller's buffer only once it has
+//     wholly arrived, and skips blocks the caller refuses. Bencoded payloads are checked for
+//     nesting (MaxBencodeDepth) and decoded with strings capped at the payload's length.
 //
 // Concurrency: one goroutine may call ReadMsg (and Unread) while other goroutines call WriteMsg,
 // WriteMsgs, PeerExt, Close and SetDeadline; writes are serialised by a mutex.

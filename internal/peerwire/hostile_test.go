@@ -171,3 +171,33 @@ func TestDeeplyNestedExtHandshake(t *testing.T) {
 		}
 	}
 }
+
+// TestGrowReadBuffer: growing the read buffer between messages keeps every byte already
+// buffered and the order of what follows.
+func TestGrowReadBuffer(t *testing.T) {
+	d, a := pair(t, peerwire.Options{}, peerwire.Options{})
+	var msgs []peerwire.Message
+	for i := range 40 {
+		msgs = append(msgs, peerwire.Message{ID: peerwire.Piece, Index: uint32(i), Block: bytes.Repeat([]byte{byte(i)}, 16384)})
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- d.WriteMsgs(msgs...) }()
+	if _, err := a.ReadMsg(); err != nil { // the extended handshake
+		t.Fatal(err)
+	}
+	for i, want := range msgs {
+		if i == 2 {
+			a.GrowReadBuffer(256 << 10)
+		}
+		got, err := a.ReadMsg()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Index != want.Index || !bytes.Equal(got.Block, want.Block) {
+			t.Fatalf("message %d: got %v", i, got)
+		}
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -171,6 +171,7 @@ func (c *Conn) useStream(rw io.ReadWriter, method mse.CryptoMethod) error {
 		return fmt.Errorf("%w: method %d chosen", ErrEncryptedHandshake, method)
 	}
 	c.inner = c.br
-	c.br = bufio.NewReaderSize(rw, 64<<10)
+	c.src = rw
+	c.br = bufio.NewReaderSize(rw, readBufferSize)
 	return nil
 }
