@@ -56,7 +56,9 @@ func (s *Swarm) dialMore() {
 			s.doneConnectingLocked(addr.Addr())
 			if err != nil {
 				delete(s.known, addr)
-				s.backoffLocked(addr, true, time.Now())
+				if err != errDialRefused { // the caller's policy already spaces its dials
+					s.backoffLocked(addr, true, time.Now())
+				}
 			}
 			s.mu.Unlock()
 			if err != nil {
