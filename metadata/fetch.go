@@ -572,7 +572,7 @@ func (f *fetcher) send(ctx context.Context, e event) bool {
 func (f *fetcher) runWorker(ctx context.Context, w *worker) {
 	// EncryptedRetry: peers set to require encryption hang up on a plaintext handshake.
 	dopt := peerwire.Options{PeerID: f.o.PeerID, ExtHandshake: LocalExtHandshake(0), Timeout: f.o.HandshakeTimeout,
-		EncryptedRetry: true}
+		EncryptedRetry: true, LocalAddr: f.o.LocalAddr}
 	c, err := peerwire.Dial(ctx, w.addr, f.ih, dopt)
 	if err != nil {
 		w.broken = true
