@@ -63,10 +63,11 @@ type webSeed struct {
 	since    time.Time
 }
 
-// webUsefulLocked reports whether w may still serve a piece we need.
+// webUsefulLocked reports whether w may serve a wanted piece. Pieces we have count too: a
+// mirror that lacks only what is still missing is idle, not dropped with a warning.
 func (s *Swarm) webUsefulLocked(w *webSeed) bool {
 	for i := range s.layout.NumPieces() {
-		if s.picker.Wanted(i) && !s.picker.Have(i) && !w.lacks(s.layout, i) {
+		if s.picker.Wanted(i) && !w.lacks(s.layout, i) {
 			return true
 		}
 	}
@@ -395,9 +396,9 @@ func (s *Swarm) fetchWebRun(ctx context.Context, w *webSeed, run []int, buf []by
 	case ctx.Err() != nil || errors.Is(err, ErrStorage):
 	case errors.Is(err, webseed.ErrNotFound):
 		// That file's pieces are no longer picked for w; a mirror that has none of the
-		// pieces still needed is useless.
+		// wanted pieces is useless.
 		if !s.webUsefulLocked(w) {
-			drop = "the server has none of the files still needed: " + err.Error()
+			drop = "the server has none of the files: " + err.Error()
 		}
 	default:
 		drop = w.health.Failed(err, started, time.Now())
