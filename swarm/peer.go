@@ -96,6 +96,8 @@ type peer struct {
 	pexSent        map[netip.AddrPort]bool
 	lastPexIn      time.Time
 	removed        bool
+	hashOut        int // our hash requests it has not answered (v2.go)
+	hashRejects    int // our hash requests it rejected or let time out
 
 	// reader goroutine only
 	recv   blockRun // received blocks not yet handed to the disk goroutine
@@ -200,6 +202,7 @@ func (s *Swarm) startPeerDir(c *peerwire.Conn, adopted, outgoing bool) {
 	}
 	s.peers[p] = struct{}{}
 	s.known[addr] = true
+	s.askHashesLocked(p)
 	s.wg.Add(1)
 	s.mu.Unlock()
 	s.log.Debug("peer connected", "peer", addr, "fast", p.fast, "ext", c.SupportsExtensions())
@@ -550,6 +553,12 @@ func (p *peer) handle(m peerwire.Message) error {
 		}
 	case peerwire.Extended:
 		return p.onExtended(m)
+	case peerwire.HashRequest:
+		return p.onHashRequest(m)
+	case peerwire.Hashes:
+		return p.onHashes(m)
+	case peerwire.HashReject:
+		return p.onHashReject(m)
 	}
 	// Port, Suggest and unknown messages are ignored.
 	return nil
@@ -913,7 +922,7 @@ func (s *Swarm) nextBlockLocked(p *peer) (piece, block int, ok bool) {
 			if ps := s.pieces[i]; ps != nil && (ps.verifying || ps.peers[p]) {
 				return false
 			}
-			return true
+			return s.pickableLocked(i)
 		})
 		if !ok || endgame && p.peerChoking {
 			// While it chokes us only its allowed-fast pieces are open, and a piece others
@@ -953,6 +962,8 @@ func (s *Swarm) removePeer(p *peer) {
 	for len(p.pieces) > 0 {
 		s.releasePieceLocked(p, p.pieces[0])
 	}
+	s.forgetHashesLocked(p, time.Time{})
+	s.askAllHashesLocked()
 	for q := range s.peers {
 		s.fillLocked(q)
 	}

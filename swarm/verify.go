@@ -2,7 +2,6 @@ package swarm
 
 import (
 	"context"
-	"crypto/sha1"
 	"fmt"
 	"net/netip"
 	"time"
@@ -111,4 +110,3 @@ func (s *Swarm) Banned() []netip.Addr {
 	return s.bans.list(time.Now())
 }
 
-func sha1Sum(b []byte) [20]byte { return sha1.Sum(b) }
