@@ -202,7 +202,7 @@ func New(cfg Config) (*Swarm, error) {
 		if err != nil {
 			return nil, fmt.Errorf("swarm: %w", err)
 		}
-	} else if layout, err = v2Layout(v2.tor.V2); err != nil {
+	} else if layout, v2.files, err = v2Layout(v2.tor.V2); err != nil {
 		return nil, err
 	}
 	if !hashes.HasV1 && len(cfg.WebSeeds) > 0 {
@@ -291,7 +291,7 @@ func (s *Swarm) wantedPieces() func(int) bool {
 	}
 	want := make([]bool, s.layout.NumPieces())
 	for f := range s.layout.Files {
-		if !s.cfg.Select(f) {
+		if !s.selected(f) {
 			continue
 		}
 		if first, last, ok := s.layout.FilePieces(f); ok {
@@ -303,8 +303,17 @@ func (s *Swarm) wantedPieces() func(int) bool {
 	return func(i int) bool { return want[i] }
 }
 
-// selected reports whether file f is to be downloaded.
-func (s *Swarm) selected(f int) bool { return s.cfg.Select == nil || s.cfg.Select(f) }
+// selected reports whether layout file f is to be downloaded. For a v2-only torrent Select
+// counts the file tree's files, without the padding the layout adds.
+func (s *Swarm) selected(f int) bool {
+	if s.v2 != nil && s.v2.files != nil {
+		if s.v2.files[f] < 0 {
+			return false
+		}
+		f = s.v2.files[f]
+	}
+	return s.cfg.Select == nil || s.cfg.Select(f)
+}
 
 // AddPeer queues addr to be dialled, at most MaxPeers connections at a time. Known, banned and
 // already queued addresses are ignored, as are addresses whose redial back-off (redial.go) has
@@ -451,6 +460,7 @@ func (s *Swarm) loop(ctx, ictx context.Context) error {
 			return fatal
 		}
 		if complete && !synced {
+			s.finishLayers(ictx) // a hybrid's piece layers no peer gave
 			// Everything selected is verified: flush before reporting success.
 			if err := s.store.TrimFiles(s.selected); err != nil {
 				return fmt.Errorf("%w: %w", ErrStorage, err)

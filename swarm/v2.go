@@ -2,6 +2,7 @@ package swarm
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha1"
 	"crypto/sha256"
 	"fmt"
@@ -50,6 +51,9 @@ type v2State struct {
 	known  picker.Bitfield      // pieces whose merkle hash is known
 	fetch  map[int]*layerFetch  // file index -> its piece layer being fetched from peers
 	trees  map[int]*merkle.Tree // file index -> tree for answering hash requests, built on demand
+	// files maps a v2-only torrent's layout files (padding included) to V2.Files indexes, -1 for
+	// padding: Config.Select counts V2.Files. Nil for a hybrid (its v1 file list is the layout).
+	files []int
 }
 
 // layerFetch is one file's missing piece layer, asked of peers in chunks of hashChunk hashes.
@@ -109,36 +113,60 @@ func (st *v2State) markKnown(fi int) {
 }
 
 // v2Layout lays a v2-only torrent out as a v1 stream: its files in file tree order, padding
-// before each non-empty file that would not start on a piece boundary. Piece hashes are left
-// zero (pieces are checked by merkle, see pieceOK).
-func v2Layout(v *torrentfile.InfoV2) (*storage.Layout, error) {
+// before each non-empty file that would not start on a piece boundary and after the last one,
+// as libtorrent lays it out (it requests and serves every piece of a v2 torrent whole, the last
+// one too). Piece hashes are left zero (pieces are checked by merkle, see pieceOK). files maps
+// each layout file to its index in v.Files, -1 for padding.
+func v2Layout(v *torrentfile.InfoV2) (l *storage.Layout, files []int, err error) {
 	mi := &metainfo.Info{Name: v.Name, PieceLength: v.PieceLength}
 	var pad []bool
+	padTo := func(off int64) int64 {
+		if r := off % v.PieceLength; r != 0 {
+			n := v.PieceLength - r
+			mi.Files = append(mi.Files, metainfo.FileInfo{Path: []string{".pad", strconv.FormatInt(n, 10)}, Length: n})
+			pad = append(pad, true)
+			files = append(files, -1)
+			return n
+		}
+		return 0
+	}
 	if v.Single {
 		mi.Name, mi.Length = v.Files[0].Path[0], v.Files[0].Length
+		files = []int{0}
 	} else {
 		var off int64
-		for _, f := range v.Files {
-			if r := off % v.PieceLength; f.Length > 0 && r != 0 {
-				n := v.PieceLength - r
-				mi.Files = append(mi.Files, metainfo.FileInfo{Path: []string{".pad", strconv.FormatInt(n, 10)}, Length: n})
-				pad = append(pad, true)
-				off += n
+		for fi, f := range v.Files {
+			if f.Length > 0 {
+				off += padTo(off)
 			}
 			mi.Files = append(mi.Files, metainfo.FileInfo{Path: f.Path, Length: f.Length})
 			pad = append(pad, false)
+			files = append(files, fi)
 			off += f.Length
 		}
+		padTo(off)
 	}
 	mi.Pieces = make([]byte, 20*v.NumPieces)
-	l, err := storage.NewLayoutPadded(mi, pad)
+	if v.Single {
+		l, err = storage.NewLayout(mi)
+	} else {
+		l, err = storage.NewLayoutPadded(mi, pad)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("swarm: %w", err)
+		return nil, nil, fmt.Errorf("swarm: %w", err)
 	}
-	if int64(l.NumPieces()) != v.NumPieces {
-		return nil, fmt.Errorf("swarm: %w: v2 layout has %d pieces, the file tree %d", storage.ErrBadInfo, l.NumPieces(), v.NumPieces)
+	if v.Single {
+		// A single-file layout has no padding entries: add the tail by hand.
+		if r := l.Total % v.PieceLength; r != 0 {
+			l.Files = append(l.Files, storage.File{Path: l.Files[0].Path + ".pad", Length: v.PieceLength - r, Offset: l.Total, Pad: true})
+			l.Total += v.PieceLength - r
+			files = append(files, -1)
+		}
 	}
-	return l, nil
+	if int64(l.NumPieces()) != v.NumPieces || l.Total != v.NumPieces*v.PieceLength {
+		return nil, nil, fmt.Errorf("swarm: %w: v2 layout of %d pieces, %d bytes; the file tree has %d pieces", storage.ErrBadInfo, l.NumPieces(), l.Total, v.NumPieces)
+	}
+	return l, files, nil
 }
 
 // newPieceHash returns the hash piece i is checked with: SHA-1, or for a v2-only torrent the
@@ -223,7 +251,7 @@ func (m *merkleHash) BlockSize() int { return merkle.BlockSize }
 
 // askHashesLocked sends p hash requests for missing piece layers, if it speaks v2 and has room.
 func (s *Swarm) askHashesLocked(p *peer) {
-	if s.v2 == nil || len(s.v2.fetch) == 0 || p.removed || !p.c.SupportsV2() || p.hashRejects >= maxHashRejects {
+	if s.v2 == nil || len(s.v2.fetch) == 0 || p.removed || !s.speaksV2(p) || p.hashRejects >= maxHashRejects {
 		return
 	}
 	var ms []peerwire.Message
@@ -242,6 +270,13 @@ func (s *Swarm) askHashesLocked(p *peer) {
 		}
 	}
 	p.enqueue(ms...)
+}
+
+// speaksV2 reports whether p understands hash requests: it joined under the v2 infohash, or set
+// the BEP 52 bit. (libtorrent 2.0.8 does not set the bit in its answer to our handshake, though
+// it answers hash requests on a connection under the v2 infohash.)
+func (s *Swarm) speaksV2(p *peer) bool {
+	return p.c.InfoHash() == s.hashes.TruncatedV2() || p.c.SupportsV2()
 }
 
 // askAllHashesLocked spreads unasked layer chunks over the peers.
@@ -470,4 +505,65 @@ func showPath(p []string) string {
 		b.WriteString(strconv.Quote(c))
 	}
 	return b.String()
+}
+
+// finishLayers computes, once a hybrid's pieces are verified (by SHA-1), the piece layers no peer
+// supplied, from the data on disk, each checked against its file's root: seeding then answers
+// hash requests, and PieceLayers is complete for a .torrent. Only files whose pieces are all
+// here are done. A v2-only torrent needs no such pass: its layers came before its pieces.
+func (s *Swarm) finishLayers(ctx context.Context) {
+	if s.v2 == nil || s.v2.verify {
+		return
+	}
+	v := s.v2.tor.V2
+	s.mu.Lock()
+	var files []int
+	for fi := range s.v2.fetch {
+		f := v.Files[fi]
+		all := true
+		for i := f.FirstPiece; i < f.FirstPiece+f.NumPieces(v.PieceLength) && all; i++ {
+			all = s.picker.Have(int(i))
+		}
+		if all {
+			files = append(files, fi)
+		}
+	}
+	s.mu.Unlock()
+	buf := make([]byte, v.PieceLength)
+	for _, fi := range files {
+		if ctx.Err() != nil {
+			return
+		}
+		f := v.Files[fi]
+		n := f.NumPieces(v.PieceLength)
+		width := merkle.PieceWidth(v.PieceLength, f.Length)
+		layer := make([]byte, 0, n*merkle.HashSize)
+		for k := range n {
+			data := buf[:min(v.PieceLength, f.Length-k*v.PieceLength)]
+			if err := s.store.ReadAt(data, (f.FirstPiece+k)*s.layout.PieceLength); err != nil {
+				s.log.Warn("reading back a piece for its v2 hashes", "file", showPath(f.Path), "err", err)
+				return
+			}
+			h := merkle.PieceHash(data, width)
+			layer = append(layer, h[:]...)
+		}
+		if root, err := merkle.RootFromPieceLayer(layer, v.PieceLength, f.Length); err != nil || root != f.PiecesRoot {
+			// SHA-1 pieces verified, yet the v2 half disagrees: a hybrid whose halves differ.
+			s.log.Warn("hybrid torrent: the file's data does not hash to its v2 root", "file", showPath(f.Path))
+			continue
+		}
+		s.mu.Lock()
+		if lf := s.v2.fetch[fi]; lf != nil {
+			for c, q := range lf.asked {
+				if q != nil {
+					q.hashOut--
+					lf.asked[c] = nil
+				}
+			}
+			delete(s.v2.fetch, fi)
+			s.v2.tor.PieceLayers[f.PiecesRoot] = layer
+			s.v2.markKnown(fi)
+		}
+		s.mu.Unlock()
+	}
 }

@@ -109,4 +109,3 @@ func (s *Swarm) Banned() []netip.Addr {
 	defer s.mu.Unlock()
 	return s.bans.list(time.Now())
 }
-

@@ -364,7 +364,8 @@ func (c *Conn) SupportsFast() bool {
 }
 
 // SupportsV2 reports whether both sides set the BEP 52 bit (hash request, hashes and hash reject
-// messages are understood).
+// messages are understood). libtorrent 2.0.8 does not set it when answering a handshake under a
+// v2 infohash, though it speaks v2 there: callers also go by the infohash.
 func (c *Conn) SupportsV2() bool {
 	return Handshake{Reserved: c.theirRes}.SupportsV2() && Handshake{Reserved: c.ourRes}.SupportsV2()
 }
