@@ -130,6 +130,9 @@ func (s *Swarm) checkSnubbed(now time.Time) {
 	s.mu.Lock()
 	s.forgetHashesLocked(nil, now) // hash requests unanswered too long go to other peers
 	s.askAllHashesLocked()
+	s.mu.Unlock()
+	s.expireLeaves(now)
+	s.mu.Lock()
 	var stale []*peer
 	for p := range s.peers {
 		if len(p.outstanding) > 0 && now.Sub(p.lastBlock) > snubTimeout {

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/magnetget/magnetget/internal/merkle"
 	"github.com/magnetget/magnetget/internal/peerwire"
 	"github.com/magnetget/magnetget/metadata"
 	"github.com/magnetget/magnetget/swarm/pex"
@@ -644,6 +645,12 @@ func (p *peer) onPiece(m peerwire.Message) error {
 		}
 	}
 	ps.contrib[p.addr.Addr()] = true
+	if s.v2 != nil && s.v2.verify {
+		if ps.from == nil {
+			ps.from = make([]netip.Addr, len(ps.claimed))
+		}
+		ps.from[b] = p.addr.Addr() // blamed alone if this block proves bad
+	}
 	s.down += int64(len(m.Block))
 	p.downBytes += int64(len(m.Block))
 	s.refillLocked(p)
@@ -963,6 +970,7 @@ func (s *Swarm) removePeer(p *peer) {
 		s.releasePieceLocked(p, p.pieces[0])
 	}
 	s.forgetHashesLocked(p, time.Time{})
+	s.dropLeavesLocked(p, merkle.Hash{}, nil)
 	s.askAllHashesLocked()
 	for q := range s.peers {
 		s.fillLocked(q)

@@ -159,6 +159,7 @@ type Swarm struct {
 	lastProgress     time.Time
 	lastDown, lastUp int64
 	web              webState // web seeds (webseed.go)
+	badBlocks        int      // v2 blocks found bad by their hashes and fetched again (v2.go)
 
 	// test hooks, set by tests in this package before Run
 	onRequest  func(piece int)
@@ -178,6 +179,11 @@ type pieceState struct {
 	contrib     map[netip.Addr]bool
 	verifying   bool
 	hash        pieceHash // the piece's SHA-1 so far, fed as blocks are written in order
+	// v2-only: the sender of each block, and the block hashes asked of a peer after the piece
+	// failed (v2.go); nil otherwise.
+	from       []netip.Addr
+	leaves     *leafWait
+	leafRounds int
 }
 
 // New checks cfg and the info dictionary (names that would escape Dir are refused here, before

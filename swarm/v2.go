@@ -3,6 +3,7 @@ package swarm
 import (
 	"bytes"
 	"context"
+	"net/netip"
 	"crypto/sha1"
 	"crypto/sha256"
 	"fmt"
@@ -318,6 +319,9 @@ func (p *peer) onHashes(m peerwire.Message) error {
 	if s.v2 == nil {
 		return nil
 	}
+	if r.BaseLayer == 0 && s.v2.verify {
+		return p.onLeaves(root, r, hashes)
+	}
 	s.mu.Lock()
 	lf, c := s.v2.pendingLocked(p, root, r)
 	s.mu.Unlock()
@@ -391,6 +395,7 @@ func (p *peer) onHashReject(m peerwire.Message) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.dropLeavesLocked(p, root, &r)
 	if lf, c := s.v2.pendingLocked(p, root, r); lf != nil {
 		lf.asked[c] = nil
 		p.hashOut--
@@ -565,5 +570,179 @@ func (s *Swarm) finishLayers(ctx context.Context) {
 			s.v2.markKnown(fi)
 		}
 		s.mu.Unlock()
+	}
+}
+
+// leafWait is a failed v2 piece waiting for its block hashes (leaves) from a peer.
+type leafWait struct {
+	peer *peer
+	at   time.Time // asked; zero: given up (the peer left or rejected)
+	root merkle.Hash
+	req  merkle.HashRequest
+	data []merkle.Hash // the hashes of the blocks we have
+}
+
+// maxLeafRounds bounds how often one piece download asks for block hashes.
+const maxLeafRounds = 3
+
+// Leaves returns the block hashes of what was written, the last short block included.
+func (m *merkleHash) Leaves() []merkle.Hash {
+	if len(m.buf) > 0 {
+		return append(m.leaves[:len(m.leaves):len(m.leaves)], sha256.Sum256(m.buf))
+	}
+	return m.leaves
+}
+
+// askLeavesLocked asks a peer for the block hashes of failed piece i of a v2-only torrent, so
+// that only its bad blocks are fetched again. It reports false when that cannot be done (no
+// peer speaking v2 has the piece, a piece of one block, a v1 hash): the piece then fails whole.
+func (s *Swarm) askLeavesLocked(i int, ps *pieceState, data []merkle.Hash) bool {
+	if s.v2 == nil || !s.v2.verify || ps.leafRounds >= maxLeafRounds || len(data) == 0 {
+		return false
+	}
+	pc, ok := s.v2.tor.PieceV2(int64(i))
+	if !ok || !pc.Known || pc.Width < 2 {
+		return false
+	}
+	var q *peer
+	for c := range s.peers {
+		if c.removed || !s.speaksV2(c) || !c.has.Has(i) || c.hashRejects >= maxHashRejects {
+			continue
+		}
+		if q == nil || ps.contrib[q.addr.Addr()] && !ps.contrib[c.addr.Addr()] {
+			q = c // rather one that sent none of the piece
+		}
+	}
+	if q == nil {
+		return false
+	}
+	f := s.v2.tor.V2.Files[pc.File]
+	k := int64(i) - f.FirstPiece
+	lw := &leafWait{peer: q, at: time.Now(), root: f.PiecesRoot, data: data,
+		req: merkle.HashRequest{BaseLayer: 0, Index: k * pc.Width, Length: pc.Width}}
+	ps.leaves = lw
+	ps.leafRounds++
+	q.hashOut++
+	q.enqueue(peerwire.Message{ID: peerwire.HashRequest, Payload: merkle.AppendRequest(nil, lw.root, lw.req)})
+	return true
+}
+
+// leafPieceLocked finds the piece waiting for p's answer to r.
+func (s *Swarm) leafPieceLocked(p *peer, root merkle.Hash, r merkle.HashRequest) (int, *pieceState) {
+	fi, ok := s.v2.roots[root]
+	if !ok || r.BaseLayer != 0 || r.Length < 2 {
+		return 0, nil
+	}
+	f := s.v2.tor.V2.Files[fi]
+	i := int(f.FirstPiece + r.Index/r.Length)
+	ps := s.pieces[i]
+	if ps == nil || ps.leaves == nil || ps.leaves.peer != p || ps.leaves.root != root || ps.leaves.req != r {
+		return 0, nil
+	}
+	return i, ps
+}
+
+// onLeaves takes the block hashes of a failed piece: checked against the piece's hash, they
+// tell which blocks we have are bad. Only those are fetched again and only their senders are
+// struck (merkle.BadBlocks' rule, on the hashes of the data we already computed).
+func (p *peer) onLeaves(root merkle.Hash, r merkle.HashRequest, hashes []merkle.Hash) error {
+	s := p.s
+	s.mu.Lock()
+	i, ps := s.leafPieceLocked(p, root, r)
+	var pc torrentfile.PieceV2
+	if ps != nil {
+		pc, _ = s.v2.tor.PieceV2(int64(i))
+	}
+	s.mu.Unlock()
+	if ps == nil {
+		return nil
+	}
+	f := s.v2.tor.V2.Files[pc.File]
+	top := merkle.NumLayers(pc.Width) - 1
+	known := func(layer int, index int64) (merkle.Hash, bool) {
+		return pc.Hash, layer == top && index == int64(i)-f.FirstPiece
+	}
+	if err := merkle.VerifyHashes(root, f.Length, r, hashes, known); err != nil {
+		return fmt.Errorf("%w: block hashes of piece %d: %w", errProtocol, i, err)
+	}
+	var toClose []*peerwire.Conn
+	s.mu.Lock()
+	if s.pieces[i] != ps || ps.leaves == nil || ps.leaves.peer != p {
+		s.mu.Unlock()
+		return nil
+	}
+	lw := ps.leaves
+	ps.leaves = nil
+	p.hashOut--
+	var bad []int
+	for b, h := range lw.data {
+		if b < len(ps.claimed) && h != hashes[b] {
+			bad = append(bad, b)
+		}
+	}
+	if len(bad) == 0 {
+		// The blocks match and the piece did not: nothing to refetch selectively.
+		toClose = s.finishPieceLocked(i, ps, false)
+	} else {
+		struck := map[netip.Addr]bool{}
+		for _, b := range bad {
+			if ps.from != nil && ps.from[b].IsValid() && !struck[ps.from[b]] {
+				struck[ps.from[b]] = true
+				toClose = append(toClose, s.strikeLocked(ps.from[b], 2, i)...) // proven: its block is bad
+			}
+			ps.claimed[b] = false
+			ps.nclaimed--
+			ps.written--
+			if ps.reqs[b] == 0 {
+				ps.unrequested++
+			}
+		}
+		// The piece is hashed again from disk once the new blocks are written.
+		ps.hash.h, ps.hash.hashed = nil, 0
+		ps.verifying = false
+		s.badBlocks += len(bad)
+		s.log.Debug("refetching bad blocks", "piece", i, "blocks", bad)
+		for q := range s.peers {
+			s.fillLocked(q)
+		}
+	}
+	s.askHashesLocked(p)
+	s.mu.Unlock()
+	closeAll(toClose)
+	return nil
+}
+
+// expireLeaves fails whole the pieces whose block hashes did not come in time (or whose peer
+// left or rejected the request).
+func (s *Swarm) expireLeaves(now time.Time) {
+	if s.v2 == nil || !s.v2.verify {
+		return
+	}
+	var toClose []*peerwire.Conn
+	s.mu.Lock()
+	for i, ps := range s.pieces {
+		if lw := ps.leaves; lw != nil && (lw.at.IsZero() || now.Sub(lw.at) > hashTimeout) {
+			ps.leaves = nil
+			if !lw.at.IsZero() {
+				lw.peer.hashOut--
+				lw.peer.hashRejects++
+			}
+			toClose = append(toClose, s.finishPieceLocked(i, ps, false)...)
+		}
+	}
+	s.mu.Unlock()
+	closeAll(toClose)
+}
+
+// dropLeavesLocked gives up the leaf requests outstanding at p (it left or rejected one).
+func (s *Swarm) dropLeavesLocked(p *peer, root merkle.Hash, r *merkle.HashRequest) {
+	if s.v2 == nil || !s.v2.verify {
+		return
+	}
+	for _, ps := range s.pieces {
+		if lw := ps.leaves; lw != nil && lw.peer == p && !lw.at.IsZero() && (r == nil || lw.root == root && lw.req == *r) {
+			lw.at = time.Time{}
+			p.hashOut--
+		}
 	}
 }

@@ -7,8 +7,11 @@ import (
 	"maps"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
+	"github.com/magnetget/magnetget/internal/merkle"
+	"github.com/magnetget/magnetget/internal/peerwire"
 	"github.com/magnetget/magnetget/torrentfile"
 )
 
@@ -21,11 +24,15 @@ var v2Files = []testFile{
 // makeV2 writes tt's files under a fresh directory and creates a v2-only or hybrid torrent of
 // them with torrentfile (the creator interop tests hold to libtorrent's).
 func makeV2(t testing.TB, tt *testTorrent, hybrid bool) *torrentfile.Torrent {
+	return makeV2PL(t, tt, hybrid, 32<<10)
+}
+
+func makeV2PL(t testing.TB, tt *testTorrent, hybrid bool, pl int64) *torrentfile.Torrent {
 	t.Helper()
 	dir := t.TempDir()
 	tt.writeFiles(t, dir)
 	tor, err := torrentfile.CreateTorrent(context.Background(), filepath.Join(dir, tt.name),
-		torrentfile.Options{PieceLength: 32 << 10, V2: !hybrid, Hybrid: hybrid})
+		torrentfile.Options{PieceLength: pl, V2: !hybrid, Hybrid: hybrid})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,4 +106,79 @@ func TestHybridDownloadUnderV2Hash(t *testing.T) {
 	}
 	tt.checkFiles(t, dir)
 	noPadFiles(t, dir)
+}
+
+// Issue 12: a peer sends one bad block in a v2 torrent. The piece fails its merkle check; the
+// block hashes asked of a peer (this one, answering honestly, as a peer's own mistake would)
+// and checked against the piece hash show which block is bad, and only that block is fetched
+// again: the download takes exactly one block more than the torrent, not one piece more.
+func TestV2BadBlockRefetchedAlone(t *testing.T) {
+	const pl = 64 << 10
+	tt := makeTorrent(t, "v2bad", pl, []testFile{{"big.bin", 12*pl + 1000}, {"small.txt", 777}}, 54)
+	tor := makeV2PL(t, tt, false, pl)
+	ih := truncV2(tor)
+	data := map[merkle.Hash][]byte{}
+	for _, f := range tor.V2.Files {
+		for i, tf := range tt.files {
+			if tf.path == strings.Join(f.Path, "/") {
+				data[f.PiecesRoot] = tt.data[i]
+			}
+		}
+	}
+	const badPiece, badBegin = 3, blockSize
+	var corrupted atomic.Bool
+	hostile := startFakePeer(t, "127.0.0.68", ih, helloHaveAll, func(c *peerwire.Conn, m peerwire.Message) error {
+		switch m.ID {
+		case peerwire.Request:
+			pc, _ := tor.PieceV2(int64(m.Index))
+			d := data[tor.V2.Files[pc.File].PiecesRoot]
+			b := make([]byte, m.Length)
+			if off := pc.Offset + int64(m.Begin); off < int64(len(d)) {
+				copy(b, d[off:])
+			}
+			if m.Index == badPiece && m.Begin == badBegin && corrupted.CompareAndSwap(false, true) {
+				b[100] ^= 0xff // once: the refetch is honest
+			}
+			return c.WriteMsg(peerwire.Message{ID: peerwire.Piece, Index: m.Index, Begin: m.Begin, Block: b})
+		case peerwire.HashRequest:
+			root, r, err := merkle.ParseRequest(m.Payload)
+			if err != nil {
+				return err
+			}
+			d := data[root]
+			layer, _ := merkle.ParseHashes(tor.PieceLayers[root])
+			tree, err := merkle.NewTree(layer, pl, int64(len(d)))
+			if err != nil {
+				return err
+			}
+			hs, err := tree.Answer(r, func(piece int64) ([]merkle.Hash, error) {
+				return merkle.LeafHashes(nil, d[piece*pl:min(int64(len(d)), (piece+1)*pl)]), nil
+			})
+			if err != nil {
+				return c.WriteMsg(peerwire.Message{ID: peerwire.HashReject, Payload: m.Payload})
+			}
+			return c.WriteMsg(peerwire.Message{ID: peerwire.Hashes, Payload: merkle.AppendHashes(nil, root, r, hs)})
+		}
+		return nil
+	})
+	dir := t.TempDir()
+	s, err := New(Config{InfoHash: ih, Info: tor.Meta.InfoBytes, PieceLayers: tor.PieceLayers, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.AddPeer(hostile.addr)
+	if err := runUntil(t, s, context.Background()); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	tt.checkFiles(t, dir)
+	if !corrupted.Load() {
+		t.Fatal("the bad block was never sent")
+	}
+	s.mu.Lock()
+	down, bad := s.down, s.badBlocks
+	s.mu.Unlock()
+	if bad != 1 || down != s.layout.Total+blockSize {
+		t.Errorf("downloaded %d bytes for a %d-byte stream, %d bad blocks: want exactly one block (%d bytes) again",
+			down, s.layout.Total, bad, blockSize)
+	}
 }
