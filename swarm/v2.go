@@ -3,11 +3,11 @@ package swarm
 import (
 	"bytes"
 	"context"
-	"net/netip"
 	"crypto/sha1"
 	"crypto/sha256"
 	"fmt"
 	"hash"
+	"net/netip"
 	"strconv"
 	"time"
 
