@@ -55,8 +55,9 @@ func peerChan(addrs ...netip.AddrPort) <-chan netip.AddrPort {
 // swarm joins under that hash with the connections Fetch made and no piece layer, asks
 // libtorrent for every layer with hash requests (checked against the roots in the info dict),
 // checks each piece by merkle (v2-only) or SHA-1 (hybrid) and writes no padding. Files are
-// byte-identical, and the info dict plus the layers we gathered assemble into the .torrent's
-// piece layers, as `meta` would save them.
+// byte-identical. Before the swarm, metadata.FetchPieceLayers gets every layer over the same
+// connections (what `meta` does), assembling into a .torrent with the info dict and layers of
+// libtorrent's, and the swarm's own layers end the same.
 func TestV2SwarmDownloadsFromLibtorrent(t *testing.T) {
 	t.Parallel()
 	rctest.Require(t, realclient.LibtorrentAvailable)
@@ -82,6 +83,15 @@ func TestV2SwarmDownloadsFromLibtorrent(t *testing.T) {
 			if !bytes.Equal(res.Info, tor.Meta.InfoBytes) || res.Hashes.Matched != metadata.V2 || res.Hashes.Hybrid() != (mode == "hybrid") {
 				t.Fatalf("metadata: %d bytes, hashes %+v", len(res.Info), res.Hashes)
 			}
+			// What `meta` does: the piece layers from the same connections, then the .torrent.
+			layers, err := metadata.FetchPieceLayers(ctx, res.Info, res.Conns, metadata.Options{})
+			if err != nil {
+				t.Fatalf("piece layers: %v", err)
+			}
+			want, _ := torrentfile.Assemble(tor.Meta.InfoBytes, tor.PieceLayers, nil)
+			if got, err := torrentfile.Assemble(res.Info, layers, nil); err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("assembled .torrent differs from libtorrent's info and layers (%v)", err)
+			}
 			dir := t.TempDir()
 			sw, err := swarm.New(swarm.Config{InfoHash: res.Hashes.SwarmHash(), Info: res.Info, Dir: dir, Logger: logger()})
 			if err != nil {
@@ -98,7 +108,7 @@ func TestV2SwarmDownloadsFromLibtorrent(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(dir, p.Name, ".pad")); err == nil {
 				t.Error("padding written to disk")
 			}
-			layers := sw.PieceLayers()
+			layers = sw.PieceLayers()
 			if !maps.EqualFunc(layers, tor.PieceLayers, bytes.Equal) {
 				t.Fatalf("gathered %d piece layers, the .torrent has %d (or they differ)", len(layers), len(tor.PieceLayers))
 			}
