@@ -13,6 +13,7 @@ package metadata
 import (
 	"errors"
 	"log/slog"
+	"net/netip"
 	"time"
 
 	"github.com/magnetget/magnetget/internal/peerwire"
@@ -64,6 +65,9 @@ type Options struct {
 	// HedgeDelay: when no piece is left to hand out, pieces a peer has held this long are also
 	// requested from an idle peer (the first answer counts); 0: RequestTimeout/4.
 	HedgeDelay time.Duration
+	// LocalAddr is the address dials leave from (the peer listen address, so peers see and
+	// pass on one that answers); zero: the system chooses.
+	LocalAddr netip.Addr
 	// MaxConns bounds the connected peers kept at once (parked, idle or busy); 0: 2*Dials.
 	MaxConns int
 	// InfoHashV2 is the torrent's full v2 infohash (a btmh magnet), zero when unknown. When set,

@@ -11,6 +11,9 @@ import (
 	"github.com/magnetget/magnetget/swarm/pex"
 )
 
+// errDialRefused: Config.AllowDial said not now.
+var errDialRefused = errors.New("dial refused by AllowDial")
+
 // dialMore starts dials from the pending queue while there is room under MaxPeers (making
 // room by dropping a useless peer when the slots are full: see admit.go).
 func (s *Swarm) dialMore() {
@@ -43,13 +46,19 @@ func (s *Swarm) dialMore() {
 			defer s.wg.Done()
 			o := s.opts
 			o.EncryptedRetry = true // reach peers set to require encryption
-			c, err := peerwire.Dial(ctx, addr, s.cfg.InfoHash, o)
+			var c *peerwire.Conn
+			err := errDialRefused
+			if s.cfg.AllowDial == nil || s.cfg.AllowDial(addr) {
+				c, err = peerwire.Dial(ctx, addr, s.cfg.InfoHash, o)
+			}
 			s.mu.Lock()
 			s.dialing--
 			s.doneConnectingLocked(addr.Addr())
 			if err != nil {
 				delete(s.known, addr)
-				s.backoffLocked(addr, true, time.Now())
+				if err != errDialRefused { // the caller's policy already spaces its dials
+					s.backoffLocked(addr, true, time.Now())
+				}
 			}
 			s.mu.Unlock()
 			if err != nil {

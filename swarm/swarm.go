@@ -82,6 +82,10 @@ type Config struct {
 	Logger     *slog.Logger   // nil = discard
 	OnProgress func(Progress) // called from one goroutine, at most about twice a second
 
+	// AllowDial, when set, is asked before each outgoing dial (outside the swarm's lock); false
+	// skips the address (the caller's redial policy: each address once, then with back-off).
+	AllowDial func(netip.AddrPort) bool
+
 	WebSeeds []string // BEP 19 web seed URLs (url-list, magnet ws=), fetched beside peers; nil = none (webseed.go)
 }
 
@@ -286,8 +290,13 @@ func limiter(bps int64) *rate.Limiter {
 	if bps <= 0 {
 		return nil
 	}
-	// The burst must hold the largest block we send or receive in one WaitN.
-	return rate.NewLimiter(rate.Limit(bps), int(max(bps, maxBlockRequest)))
+	// The burst must hold the largest block we send or receive in one WaitN, and no more than
+	// that or a tenth of a second: a full second's burst, full at the start, let the first
+	// second run at twice the limit. Start empty for the same reason.
+	burst := int(max(bps/10, maxBlockRequest))
+	l := rate.NewLimiter(rate.Limit(bps), burst)
+	l.AllowN(time.Now(), burst)
+	return l
 }
 
 // wantedPieces returns whether each piece overlaps a selected, non-empty file.

@@ -17,6 +17,7 @@ import (
 	"github.com/magnetget/magnetget/dht"
 	"github.com/magnetget/magnetget/dht/dhttest"
 	"github.com/magnetget/magnetget/internal/netem"
+	"github.com/magnetget/magnetget/internal/peersource"
 	"github.com/magnetget/magnetget/internal/realclient"
 	"github.com/magnetget/magnetget/metadata"
 	"github.com/magnetget/magnetget/metadata/metadatatest"
@@ -24,7 +25,7 @@ import (
 
 // Start modes of BenchmarkDHTStart, in the order each round runs them; "libtorrent" is a cold
 // python3-libtorrent metadata fetch from the same entry node, when it is installed.
-var startModes = []string{"cold", "warm", "cold-nowait", "libtorrent"}
+var startModes = []string{"cold", "warm", "libtorrent"}
 
 // clientLink is the access-link index every client uses, so that all runs see the same client
 // delay; seeder links use seederLink+k. Both are far above any node index.
@@ -89,7 +90,7 @@ func BenchmarkDHTStart(b *testing.B) {
 							b.Fatalf("warm state: %v", err)
 						}
 					}
-					res := runClient(p, ipOf(240, run), entry, sf, mode != "cold", ih)
+					res := runClient(p, ipOf(240, run), entry, sf, ih)
 					run++
 					results[mode] = append(results[mode], res)
 					b.Logf("%s round %d %-11s first peer %7.1f ms, metadata %7.1f ms %v", p.Name, r, mode, ms(res.firstPeer), ms(res.meta), errText(res.err))
@@ -155,11 +156,11 @@ func announceSeeders(b *testing.B, p dhttest.Profile, nodes []*dht.Node, info []
 	}
 }
 
-// runClient starts a client node as cmd/magnetget does (default rate and query timeout, one
-// bootstrap address, the given routing.db), looks ih up and fetches its info dict. Unless
-// lookupAtOnce, the lookup waits for the bootstrap walk, as a cold `magnetget meta` does today;
-// otherwise the walk runs beside the lookup. Times count from just before dht.New.
-func runClient(p dhttest.Profile, ip netip.Addr, entry netip.AddrPort, stateFile string, lookupAtOnce bool, ih [20]byte) startResult {
+// runClient starts a client as `magnetget meta` does (default rate and query timeout, one
+// bootstrap address, the given routing.db, a read-only dht.Set whose bootstrap walk runs in the
+// background) and fetches ih's info dict with metadata.Fetch from a peersource.Source: the
+// lookup starts at once, cold or warm. Times count from just before dht.New.
+func runClient(p dhttest.Profile, ip netip.Addr, entry netip.AddrPort, stateFile string, ih [20]byte) startResult {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	pc, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
@@ -171,64 +172,63 @@ func runClient(p dhttest.Profile, ip netip.Addr, entry netip.AddrPort, stateFile
 		conn = p.Wrap(pc, clientLink)
 	}
 	start := time.Now()
-	n, err := dht.New(dht.Config{Conn: conn, StateFile: stateFile, Bootstrap: []netip.AddrPort{entry}})
+	n, err := dht.New(dht.Config{Conn: conn, StateFile: stateFile, Bootstrap: []netip.AddrPort{entry}, ReadOnly: true})
 	if err != nil {
 		conn.Close()
 		return startResult{err: err}
 	}
-	defer n.Close()
-
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	bctx, bcancel := context.WithCancel(ctx)
-	defer bcancel()
-	booted := make(chan struct{})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		defer close(booted)
-		_ = n.Bootstrap(bctx)
-	}()
-	if !lookupAtOnce {
-		<-booted
+	set, err := dht.NewSet(n)
+	if err != nil {
+		n.Close()
+		return startResult{err: err}
 	}
+	defer set.Close()
+	set.StartBootstrap(nil)
 
-	lctx, lcancel := context.WithCancel(ctx)
-	defer lcancel()
-	peers := make(chan netip.AddrPort, 64)
-	var mu sync.Mutex
-	var first time.Duration
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		defer close(peers)
-		_ = n.Lookup(lctx, ih, func(r dht.PeerResult) bool {
-			mu.Lock()
-			if first == 0 {
-				first = time.Since(start)
-			}
-			mu.Unlock()
-			select {
-			case peers <- r.Peer:
-			default:
-			}
-			return true
-		})
-	}()
-	res, err := metadata.Fetch(lctx, ih, peers, metadata.Options{})
+	fp := &firstPeer{DHT: set, start: start}
+	src := peersource.New(peersource.Config{InfoHash: ih, DHT: fp})
+	sctx, scancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { src.Run(sctx) })
+	fctx, fcancel := context.WithCancel(sctx)
+	res, err := metadata.Fetch(fctx, ih, src.Peers(fctx), metadata.Options{})
 	meta := time.Since(start)
+	fcancel()
 	for _, c := range res.Conns {
 		c.Close()
 	}
-	lcancel()
-	bcancel()
+	scancel()
 	wg.Wait()
-	mu.Lock()
-	defer mu.Unlock()
+	first := fp.get()
 	if err != nil {
 		return startResult{firstPeer: first, err: fmt.Errorf("fetch: %w", err)}
 	}
 	return startResult{firstPeer: first, meta: meta}
+}
+
+// firstPeer is a peersource.DHT that notes when the first peer came.
+type firstPeer struct {
+	peersource.DHT
+	start time.Time
+	mu    sync.Mutex
+	first time.Duration
+}
+
+func (f *firstPeer) Lookup(ctx context.Context, ih [20]byte, fn func(dht.PeerResult) bool) error {
+	return f.DHT.Lookup(ctx, ih, func(r dht.PeerResult) bool {
+		f.mu.Lock()
+		if f.first == 0 {
+			f.first = time.Since(f.start)
+		}
+		f.mu.Unlock()
+		return fn(r)
+	})
+}
+
+func (f *firstPeer) get() time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.first
 }
 
 // runLibtorrent fetches ih's info dict with a cold python3-libtorrent (a read-only DHT node,

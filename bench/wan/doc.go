@@ -8,11 +8,10 @@
 // ideal time (size / the sum of the peers' caps) over the measured time.
 //
 // BenchmarkDHTStart: a dhttest network under a profile with metadata seeders announced in it;
-// per round a fresh in-process client (real dht.Node, its socket behind the profile's access
-// link) joins from one entry node and looks the torrent up, as cmd/magnetget does for `meta`:
-// "cold" (empty table: bootstrap walk first, then the lookup), "warm" (the routing.db the cold
-// run saved: lookup at once, walk beside it) and "cold-nowait" (empty table, lookup at once from
-// the entry node with the walk beside it: what the cold-start fix aims at). It reports the time
+// per round a fresh in-process client (a read-only dht.Set of one node, its socket behind the
+// profile's access link) joins from one entry node and looks the torrent up through a
+// peersource.Source, as cmd/magnetget does for `meta`: the lookup starts at once with the walk
+// beside it, "cold" (empty table) and "warm" (the routing.db the cold run saved). It reports the time
 // from start to the first peer and to the info dict (metadata.Fetch).
 //
 // BenchmarkWANDownload: real in-process swarm seeders behind netem listeners (a delay line and

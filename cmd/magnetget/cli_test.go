@@ -143,7 +143,7 @@ func TestLookupNoPeersExitsOne(t *testing.T) {
 	nodes := dhttest.Network(t, 8)
 	ih := randomIH(t)
 	r := runBin(t, 60*time.Second, "lookup", "--listen", "/ip4/127.0.200.3/udp/0", "--bootstrap", bootFlag(nodes[0]),
-		"--data-dir", t.TempDir(), "--timeout", "20s", hex.EncodeToString(ih[:]))
+		"--data-dir", t.TempDir(), "--timeout", "3s", hex.EncodeToString(ih[:]))
 	if r.code != 1 || r.stdout != "" || !strings.Contains(r.stderr, "no peers found") {
 		t.Fatalf("want exit 1 with a reason, got %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 
 	"github.com/multiformats/go-multiaddr"
@@ -31,17 +30,15 @@ func dhtFlags() []cli.Flag {
 	}
 }
 
-// dhtSet is the DHT nodes one process runs: one per UDP socket (IPv4 and,
-// for BEP 32, IPv6), plus the TCP addresses the peer listener should use.
+// dhtSet is the process's dht.Set (one node per UDP socket: IPv4 and, for
+// BEP 32, IPv6) with what the commands wire around it: the TCP addresses the
+// peer listener should use and the resolved bootstrap list.
 type dhtSet struct {
+	*dht.Set
 	nodes []*dht.Node
-	conns []net.PacketConn
 	tcp   []netip.AddrPort
 	boot  []netip.AddrPort // resolved bootstrap addresses
 	log   *slog.Logger
-
-	wg       sync.WaitGroup // the bootstrap walks
-	stopBoot context.CancelFunc
 }
 
 func dataDir(c *cli.Context) (string, error) {
@@ -128,9 +125,14 @@ func listenUDP(addr netip.AddrPort, log *slog.Logger) (net.PacketConn, error) {
 	return pc, nil
 }
 
-// joinDHT starts the DHT nodes the flags ask for and bootstraps them.
-// With optional set (downloads and seeds, which also have x.pe peers and
-// trackers), a DHT with nowhere to start from is a warning, not an error.
+// joinDHT starts the DHT nodes the flags ask for and starts their bootstrap
+// walks in the background: nothing waits for them, since a lookup starts at
+// once from the saved nodes and the bootstrap addresses and takes up what the
+// walks learn. hooks carries callbacks and ReadOnly (BEP 43: short-lived
+// commands join read-only so others do not fill their tables with a node about
+// to vanish). With optional set (downloads and seeds, which also have x.pe
+// peers and trackers), a DHT with nowhere to start from is a warning, not an
+// error.
 func joinDHT(ctx context.Context, c *cli.Context, log *slog.Logger, hooks dht.Config, optional bool) (*dhtSet, error) {
 	udp, tcp, err := maddr.ParseListen(c.StringSlice("listen"))
 	if err != nil {
@@ -147,7 +149,12 @@ func joinDHT(ctx context.Context, c *cli.Context, log *slog.Logger, hooks dht.Co
 	if err != nil {
 		return nil, err
 	}
-	s := &dhtSet{tcp: tcp, boot: boot, log: log}
+	var nodes []*dht.Node
+	closeNodes := func() {
+		for _, n := range nodes {
+			n.Close()
+		}
+	}
 	v4db, v6db := false, false
 	for _, a := range udp {
 		pc, err := listenUDP(a, log)
@@ -157,7 +164,7 @@ func joinDHT(ctx context.Context, c *cli.Context, log *slog.Logger, hooks dht.Co
 				log.Warn("no IPv6 DHT socket", "addr", a, "err", err)
 				continue
 			}
-			s.Close()
+			closeNodes()
 			return nil, fmt.Errorf("listen %v: %w", maddr.FromAddrPort(a, "udp"), err)
 		}
 		// One routing table file per address family: BEP 32 keeps the two
@@ -180,18 +187,23 @@ func joinDHT(ctx context.Context, c *cli.Context, log *slog.Logger, hooks dht.Co
 		cfg.Bootstrap = fam
 		cfg.Rate = c.Float64("dht-rate")
 		cfg.Logger = log
-		n, err := dht.New(cfg)
+		n, err := dht.New(cfg) // owns pc from here
 		if err != nil {
 			pc.Close()
-			s.Close()
+			closeNodes()
 			return nil, fmt.Errorf("DHT node on %v: %w", a, err)
 		}
-		s.nodes = append(s.nodes, n)
-		s.conns = append(s.conns, pc)
+		nodes = append(nodes, n)
 	}
-	if len(s.nodes) == 0 {
+	if len(nodes) == 0 {
 		return nil, errors.New("no DHT socket could be opened")
 	}
+	set, err := dht.NewSet(nodes...)
+	if err != nil {
+		closeNodes()
+		return nil, err
+	}
+	s := &dhtSet{Set: set, nodes: nodes, tcp: tcp, boot: boot, log: log}
 	if len(boot) == 0 && s.Stats().Nodes == 0 {
 		if !optional {
 			s.Close()
@@ -199,147 +211,35 @@ func joinDHT(ctx context.Context, c *cli.Context, log *slog.Logger, hooks dht.Co
 		}
 		log.Warn("the DHT has no bootstrap node and no saved table: peers come only from the magnet's x.pe, trackers and incoming connections")
 	}
-	// A node with a saved table can look up at once: the saved nodes are
-	// closer to most targets than any bootstrap router, so waiting for the
-	// bootstrap walk would only delay the first peer. It still runs, in the
-	// background, to refresh the table. A cold node must bootstrap first.
-	warm := true
-	for _, n := range s.nodes {
-		warm = warm && n.Stats().Nodes > 0
-	}
-	bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s.stopBoot = cancel
-	for _, n := range s.nodes {
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			err := n.Bootstrap(bctx)
-			switch {
-			case err == nil || bctx.Err() != nil:
-			case errors.Is(err, dht.ErrNoNodes):
-				// Typically the IPv6 socket when the list has no IPv6
-				// node: not worth a warning on every run.
-				log.Info("DHT socket has no node to start from", "node", maddr.FromAddrPort(n.Addr(), "udp"))
-			default:
-				log.Warn("bootstrap", "node", maddr.FromAddrPort(n.Addr(), "udp"), "err", err)
-			}
-		}()
-	}
-	if !warm {
-		done := make(chan struct{})
-		go func() { s.wg.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-ctx.Done():
-			s.Close()
-			return nil, ctx.Err()
+	set.StartBootstrap(func(n *dht.Node, err error) {
+		switch {
+		case err == nil:
+		case errors.Is(err, dht.ErrNoNodes):
+			// Typically the IPv6 socket when the list has no IPv6 node:
+			// not worth a warning on every run.
+			log.Info("DHT socket has no node to start from", "node", maddr.FromAddrPort(n.Addr(), "udp"))
+		default:
+			log.Warn("bootstrap", "node", maddr.FromAddrPort(n.Addr(), "udp"), "err", err)
 		}
-	}
+	})
 	return s, nil
-}
-
-// Lookup runs a get_peers traversal on every node at once and calls fn once
-// per distinct peer, never concurrently. fn returning false stops them all.
-func (s *dhtSet) Lookup(ctx context.Context, ih [20]byte, fn func(dht.PeerResult) bool) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		mu   sync.Mutex
-		seen = map[netip.AddrPort]bool{}
-		wg   sync.WaitGroup
-		errs = make([]error, len(s.nodes))
-	)
-	for i, n := range s.nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = n.Lookup(ctx, ih, func(r dht.PeerResult) bool {
-				mu.Lock()
-				defer mu.Unlock()
-				if ctx.Err() != nil {
-					return false
-				}
-				if seen[r.Peer] {
-					return true
-				}
-				seen[r.Peer] = true
-				if !fn(r) {
-					cancel()
-					return false
-				}
-				return true
-			})
-		}()
-	}
-	wg.Wait()
-	for _, e := range errs {
-		if e != nil && !errors.Is(e, context.Canceled) {
-			return e
-		}
-	}
-	return nil
-}
-
-// Peers streams the peers a lookup finds on a channel that closes when the
-// lookup ends; it is the shape metadata.Fetch consumes.
-func (s *dhtSet) Peers(ctx context.Context, ih [20]byte) <-chan netip.AddrPort {
-	ch := make(chan netip.AddrPort)
-	go func() {
-		defer close(ch)
-		_ = s.Lookup(ctx, ih, func(r dht.PeerResult) bool {
-			select {
-			case ch <- r.Peer:
-				return true
-			case <-ctx.Done():
-				return false
-			}
-		})
-	}()
-	return ch
-}
-
-// Announce tells the DHT, on every socket, that we serve ih on port.
-func (s *dhtSet) Announce(ctx context.Context, ih [20]byte, port int) error {
-	var errs []error
-	for _, n := range s.nodes {
-		if err := n.Announce(ctx, ih, port); err != nil {
-			errs = append(errs, fmt.Errorf("announce via %v: %w", n.Addr(), err))
-		}
-	}
-	if len(errs) == len(s.nodes) {
-		return errors.Join(errs...)
-	}
-	return nil
-}
-
-func (s *dhtSet) Stats() dht.Stats {
-	var t dht.Stats
-	for _, n := range s.nodes {
-		st := n.Stats()
-		t.GoodNodes += st.GoodNodes
-		t.Nodes += st.Nodes
-		t.QueriesIn += st.QueriesIn
-		t.QueriesOut += st.QueriesOut
-		t.PeersStored += st.PeersStored
-		t.Infohashes += st.Infohashes
-	}
-	return t
 }
 
 // Close stops every node (each saves its table) and releases the sockets.
 func (s *dhtSet) Close() {
-	if s.stopBoot != nil {
-		s.stopBoot()
+	if err := s.Set.Close(); err != nil {
+		s.log.Warn("closing DHT node", "err", err)
 	}
-	s.wg.Wait()
-	for _, n := range s.nodes {
-		if err := n.Close(); err != nil {
-			s.log.Warn("closing DHT node", "err", err)
-		}
+}
+
+// localIP is the address our peer connections and tracker announces leave
+// from: the --listen TCP address (zero when it is unspecified, and the
+// system chooses).
+func (s *dhtSet) localIP() netip.Addr {
+	if len(s.tcp) == 0 || s.tcp[0].Addr().IsUnspecified() {
+		return netip.Addr{}
 	}
-	for _, pc := range s.conns {
-		pc.Close()
-	}
+	return s.tcp[0].Addr().Unmap()
 }
 
 // seeds is where a crawl walk starts: the bootstrap nodes.

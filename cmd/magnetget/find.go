@@ -7,123 +7,47 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
-	"sync/atomic"
-	"time"
 
-	"github.com/magnetget/magnetget/dht"
+	"github.com/magnetget/magnetget/internal/peersource"
 	"github.com/magnetget/magnetget/internal/trackers"
+	"github.com/magnetget/magnetget/swarm"
 )
 
-// finder keeps looking for peers of one infohash until its context ends:
-// DHT lookups again and again (backing off from 5 s to a minute), tracker
-// announces retried on failure, plus the magnet's x.pe hints. Other clients
-// wait for peers as long as the user lets them; so does magnetget, and what
-// it has tried is counted so a status line and a final failure can say so.
+// finder is one torrent's peer source (internal/peersource: DHT lookups again
+// and again, one tracker session, the magnet's x.pe hints, each address dialled
+// once) running from the metadata fetch to the end of the download or seed,
+// with what a status line and a final failure say about it. Other clients wait
+// for peers as long as the user lets them; so does magnetget.
 type finder struct {
-	set    *dhtSet
-	ih     [20]byte
-	urls   []string
-	peerID [20]byte
-	port   uint16
-	log    *slog.Logger
+	set *dhtSet
+	src *peersource.Source
 
-	lookups  atomic.Int64
-	found    atomic.Int64
-	answered atomic.Int64 // trackers that answered at least once
-
-	mu         sync.Mutex // guards trackerErr
-	trackerErr string
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
-// peers streams every distinct peer found, direct ones first; the channel
-// closes when ctx ends and every goroutine it started has returned.
-func (f *finder) peers(ctx context.Context, direct []netip.AddrPort) <-chan netip.AddrPort {
-	merged := mergePeers(ctx, direct, f.dhtPeers(ctx), f.trackerPeers(ctx))
-	out := make(chan netip.AddrPort)
-	go func() {
-		defer close(out)
-		for ap := range merged {
-			f.found.Add(1)
-			select {
-			case out <- ap:
-			case <-ctx.Done():
-				for range merged {
-				}
-				return
-			}
-		}
-	}()
-	return out
+// findPeers starts the peer source for ih. port is our peer listen port (0:
+// not listening, as meta). stop ends it: the trackers get "stopped".
+func findPeers(ctx context.Context, set *dhtSet, ih, peerID [20]byte, port uint16, direct []netip.AddrPort, urls []string, log *slog.Logger) *finder {
+	return startFinder(ctx, set, peersource.Config{InfoHash: ih, PeerID: peerID, Port: port, Direct: direct, Trackers: urls, Logger: log})
 }
 
-func (f *finder) dhtPeers(ctx context.Context) <-chan netip.AddrPort {
-	ch := make(chan netip.AddrPort)
-	go func() {
-		defer close(ch)
-		wait := 5 * time.Second
-		for {
-			_ = f.set.Lookup(ctx, f.ih, func(r dht.PeerResult) bool {
-				select {
-				case ch <- r.Peer:
-					return true
-				case <-ctx.Done():
-					return false
-				}
-			})
-			f.lookups.Add(1)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(wait):
-			}
-			wait = min(wait*2, time.Minute)
-		}
-	}()
-	return ch
+// startFinder starts the source cfg describes on set, with trackers
+// announced from the listen address.
+func startFinder(ctx context.Context, set *dhtSet, cfg peersource.Config) *finder {
+	cfg.DHT = set.Set
+	cfg.TrackerClient = &trackers.Client{LocalAddr: set.localIP(), Logger: cfg.Logger}
+	f := &finder{set: set, src: peersource.New(cfg)}
+	rctx, cancel := context.WithCancel(ctx)
+	f.cancel = cancel
+	f.wg.Go(func() { f.src.Run(rctx) })
+	return f
 }
 
-func (f *finder) trackerPeers(ctx context.Context) <-chan netip.AddrPort {
-	ch := make(chan netip.AddrPort)
-	var wg sync.WaitGroup
-	for _, u := range f.urls {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			wait, answered := 15*time.Second, false
-			for {
-				peers, _, err := trackers.Announce(ctx, u, trackers.Request{InfoHash: f.ih, PeerID: f.peerID, Port: f.port, Left: 1, Event: trackers.Started})
-				if ctx.Err() != nil {
-					return
-				}
-				if err != nil {
-					f.log.Info("tracker", "tracker", u, "err", err)
-					f.mu.Lock()
-					f.trackerErr = userMessage(err)
-					f.mu.Unlock()
-				} else {
-					if !answered {
-						answered = true
-						f.answered.Add(1)
-					}
-					for _, p := range peers {
-						select {
-						case ch <- p:
-						case <-ctx.Done():
-							return
-						}
-					}
-				}
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(wait):
-				}
-				wait = min(wait*2, 2*time.Minute)
-			}
-		}()
-	}
-	go func() { wg.Wait(); close(ch) }()
-	return ch
+// stop ends the source and waits for it (the "stopped" announces included).
+func (f *finder) stop() {
+	f.cancel()
+	f.wg.Wait()
 }
 
 // tried says what was tried, for a status line or a failure: "12 DHT nodes
@@ -138,16 +62,30 @@ func (f *finder) tried() string {
 	default:
 		parts = append(parts, fmt.Sprintf("%d DHT %s reached", n, plural(n, "node", "nodes")))
 	}
-	found := f.found.Load()
-	parts = append(parts, fmt.Sprintf("%d %s found", found, plural(int(found), "peer", "peers")))
-	if len(f.urls) > 0 {
-		s := fmt.Sprintf("%d of %d %s answered", f.answered.Load(), len(f.urls), plural(len(f.urls), "tracker", "trackers"))
-		f.mu.Lock()
-		if f.trackerErr != "" && f.answered.Load() < int64(len(f.urls)) {
-			s += " (last error: " + f.trackerErr + ")"
+	st := f.src.Stats()
+	parts = append(parts, fmt.Sprintf("%d %s found", st.Found, plural(int(st.Found), "peer", "peers")))
+	if st.Trackers > 0 {
+		s := fmt.Sprintf("%d of %d %s answered", st.TrackersAnswered, st.Trackers, plural(st.Trackers, "tracker", "trackers"))
+		if st.TrackerErr != "" && st.TrackersAnswered < st.Trackers {
+			s += " (last error: " + userMessage(errorString(st.TrackerErr)) + ")"
 		}
-		f.mu.Unlock()
 		parts = append(parts, s)
 	}
 	return strings.Join(parts, ", ")
+}
+
+type errorString string
+
+func (e errorString) Error() string { return string(e) }
+
+// connectedPeers lists the swarm's connected peers, for the source's redial
+// back-off.
+func connectedPeers(sw *swarm.Swarm) func() []netip.AddrPort {
+	return func() []netip.AddrPort {
+		var out []netip.AddrPort
+		for _, ps := range sw.PeerStats() {
+			out = append(out, ps.Addr)
+		}
+		return out
+	}
 }

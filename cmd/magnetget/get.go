@@ -47,6 +47,7 @@ func getFlags() []cli.Flag {
 		&cli.IntFlag{Name: "max-metadata-size", Value: 16 << 20, Usage: "refuse info dicts larger than this many bytes"},
 		&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "overwrite files in the way that this download did not write"},
 		&cli.DurationFlag{Name: "timeout", Usage: "give up when no metadata arrives, or no data is verified, for this long (0: keep trying)"},
+		&cli.BoolFlag{Name: "no-web-seeds", Usage: "ignore the web seeds (BEP 19) of the .torrent's url-list and the magnet's ws="},
 	)
 }
 
@@ -92,6 +93,7 @@ type target struct {
 	info     []byte // nil until known
 	trackers []string
 	peers    []string
+	webSeeds []string // BEP 19: the .torrent's url-list, the magnet's ws=
 	selected []magnet.Range
 }
 
@@ -102,7 +104,7 @@ func loadTarget(arg string) (*target, error) {
 			if err != nil {
 				return nil, err
 			}
-			t := &target{ih: mi.HashInfoBytes(), info: mi.InfoBytes}
+			t := &target{ih: mi.HashInfoBytes(), info: mi.InfoBytes, webSeeds: mi.UrlList}
 			for _, tier := range mi.UpvertedAnnounceList() {
 				t.trackers = append(t.trackers, tier...)
 			}
@@ -121,7 +123,7 @@ func loadTarget(arg string) (*target, error) {
 		}
 		return nil, err
 	}
-	return &target{ih: m.InfoHash, trackers: m.Trackers, peers: m.Peers, selected: m.Select}, nil
+	return &target{ih: m.InfoHash, trackers: m.Trackers, peers: m.Peers, webSeeds: m.WebSeeds, selected: m.Select}, nil
 }
 
 // selector builds the file filter from --select and the magnet's so=.
@@ -184,9 +186,11 @@ func selector(spec string, so []magnet.Range, info *metainfo.Info) (func(int) bo
 }
 
 // joinPeerNet joins the DHT (optional: peers may come from x.pe and
-// trackers) and opens the peer listener on the --listen TCP address.
-func joinPeerNet(ctx context.Context, c *cli.Context, log *slog.Logger) (*dhtSet, *peerListener, error) {
-	set, err := joinDHT(ctx, c, log, dht.Config{}, true)
+// trackers) and opens the peer listener on the --listen TCP address. A
+// download that ends when complete joins read-only (BEP 43); a seed answers
+// queries.
+func joinPeerNet(ctx context.Context, c *cli.Context, log *slog.Logger, readOnly bool) (*dhtSet, *peerListener, error) {
+	set, err := joinDHT(ctx, c, log, dht.Config{ReadOnly: readOnly}, true)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -204,6 +208,15 @@ func joinPeerNet(ctx context.Context, c *cli.Context, log *slog.Logger) (*dhtSet
 type peerListener struct {
 	net.Listener
 	want netip.AddrPort
+}
+
+// localIP is the address our dials and announces leave from: the listen
+// address, or zero (the system chooses) when it is unspecified.
+func (l *peerListener) localIP() netip.Addr {
+	if a := l.want.Addr(); !a.IsUnspecified() {
+		return a.Unmap()
+	}
+	return netip.Addr{}
 }
 
 // bound is the address the listener serves, in the family asked for.
@@ -269,13 +282,17 @@ func getAction(c *cli.Context) (err error) {
 	// --timeout bounds the wait for metadata and, later, any stretch
 	// without a byte of progress. 0: keep trying, as other clients do.
 	timeout := c.Duration("timeout")
-	set, ln, err := joinPeerNet(ctx, c, log)
+	set, ln, err := joinPeerNet(ctx, c, log, !c.Bool("seed"))
 	if err != nil {
 		return err
 	}
 	defer set.Close()
 	defer ln.Close()
 	port := ln.bound().Port()
+	webSeeds := t.webSeeds
+	if c.Bool("no-web-seeds") {
+		webSeeds = nil
+	}
 	peerID := newPeerID()
 	out := c.Path("output")
 
@@ -293,6 +310,11 @@ func getAction(c *cli.Context) (err error) {
 	}
 
 	direct := resolvePeers(ctx, t.peers, log)
+	// One peer source for the torrent, from the metadata fetch to the end of
+	// the download or seed: the peers that served the metadata go on to the
+	// swarm on the same connections, and no address is dialled twice.
+	f := findPeers(ctx, set, t.ih, peerID, port, direct, t.trackers, log)
+	defer func() { f.stop() }()
 	var conns []*peerwire.Conn
 	if t.info == nil {
 		ihs := hex.EncodeToString(t.ih[:])
@@ -301,14 +323,14 @@ func getAction(c *cli.Context) (err error) {
 		if timeout > 0 {
 			mctx, cancel = context.WithTimeout(ctx, timeout)
 		}
-		f := &finder{set: set, ih: t.ih, urls: t.trackers, peerID: peerID, port: port, log: log}
 		stopStatus := ticker(mctx, time.Second, func() {
+			st := f.src.Stats()
 			ev.status(fmt.Sprintf("looking for metadata: %s (%s)", f.tried(), time.Since(ev.start).Round(time.Second)),
-				map[string]any{"dht_nodes": set.Stats().Nodes, "peers_found": f.found.Load(), "trackers_answered": f.answered.Load(), "trackers": len(t.trackers)})
+				map[string]any{"dht_nodes": set.Stats().Nodes, "peers_found": st.Found, "trackers_answered": st.TrackersAnswered, "trackers": st.Trackers})
 		})
 		fctx, fcancel := context.WithCancel(mctx)
-		r, err := metadata.Fetch(fctx, t.ih, f.peers(fctx, direct),
-			metadata.Options{MaxSize: c.Int("max-metadata-size"), PeerID: peerID, Logger: log})
+		r, err := metadata.Fetch(fctx, t.ih, f.src.Peers(fctx),
+			metadata.Options{MaxSize: c.Int("max-metadata-size"), PeerID: peerID, Logger: log, LocalAddr: ln.localIP()})
 		fcancel()
 		stopStatus()
 		tried := f.tried()
@@ -329,6 +351,8 @@ func getAction(c *cli.Context) (err error) {
 			log.Info("hybrid torrent: continuing under its v1 infohash", "v1", hex.EncodeToString(v1[:]))
 			closeAll(conns)
 			conns, t.ih = nil, v1
+			f.stop()
+			f = findPeers(ctx, set, t.ih, peerID, port, direct, t.trackers, log)
 		}
 	}
 	var info metainfo.Info
@@ -342,17 +366,25 @@ func getAction(c *cli.Context) (err error) {
 		return usageError("%v", err)
 	}
 	ev.event("start", map[string]any{"name": info.BestName(), "size": info.TotalLength(), "pieces": info.NumPieces(), "dir": out})
-	var swp atomic.Pointer[swarm.Swarm]
+	var (
+		swp         atomic.Pointer[swarm.Swarm]
+		wasComplete atomic.Bool
+	)
+	src := f.src
 	sw, err := swarm.New(swarm.Config{
 		InfoHash: t.ih, Info: t.info, Dir: out, Select: sel, Sequential: c.Bool("sequential"),
 		PeerID: peerID, Listener: ln, MaxPeers: c.Int("max-peers"), DownloadLimit: down, UploadLimit: up,
 		Seed: c.Bool("seed"), SeedRatio: c.Float64("seed-ratio"), SeedTime: c.Duration("seed-time"),
-		Force: c.Bool("force"), Logger: log, OnProgress: func(p swarm.Progress) {
+		Force: c.Bool("force"), Logger: log, AllowDial: src.AllowDial, WebSeeds: webSeeds,
+		OnProgress: func(p swarm.Progress) {
 			// Called outside the swarm's lock, so asking it for figures is safe.
 			if s := swp.Load(); s != nil {
 				ev.peerStats(s.PeerStats())
 			}
 			ev.progress(p)
+			if p.Complete && !wasComplete.Swap(true) {
+				src.Update() // trackers hear "completed"
+			}
 		},
 	})
 	if err != nil {
@@ -363,24 +395,19 @@ func getAction(c *cli.Context) (err error) {
 	for _, pc := range conns {
 		sw.AddConn(pc)
 	}
-	for _, ap := range direct {
-		sw.AddPeer(ap)
-	}
+	total := info.TotalLength()
+	src.SetState(func() trackers.Request {
+		p := ev.last()
+		left := p.Total - p.Done
+		if p.Total == 0 { // no progress yet
+			left = total
+		}
+		return trackers.Request{Uploaded: p.Up, Downloaded: p.Down, Left: left}
+	})
+	src.Attach(sw.AddPeer, connectedPeers(sw))
 	rctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		feedPeers(rctx, set, sw, t.ih, int(port), log)
-	}()
-	go func() {
-		defer wg.Done()
-		trackers.Feed(rctx, t.trackers, func() trackers.Request {
-			p := ev.last()
-			return trackers.Request{InfoHash: t.ih, PeerID: peerID, Port: port, Uploaded: p.Up, Downloaded: p.Down, Left: p.Total - p.Done}
-		}, sw.AddPeer, log)
-	}()
 	if timeout > 0 {
 		wg.Add(1)
 		go func() {
@@ -489,31 +516,6 @@ func metainfoUnmarshal(b []byte, info *metainfo.Info) error {
 func closeAll(cs []*peerwire.Conn) {
 	for _, c := range cs {
 		c.Close()
-	}
-}
-
-// feedPeers keeps the swarm supplied: it announces our port and looks the
-// infohash up now and then, handing every peer found to the swarm, until ctx
-// ends. Lookups back off so an idle swarm does not hammer the DHT.
-func feedPeers(ctx context.Context, set *dhtSet, sw *swarm.Swarm, ih [20]byte, port int, log *slog.Logger) {
-	interval := 30 * time.Second
-	for {
-		_ = set.Lookup(ctx, ih, func(r dht.PeerResult) bool {
-			sw.AddPeer(r.Peer)
-			return true
-		})
-		if ctx.Err() != nil {
-			return
-		}
-		if err := set.Announce(ctx, ih, port); err != nil && ctx.Err() == nil {
-			log.Info("announce", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(interval):
-		}
-		interval = min(interval*2, 15*time.Minute)
 	}
 }
 

@@ -49,7 +49,7 @@ func lookupAction(c *cli.Context) error {
 	ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
 	defer cancel()
 	start := time.Now()
-	set, err := joinDHT(ctx, c, log, dht.Config{}, false)
+	set, err := joinDHT(ctx, c, log, dht.Config{ReadOnly: true}, false) // short-lived: BEP 43
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
 			return cli.Exit("no peers found: timed out joining the DHT", 1)
@@ -60,26 +60,37 @@ func lookupAction(c *cli.Context) error {
 
 	found, max := 0, c.Int("max-peers")
 	enc := json.NewEncoder(c.App.Writer)
-	err = set.Lookup(ctx, ih, func(r dht.PeerResult) bool {
-		found++
-		peer := maddr.FromAddrPort(r.Peer, "tcp").String()
-		if c.Bool("json") {
-			_ = enc.Encode(lookupLine{Peer: peer, From: maddr.FromAddrPort(r.From, "udp").String(), ElapsedMS: time.Since(start).Milliseconds()})
-		} else {
-			fmt.Fprintln(c.App.Writer, peer)
+	// A lookup that finds nobody is repeated (2 s, 4 s, ... apart, at most
+	// 30 s) until --timeout: a cold table, dead nodes or a swarm that has just
+	// announced can make the first walk come back empty.
+	for wait := 2 * time.Second; ; wait = min(2*wait, 30*time.Second) {
+		err := set.Lookup(ctx, ih, func(r dht.PeerResult) bool {
+			found++
+			peer := maddr.FromAddrPort(r.Peer, "tcp").String()
+			if c.Bool("json") {
+				_ = enc.Encode(lookupLine{Peer: peer, From: maddr.FromAddrPort(r.From, "udp").String(), ElapsedMS: time.Since(start).Milliseconds()})
+			} else {
+				fmt.Fprintln(c.App.Writer, peer)
+			}
+			return max <= 0 || found < max
+		})
+		if found > 0 {
+			return nil
 		}
-		return max <= 0 || found < max
-	})
-	if found > 0 {
-		return nil
+		if ctx.Err() != nil {
+			break
+		}
+		log.Debug("lookup found nobody; trying again", "in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
 	}
 	ihs := hex.EncodeToString(ih[:])
 	switch {
-	case ctx.Err() != nil:
-		return cli.Exit(fmt.Sprintf("no peers found for %s within %v", ihs, c.Duration("timeout")), 1)
-	case err != nil:
-		return cli.Exit(fmt.Sprintf("no peers found for %s: %v", ihs, err), 1)
+	case c.Context.Err() != nil:
+		return cli.Exit(fmt.Sprintf("interrupted: no peers found for %s", ihs), 130)
 	default:
-		return cli.Exit(fmt.Sprintf("no peers found for %s: the DHT traversal ended (%d nodes known)", ihs, set.Stats().Nodes), 1)
+		return cli.Exit(fmt.Sprintf("no peers found for %s within %v (%d DHT nodes known)", ihs, c.Duration("timeout"), set.Stats().Nodes), 1)
 	}
 }

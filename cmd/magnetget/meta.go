@@ -138,7 +138,8 @@ func metaAction(c *cli.Context) error {
 		mags[i] = m
 	}
 	log := logger(c)
-	set, err := joinDHT(c.Context, c, log, dht.Config{}, true)
+	// A meta run is short-lived: read-only (BEP 43), so nobody keeps it in a table.
+	set, err := joinDHT(c.Context, c, log, dht.Config{ReadOnly: true}, true)
 	if err != nil {
 		return err
 	}
@@ -245,10 +246,11 @@ func fetchOne(c *cli.Context, set *dhtSet, target string, m *magnet.Magnet, writ
 	log := logger(c)
 	direct := resolvePeers(ctx, m.Peers, log)
 	peerID := newPeerID()
-	f := &finder{set: set, ih: m.InfoHash, urls: m.Trackers, peerID: peerID, port: 6881, log: log}
+	f := findPeers(ctx, set, m.InfoHash, peerID, 0, direct, m.Trackers, log)
 	fctx, fcancel := context.WithCancel(ctx)
-	r, err := metadata.Fetch(fctx, m.InfoHash, f.peers(fctx, direct), metadata.Options{MaxSize: c.Int("max-metadata-size"), PeerID: peerID, Logger: log})
+	r, err := metadata.Fetch(fctx, m.InfoHash, f.src.Peers(fctx), metadata.Options{MaxSize: c.Int("max-metadata-size"), PeerID: peerID, Logger: log, LocalAddr: set.localIP()})
 	fcancel()
+	f.stop()
 	for _, pc := range r.Conns {
 		pc.Close()
 	}

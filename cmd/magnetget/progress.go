@@ -204,8 +204,12 @@ func (e *events) progress(p swarm.Progress) {
 	}
 	e.completed = e.completed || p.Complete
 	if e.json {
-		e.emit("progress", map[string]any{"done": p.Done, "total": p.Total, "down": p.Down, "up": p.Up,
-			"rate_down": int64(p.RateDown), "rate_up": int64(p.RateUp), "peers": p.Peers, "complete": p.Complete})
+		f := map[string]any{"done": p.Done, "total": p.Total, "down": p.Down, "up": p.Up,
+			"rate_down": int64(p.RateDown), "rate_up": int64(p.RateUp), "peers": p.Peers, "complete": p.Complete}
+		if p.WebSeeds > 0 || p.WebSeedDown > 0 {
+			f["web_seed_down"], f["web_seeds"] = p.WebSeedDown, p.WebSeeds
+		}
+		e.emit("progress", f)
 		return
 	}
 	if e.tty {
@@ -247,6 +251,7 @@ func seedLine(p swarm.Progress) string {
 // summary is the last line of a download that ended.
 type summary struct {
 	Size, Down, Up int64
+	WebDown        int64         // the part of Down from web seeds
 	Took           time.Duration // since the swarm started
 	Peers          int
 }
@@ -265,7 +270,7 @@ func (e *events) summary() summary {
 	if peers == 0 && p.Down > 0 {
 		peers = e.maxPeers
 	}
-	return summary{Size: p.Total, Down: p.Down, Up: p.Up, Took: took, Peers: peers}
+	return summary{Size: p.Total, Down: p.Down, Up: p.Up, WebDown: p.WebSeedDown, Took: took, Peers: peers}
 }
 
 func (s summary) String() string {
@@ -274,6 +279,9 @@ func (s summary) String() string {
 	if s.Down > 0 {
 		fmt.Fprintf(&b, ", downloaded %s at %s/s average from %d %s", humanBytes(s.Down),
 			humanBytes(int64(rate(s.Down, s.Took))), s.Peers, plural(s.Peers, "peer", "peers"))
+		if s.WebDown > 0 {
+			fmt.Fprintf(&b, " (%s of it from web seeds)", humanBytes(s.WebDown))
+		}
 	} else {
 		b.WriteString(", nothing to download")
 	}
@@ -295,6 +303,9 @@ func (e *events) done(err error) {
 		f := map[string]any{"ok": err == nil}
 		if e.haveLast {
 			f["size"], f["down"], f["up"], f["peers"], f["took_ms"] = s.Size, s.Down, s.Up, s.Peers, s.Took.Milliseconds()
+			if s.WebDown > 0 {
+				f["web_seed_down"] = s.WebDown
+			}
 		}
 		if err != nil {
 			f["error"] = userMessage(err)
@@ -390,7 +401,11 @@ func renderBar(p swarm.Progress, width int) string {
 		{fmt.Sprintf("peers %d", p.Peers), 4},
 		{eta, 6},
 	}
-	if p.Peers == 0 && p.RateDown < 1 && !p.Complete {
+	if p.WebSeeds > 0 || p.WebSeedDown > 0 {
+		// Web-seed bytes apart: "down" counts both, this says how much came over HTTP.
+		fields = append(fields, field{fmt.Sprintf("web %s (%d)", humanBytes(p.WebSeedDown), p.WebSeeds), 3})
+	}
+	if p.Peers == 0 && p.WebSeeds == 0 && p.RateDown < 1 && !p.Complete {
 		// Say what it waits for rather than "down 0 B/s".
 		fields[2] = field{"waiting for peers", 7}
 	}

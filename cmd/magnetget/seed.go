@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/magnetget/magnetget/internal/maddr"
+	"github.com/magnetget/magnetget/internal/peersource"
 	"github.com/magnetget/magnetget/internal/trackers"
 	"github.com/magnetget/magnetget/swarm"
 	"github.com/magnetget/magnetget/torrentfile"
@@ -77,7 +77,7 @@ func seedAction(c *cli.Context) error {
 	}
 	log := logger(c)
 	ctx := c.Context
-	set, ln, err := joinPeerNet(ctx, c, log)
+	set, ln, err := joinPeerNet(ctx, c, log, false)
 	if err != nil {
 		return err
 	}
@@ -94,6 +94,15 @@ func seedAction(c *cli.Context) error {
 	fmt.Fprintln(c.App.Writer, magnetFor(mi, ih, hints))
 
 	peerID := newPeerID()
+	var urls []string
+	for _, tier := range mi.UpvertedAnnounceList() {
+		urls = append(urls, tier...)
+	}
+	// The seed looks its torrent up too: a leecher that cannot accept
+	// connections is reached only when we dial it.
+	f := startFinder(ctx, set, peersource.Config{InfoHash: ih, PeerID: peerID, Port: tcpAddr.Port(), Trackers: urls,
+		Schedule: peersource.Schedule{AnnounceEvery: c.Duration("announce-interval")}, Logger: log})
+	defer f.stop()
 	var (
 		mu    sync.Mutex // guards last and meter
 		last  swarm.Progress
@@ -102,7 +111,7 @@ func seedAction(c *cli.Context) error {
 	started := time.Now()
 	sw, err := swarm.New(swarm.Config{
 		InfoHash: ih, Info: mi.InfoBytes, Dir: dataDir, PeerID: peerID, Listener: ln,
-		MaxPeers: c.Int("max-peers"), UploadLimit: up, Seed: true, ReadOnly: true, Logger: log,
+		MaxPeers: c.Int("max-peers"), UploadLimit: up, Seed: true, ReadOnly: true, Logger: log, AllowDial: f.src.AllowDial,
 		OnProgress: func(p swarm.Progress) {
 			mu.Lock()
 			last = p
@@ -132,27 +141,17 @@ func seedAction(c *cli.Context) error {
 		defer stop()
 		fmt.Fprintf(c.App.ErrWriter, "status on http://%s/metrics\n", addr)
 	}
+	f.src.SetState(func() trackers.Request {
+		mu.Lock()
+		p := last
+		mu.Unlock()
+		return trackers.Request{Uploaded: p.Up, Left: p.Total - p.Done}
+	})
+	f.src.Attach(sw.AddPeer, connectedPeers(sw))
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var urls []string
-	for _, tier := range mi.UpvertedAnnounceList() {
-		urls = append(urls, tier...)
-	}
 	var wg sync.WaitGroup
-	wg.Add(3)
-	go func() {
-		defer wg.Done()
-		trackers.Feed(rctx, urls, func() trackers.Request {
-			mu.Lock()
-			p := last
-			mu.Unlock()
-			return trackers.Request{InfoHash: ih, PeerID: peerID, Port: tcpAddr.Port(), Uploaded: p.Up, Left: p.Total - p.Done}
-		}, func(netip.AddrPort) {}, log)
-	}()
-	go func() {
-		defer wg.Done()
-		announceLoop(rctx, set, ih, tcpAddr.Port(), c.Duration("announce-interval"), log)
-	}()
+	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		t := time.NewTicker(c.Duration("status-interval"))
@@ -203,26 +202,4 @@ func seedAction(c *cli.Context) error {
 	// Ended by the user (Ctrl-C, SIGTERM): a normal end, not an error.
 	fmt.Fprintf(c.App.ErrWriter, "stopped after %s: uploaded %s, peers %d at the end\n", roundDur(time.Since(started)), upText, p.Peers)
 	return nil
-}
-
-// announceLoop announces at once (retrying soon while the table is cold),
-// then every interval.
-func announceLoop(ctx context.Context, set *dhtSet, ih [20]byte, port uint16, interval time.Duration, log interface{ Info(string, ...any) }) {
-	wait := 5 * time.Second
-	for {
-		err := set.Announce(ctx, ih, int(port))
-		if ctx.Err() != nil {
-			return
-		}
-		next := interval
-		if err != nil {
-			log.Info("announce failed, retrying", "err", err)
-			next, wait = wait, min(wait*2, interval)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(next):
-		}
-	}
 }

@@ -112,6 +112,9 @@ type Client struct {
 	UserAgent string
 	// Logger for sessions; nil discards.
 	Logger *slog.Logger
+	// OnAnnounce, when set, is called after every announce with its outcome (for status lines:
+	// which trackers answered), outside any lock of this package.
+	OnAnnounce func(url string, r Request, res Response, err error)
 
 	once sync.Once
 	hc   *http.Client
@@ -129,6 +132,9 @@ func Announce(ctx context.Context, url string, r Request) ([]netip.AddrPort, tim
 // Announce makes one announce to the tracker at rawURL (http, https or udp), bounded by
 // c.Timeout. Errors name the tracker; a cancelled ctx gives ctx.Err().
 func (c *Client) Announce(ctx context.Context, rawURL string, r Request) (res Response, err error) {
+	if c.OnAnnounce != nil {
+		defer func() { c.OnAnnounce(rawURL, r, res, err) }() // registered first: runs after the recover below
+	}
 	// Last line of defence: the decoders below are written not to panic on any input, and the
 	// fuzz tests hold them to it; a bug there must still not take the process down.
 	defer func() {

@@ -65,11 +65,16 @@ func startOpentracker(t *testing.T, ihs ...[20]byte) int {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		// Up, and the whitelist loaded (opentracker reads it in a thread of its own after it
-		// starts listening): a "stopped" announce that leaves nothing behind is accepted.
+		// starts listening, and answers "stopped" before it checks the whitelist): a "started"
+		// announce is accepted; the "stopped" after it takes the probe out of the swarm again.
 		url := fmt.Sprintf("http://127.0.0.1:%d/announce", port)
-		_, _, err := Announce(context.Background(), url, Request{InfoHash: ihs[0], PeerID: [20]byte{'p', 'r', 'o', 'b', 'e'}, Port: 1, Event: Stopped})
+		probe := Request{InfoHash: ihs[0], PeerID: [20]byte{'p', 'r', 'o', 'b', 'e'}, Port: 1, Event: Started}
+		_, _, err := Announce(context.Background(), url, probe)
 		if err == nil {
-			return port
+			probe.Event = Stopped
+			if _, _, err = Announce(context.Background(), url, probe); err == nil {
+				return port
+			}
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("opentracker did not start: %v", err)
