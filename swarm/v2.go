@@ -428,6 +428,14 @@ func (p *peer) onHashRequest(m peerwire.Message) error {
 	}
 	v := s.v2.tor.V2
 	f := v.Files[fi]
+	// Hashes below the piece layer are read back from disk and hashed: bound what one request
+	// may cost (libtorrent asks for one piece's blocks at a time).
+	width := merkle.PieceWidth(v.PieceLength, f.Length)
+	if r.BaseLayer < merkle.NumLayers(width)-1 { // below the piece layer: a dozen layers at most
+		if pieces := max(1, (r.Length<<r.BaseLayer)/width); pieces > 1 && pieces*v.PieceLength > maxLeafAnswer {
+			return reject()
+		}
+	}
 	leaves := func(piece int64) ([]merkle.Hash, error) {
 		i := int(f.FirstPiece + piece)
 		s.mu.Lock()
@@ -581,6 +589,10 @@ type leafWait struct {
 	req  merkle.HashRequest
 	data []merkle.Hash // the hashes of the blocks we have
 }
+
+// maxLeafAnswer bounds the piece data one hash request for block hashes makes us read and hash
+// (a variable for tests).
+var maxLeafAnswer int64 = 16 << 20
 
 // maxLeafRounds bounds how often one piece download asks for block hashes.
 const maxLeafRounds = 3

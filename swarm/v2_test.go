@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/magnetget/magnetget/internal/merkle"
 	"github.com/magnetget/magnetget/internal/peerwire"
@@ -180,5 +181,75 @@ func TestV2BadBlockRefetchedAlone(t *testing.T) {
 	if bad != 1 || down != s.layout.Total+blockSize {
 		t.Errorf("downloaded %d bytes for a %d-byte stream, %d bad blocks: want exactly one block (%d bytes) again",
 			down, s.layout.Total, bad, blockSize)
+	}
+}
+
+// A v2 seed answers hash requests from its piece layers and, for block hashes, from the pieces
+// on disk; answers check against the file's root. What it cannot or will not answer is rejected:
+// an unknown root, a request past the tree, and block hashes of more pieces than maxLeafAnswer
+// lets one request read back.
+func TestV2SeedAnswersHashRequests(t *testing.T) {
+	tt := makeTorrent(t, "v2answer", 32<<10, v2Files, 55)
+	tor := makeV2(t, tt, false)
+	ih := truncV2(tor)
+	old := maxLeafAnswer
+	maxLeafAnswer = 64 << 10 // two pieces
+	defer func() { maxLeafAnswer = old }()
+	seed := startSeeder(t, tt, "127.0.0.69", func(c *Config) {
+		c.InfoHash, c.Info, c.PieceLayers = ih, tor.Meta.InfoBytes, tor.PieceLayers
+	})
+	c, err := peerwire.Dial(t.Context(), seed, ih, peerwire.Options{V2: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	a := tor.V2.Files[0] // 150,000 bytes: 10 blocks, 16 leaves, 5 pieces of 2 blocks
+	ask := func(root merkle.Hash, r merkle.HashRequest) ([]merkle.Hash, bool) {
+		t.Helper()
+		if err := c.WriteMsg(peerwire.Message{ID: peerwire.HashRequest, Payload: merkle.AppendRequest(nil, root, r)}); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		for {
+			m, err := c.ReadMsg()
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch m.ID {
+			case peerwire.Hashes:
+				gotRoot, got, hs, err := merkle.ParseHashesMsg(m.Payload)
+				if err != nil || gotRoot != root || got != r {
+					t.Fatalf("answer %+v for %+v: %v", got, r, err)
+				}
+				return hs, true
+			case peerwire.HashReject:
+				return nil, false
+			}
+		}
+	}
+	for _, r := range []merkle.HashRequest{
+		{BaseLayer: 1, Index: 0, Length: 8, ProofLayers: 2}, // the piece layer, padded, no uncles
+		{BaseLayer: 0, Index: 4, Length: 2, ProofLayers: 3}, // piece 2's blocks, proof to the root
+		{BaseLayer: 0, Index: 0, Length: 4, ProofLayers: 3}, // two pieces' blocks: within the bound
+	} {
+		hs, ok := ask(a.PiecesRoot, r)
+		if !ok {
+			t.Fatalf("request %+v rejected", r)
+		}
+		if err := merkle.VerifyHashes(a.PiecesRoot, a.Length, r, hs, nil); err != nil {
+			t.Errorf("answer to %+v: %v", r, err)
+		}
+	}
+	for _, tc := range []struct {
+		root merkle.Hash
+		r    merkle.HashRequest
+	}{
+		{merkle.Hash{1}, merkle.HashRequest{BaseLayer: 1, Length: 8, ProofLayers: 2}}, // not ours
+		{a.PiecesRoot, merkle.HashRequest{BaseLayer: 4, Length: 2}},                   // past the root
+		{a.PiecesRoot, merkle.HashRequest{BaseLayer: 0, Length: 8, ProofLayers: 3}},   // 4 pieces of blocks
+	} {
+		if _, ok := ask(tc.root, tc.r); ok {
+			t.Errorf("request %+v for %x answered, want a reject", tc.r, tc.root[:2])
+		}
 	}
 }
