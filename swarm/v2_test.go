@@ -253,3 +253,55 @@ func TestV2SeedAnswersHashRequests(t *testing.T) {
 		}
 	}
 }
+
+// A peer that answers our hash requests with hashes that do not lead to the file's root is cut
+// off (nothing it said is kept), and the piece layers come from an honest seeder instead.
+func TestV2LyingHashesRefused(t *testing.T) {
+	tt := makeTorrent(t, "v2liar", 32<<10, v2Files, 56)
+	tor := makeV2(t, tt, false)
+	ih := truncV2(tor)
+	var lies atomic.Int32
+	liar := startFakePeer(t, "127.0.0.70", ih, helloHaveAll, func(c *peerwire.Conn, m peerwire.Message) error {
+		if m.ID != peerwire.HashRequest {
+			return nil
+		}
+		root, r, err := merkle.ParseRequest(m.Payload)
+		if err != nil {
+			return err
+		}
+		n, _ := r.Check(tor.V2.Files[0].Length)
+		hs := make([]merkle.Hash, n)
+		for i := range hs {
+			hs[i][0] = byte(i + 1)
+		}
+		lies.Add(1)
+		return c.WriteMsg(peerwire.Message{ID: peerwire.Hashes, Payload: merkle.AppendHashes(nil, root, r, hs)})
+	})
+	dir := t.TempDir()
+	s, err := New(Config{InfoHash: ih, Info: tor.Meta.InfoBytes, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.AddPeer(liar.addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- s.Run(ctx) }()
+	for lies.Load() == 0 || len(s.PeerStats()) > 0 {
+		select {
+		case err := <-errc:
+			t.Fatalf("Run ended before the liar was dropped: %v", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if n := len(s.PieceLayers()); n != 0 {
+		t.Fatalf("%d piece layers taken from the liar", n)
+	}
+	s.AddPeer(startSeeder(t, tt, "127.0.0.71", func(c *Config) {
+		c.InfoHash, c.Info, c.PieceLayers = ih, tor.Meta.InfoBytes, tor.PieceLayers
+	}))
+	if err := <-errc; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	tt.checkFiles(t, dir)
+}
