@@ -31,7 +31,6 @@ package crawl
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha1"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -616,10 +615,15 @@ func (c *Crawler) fetchOne(ctx context.Context, fetch FetchFunc, e index.Entry) 
 	info, err := fetch(fctx, ih, peers)
 	cancel()
 	lwg.Wait()
-	var md index.Metadata
+	var (
+		md index.Metadata
+		h  metadata.Hashes
+	)
 	if err == nil {
-		if sha1.Sum(info) != ih {
-			err = fmt.Errorf("%w: info does not hash to the infohash", ErrBadInfo)
+		// A v2 or hybrid torrent is met under its truncated SHA-256 as often as under its
+		// SHA-1: Identify says which it is, so both are accepted and recorded as one torrent.
+		if h, err = metadata.Identify(info, ih, nil); err != nil {
+			err = fmt.Errorf("%w: %w", ErrBadInfo, err)
 		} else {
 			md, err = ParseInfo(info)
 		}
@@ -629,6 +633,17 @@ func (c *Crawler) fetchOne(ctx context.Context, fetch FetchFunc, e index.Entry) 
 		if err := c.Index.SetFetched(ih, md, now); err != nil {
 			log.Warn("crawl: storing metadata failed", "infohash", fmt.Sprintf("%x", ih), "err", err)
 			return
+		}
+		if h.Hybrid() {
+			// The other infohash names the same torrent: record it fetched too, so it is
+			// never fetched again (nor counted as another torrent with metadata missing).
+			other := h.V1
+			if other == ih {
+				other = h.TruncatedV2()
+			}
+			if err := c.Index.SetFetched(other, md, now); err != nil {
+				log.Warn("crawl: storing metadata failed", "infohash", fmt.Sprintf("%x", other), "err", err)
+			}
 		}
 		c.fetched.Add(1)
 		log.Debug("crawl: metadata fetched", "infohash", fmt.Sprintf("%x", ih), "name", md.Name, "size", md.Size)

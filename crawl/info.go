@@ -9,6 +9,7 @@ import (
 	"github.com/anacrolix/torrent/metainfo"
 
 	"github.com/magnetget/magnetget/crawl/index"
+	"github.com/magnetget/magnetget/torrentfile"
 )
 
 // ErrBadInfo reports an info dictionary the crawler cannot summarise.
@@ -45,6 +46,15 @@ func ParseInfo(b []byte) (md index.Metadata, err error) {
 	if r.Len() != 0 {
 		return md, fmt.Errorf("%w: %d bytes after the dictionary", ErrBadInfo, r.Len())
 	}
+	var version struct {
+		MetaVersion int64 `bencode:"meta version"`
+	}
+	vdec := bencode.NewDecoder(bytes.NewReader(b))
+	vdec.MaxStrLen = dec.MaxStrLen
+	if vdec.Decode(&version) == nil && version.MetaVersion == 2 {
+		// A v2 or hybrid torrent: its file tree lists the files without BEP 47 padding.
+		return parseInfoV2(b)
+	}
 	md.Name = info.BestName()
 	if len(info.Files) == 0 {
 		if info.Length < 0 {
@@ -61,6 +71,20 @@ func ParseInfo(b []byte) (md index.Metadata, err error) {
 		}
 		md.Size += f.Length
 		md.Files = append(md.Files, index.File{Path: f.BestPath(), Length: f.Length})
+	}
+	return md, nil
+}
+
+// parseInfoV2 summarises a v2 or hybrid info dictionary from its file tree.
+func parseInfoV2(b []byte) (md index.Metadata, err error) {
+	v, err := torrentfile.ParseInfoV2(b)
+	if err != nil {
+		return md, fmt.Errorf("%w: %w", ErrBadInfo, err)
+	}
+	md.Name, md.Size = v.Name, v.TotalLength
+	md.Files = make([]index.File, 0, len(v.Files))
+	for _, f := range v.Files {
+		md.Files = append(md.Files, index.File{Path: f.Path, Length: f.Length})
 	}
 	return md, nil
 }

@@ -2,8 +2,6 @@ package metadata
 
 import (
 	"context"
-	"crypto/sha1"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -73,6 +71,7 @@ func Fetch(ctx context.Context, ih [20]byte, peers <-chan netip.AddrPort, o Opti
 	wctx, cancel := context.WithCancel(ctx)
 	f := &fetcher{
 		ih:      ih,
+		v2:      o.v2(),
 		o:       o,
 		log:     o.Logger.With("infohash", fmt.Sprintf("%x", ih)),
 		wctx:    wctx,
@@ -165,6 +164,8 @@ type attempt struct {
 
 type fetcher struct {
 	ih     [20]byte
+	v2     *[32]byte // Options.InfoHashV2 when set
+	hashes Hashes    // of the verified copy
 	o      Options
 	log    *slog.Logger
 	wctx   context.Context // workers' parent; cancelled when Fetch ends
@@ -212,7 +213,7 @@ func (f *fetcher) loop(ctx context.Context, peers <-chan netip.AddrPort) (Result
 			f.start(a)
 		case e := <-f.events:
 			if info := f.handle(e); info != nil {
-				return Result{Info: info}, nil
+				return Result{Info: info, Hashes: f.hashes}, nil
 			}
 		case <-wake:
 		}
@@ -345,7 +346,8 @@ func (f *fetcher) store(w *worker, pieces []piece) []byte {
 		return nil
 	}
 	f.att = nil
-	if matchesInfoHash(att.buf, f.ih) {
+	if h, err := Identify(att.buf, f.ih, f.v2); err == nil {
+		f.hashes = h
 		for c := range att.contributors {
 			c.suspect = false
 		}
@@ -572,7 +574,7 @@ func (f *fetcher) send(ctx context.Context, e event) bool {
 func (f *fetcher) runWorker(ctx context.Context, w *worker) {
 	// EncryptedRetry: peers set to require encryption hang up on a plaintext handshake.
 	dopt := peerwire.Options{PeerID: f.o.PeerID, ExtHandshake: LocalExtHandshake(0), Timeout: f.o.HandshakeTimeout,
-		EncryptedRetry: true, LocalAddr: f.o.LocalAddr}
+		EncryptedRetry: true, LocalAddr: f.o.LocalAddr, V2: f.v2 != nil && [20]byte(f.v2[:20]) == f.ih}
 	c, err := peerwire.Dial(ctx, w.addr, f.ih, dopt)
 	if err != nil {
 		w.broken = true
@@ -799,16 +801,4 @@ func (p *peerConn) fetchBatch(ctx context.Context, size int, batch []int) (piece
 		p.setDeadline(time.Now().Add(p.o.RequestTimeout))
 	}
 	return pieces, rejected, nil
-}
-
-// matchesInfoHash reports whether info is the dictionary ih names: its
-// SHA-1 (a v1 infohash), or, for a BEP 52 hybrid or v2 torrent, the first
-// 20 bytes of its SHA-256 — the key v2-aware clients such as libtorrent 2
-// announce in the DHT beside the v1 one, so crawls and lookups meet it.
-func matchesInfoHash(info []byte, ih [20]byte) bool {
-	if sha1.Sum(info) == ih {
-		return true
-	}
-	v2 := sha256.Sum256(info)
-	return [20]byte(v2[:20]) == ih
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha1"
-	"crypto/sha256"
 	"errors"
 	"net/netip"
 	"runtime"
@@ -325,21 +324,5 @@ func TestFetch4GiBPrefixBoundedMemory(t *testing.T) {
 	}
 	if d := after.TotalAlloc - before.TotalAlloc; d > 32<<20 {
 		t.Errorf("Fetch allocated %d MiB facing a 4 GiB length prefix", d>>20)
-	}
-}
-
-// A BEP 52 hybrid torrent is announced in the DHT under the first 20 bytes
-// of its SHA-256 infohash too, and v2-aware peers answer for that key: the
-// info dict fetched that way is accepted, and one matching neither hash is not.
-func TestFetchByTruncatedV2InfoHash(t *testing.T) {
-	v2 := sha256.Sum256(singleInfo)
-	s := metadatatest.NewSeeder(t, singleInfo, metadatatest.Behavior{InfoHash: [20]byte(v2[:20])})
-	res, err := fetch(t, s.InfoHash, metadata.Options{}, s.Addr)
-	checkInfo(t, res, err, singleInfo)
-
-	other := sha256.Sum256([]byte("another torrent"))
-	liar := metadatatest.NewSeeder(t, singleInfo, metadatatest.Behavior{InfoHash: [20]byte(other[:20])})
-	if _, err := fetch(t, liar.InfoHash, metadata.Options{}, liar.Addr); !errors.Is(err, metadata.ErrHashMismatch) {
-		t.Fatalf("info dict under an unrelated infohash: %v, want ErrHashMismatch", err)
 	}
 }

@@ -70,12 +70,27 @@ type Options struct {
 	LocalAddr netip.Addr
 	// MaxConns bounds the connected peers kept at once (parked, idle or busy); 0: 2*Dials.
 	MaxConns int
+	// InfoHashV2 is the torrent's full v2 infohash (a btmh magnet), zero when unknown. When set,
+	// the info dict must also hash to it (SHA-256), whichever 20-byte hash Fetch was given; and
+	// when that hash is its truncation, Fetch's handshakes set the BEP 52 bit, so the
+	// connections it hands on can carry hash requests for piece layers.
+	InfoHashV2 [32]byte
+}
+
+func (o Options) v2() *[32]byte {
+	if o.InfoHashV2 == ([32]byte{}) {
+		return nil
+	}
+	return &o.InfoHashV2
 }
 
 // Result is the outcome of Fetch.
 type Result struct {
-	Info  []byte           // bencoded info dict; its SHA-1 is the infohash (or, for a v2/hybrid torrent asked for by its truncated v2 infohash, the first 20 bytes of its SHA-256)
-	Conns []*peerwire.Conn // still open, deadline cleared, ready for the swarm; owned by the caller
+	Info []byte // bencoded info dict, checked by Identify against the hashes asked for
+	// Hashes says what Info is: its v1 and v2 infohashes, which halves it has, and which hash
+	// matched the one asked for (Hashes.SwarmHash, the hash Conns speak).
+	Hashes Hashes
+	Conns  []*peerwire.Conn // still open, deadline cleared, ready for the swarm; owned by the caller
 }
 
 // LocalExtHandshake is the BEP 10 handshake Fetch advertises; size is our metadata_size (0 while

@@ -24,6 +24,7 @@ import (
 	"github.com/anacrolix/torrent/metainfo"
 
 	"github.com/magnetget/magnetget/internal/peerwire"
+	"github.com/magnetget/magnetget/torrentfile"
 )
 
 // The benchmark downloads one large file from 1 and from 4 seeding Swarms. Seeders run in child
@@ -36,6 +37,9 @@ const (
 	envSeederDir  = "MAGNETGET_SEEDER_DIR"
 	envSeederInfo = "MAGNETGET_SEEDER_INFO"
 	envSeederIP   = "MAGNETGET_SEEDER_IP"
+	// envSeederTorrent names a .torrent (v2 or hybrid) the seeder child serves instead of the
+	// info file.
+	envSeederTorrent = "MAGNETGET_SEEDER_TORRENT"
 )
 
 // runSeederProcess is the seeder child of BenchmarkDownload: TestMain runs it instead of the
@@ -46,13 +50,26 @@ func runSeederProcess() error {
 	if err != nil {
 		return err
 	}
+	ih := sha1.Sum(info)
+	var layers map[[32]byte][]byte
+	if tf := os.Getenv(envSeederTorrent); tf != "" { // a v2 torrent (BenchmarkDownloadV2)
+		tor, err := torrentfile.LoadTorrent(tf)
+		if err != nil {
+			return err
+		}
+		info, layers = tor.Meta.InfoBytes, tor.PieceLayers
+		if _, ok := tor.HashV1(); !ok {
+			v2, _ := tor.HashV2()
+			ih = [20]byte(v2[:20])
+		}
+	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(os.Getenv(envSeederIP), "0"))
 	if err != nil {
 		return err
 	}
 	defer ln.Close()
 	var once sync.Once
-	s, err := New(Config{InfoHash: sha1.Sum(info), Info: info, Dir: os.Getenv(envSeederDir), Listener: ln, Seed: true,
+	s, err := New(Config{InfoHash: ih, Info: info, PieceLayers: layers, Dir: os.Getenv(envSeederDir), Listener: ln, Seed: true,
 		OnProgress: func(p Progress) {
 			if p.Complete { // data checked: ready to serve
 				once.Do(func() { fmt.Printf("LISTEN %s\n", ln.Addr()) })
@@ -123,9 +140,10 @@ func makeBenchData(size int64) (benchData, error) {
 }
 
 // startSeederProcess runs a seeder child on ip and returns its address and a stop function.
-func startSeederProcess(b *testing.B, d benchData, ip string) (netip.AddrPort, func()) {
+func startSeederProcess(b *testing.B, d benchData, ip string, env ...string) (netip.AddrPort, func()) {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), envSeederDir+"="+d.dir, envSeederInfo+"="+d.path, envSeederIP+"="+ip)
+	cmd.Env = append(cmd.Env, env...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		b.Fatal(err)

@@ -1,7 +1,6 @@
 package swarm
 
 import (
-	"crypto/sha1"
 	"fmt"
 	"hash"
 	"sync"
@@ -174,7 +173,7 @@ func (p *peer) writeBlocks(ps *pieceState, idx, begin uint32, data []byte, nbloc
 	ph.mu.Lock()
 	if ph.hashed == int64(begin) {
 		if ph.h == nil {
-			ph.h = sha1.New()
+			ph.h = s.newPieceHash(int(idx))
 		}
 		ph.h.Write(data)
 		ph.hashed += int64(len(data))
@@ -216,7 +215,7 @@ func (s *Swarm) checkPiece(j verifyJob, buf []byte) (bool, error) {
 	ph.mu.Lock()
 	defer ph.mu.Unlock()
 	if ph.h == nil {
-		ph.h = sha1.New()
+		ph.h = s.newPieceHash(j.piece)
 		ph.hashed = 0
 	}
 	size := s.layout.PieceSize(j.piece)
@@ -229,7 +228,5 @@ func (s *Swarm) checkPiece(j verifyJob, buf []byte) (bool, error) {
 		ph.h.Write(buf[:k])
 		ph.hashed += int64(k)
 	}
-	var sum [20]byte
-	ph.h.Sum(sum[:0])
-	return sum == s.layout.Hashes[j.piece], nil
+	return s.pieceOK(j.piece, ph.h.Sum(nil)), nil
 }

@@ -128,6 +128,11 @@ func (p *peer) updateRate(dt float64) {
 // checkSnubbed disconnects peers that owe us blocks but have sent none for snubTimeout.
 func (s *Swarm) checkSnubbed(now time.Time) {
 	s.mu.Lock()
+	s.forgetHashesLocked(nil, now) // hash requests unanswered too long go to other peers
+	s.askAllHashesLocked()
+	s.mu.Unlock()
+	s.expireLeaves(now)
+	s.mu.Lock()
 	var stale []*peer
 	for p := range s.peers {
 		if len(p.outstanding) > 0 && now.Sub(p.lastBlock) > snubTimeout {

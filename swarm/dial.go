@@ -105,9 +105,15 @@ func (s *Swarm) acceptLoop(ctx context.Context) {
 	// Answer MSE-first clients (libtorrent, aria2) at once instead of making them retry in
 	// plaintext. Someone who connects must send a handshake promptly.
 	o := s.opts
-	o.InfoHashes = func() [][20]byte { return [][20]byte{s.cfg.InfoHash} }
+	o.InfoHashes = func() [][20]byte {
+		hs := [][20]byte{s.cfg.InfoHash}
+		if s.hashes.Hybrid() {
+			hs = append(hs, s.hashes.V1, s.hashes.TruncatedV2())
+		}
+		return hs
+	}
 	o.Timeout = handshakeTimeout
-	known := func(ih [20]byte) bool { return ih == s.cfg.InfoHash }
+	known := s.ourHash
 	var delay time.Duration
 	for {
 		nc, err := ln.Accept()

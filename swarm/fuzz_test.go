@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/magnetget/magnetget/internal/merkle"
 	"github.com/magnetget/magnetget/internal/peerwire"
 	"github.com/magnetget/magnetget/metadata"
 	"github.com/magnetget/magnetget/swarm/pex"
@@ -42,9 +43,10 @@ func FuzzPeerStream(f *testing.F) {
 	f.Add([]byte{0, 0, 0x40, 9, peerwire.Piece, 0, 0, 0, 0, 0, 0, 0, 0}) // an unrequested block's head
 	f.Add([]byte("\x00\x00\x00\x15\x14\x02d5:added134217000:xxe"))       // a huge pex string
 
-	base := runPeerStream(f, tt, nil) // the swarm's own fixed allocations
+	cfg := Config{InfoHash: tt.ih, Info: tt.info}
+	base := runPeerStream(f, cfg, nil) // the swarm's own fixed allocations
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if n := runPeerStream(t, tt, b); n > 2*base+64*uint64(len(b)) {
+		if n := runPeerStream(t, cfg, b); n > 2*base+64*uint64(len(b)) {
 			t.Fatalf("a %d-byte stream cost %d bytes of allocation (an empty one %d)", len(b), n, base)
 		}
 	})
@@ -52,12 +54,14 @@ func FuzzPeerStream(f *testing.F) {
 
 // runPeerStream runs one download Swarm with one peer that sends a handshake and then b, and
 // returns the bytes allocated meanwhile.
-func runPeerStream(t testing.TB, tt *testTorrent, b []byte) uint64 {
+func runPeerStream(t testing.TB, cfg Config, b []byte) uint64 {
 	g0 := runtime.NumGoroutine()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 
-	s, err := New(Config{InfoHash: tt.ih, Info: tt.info, Dir: t.TempDir()})
+	ih := cfg.InfoHash
+	cfg.Dir = t.TempDir()
+	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +74,7 @@ func runPeerStream(t testing.TB, tt *testTorrent, b []byte) uint64 {
 	accepted := make(chan struct{})
 	go func() {
 		defer close(accepted)
-		c, err := peerwire.Accept(ctx, ours, func(ih [20]byte) bool { return ih == tt.ih },
+		c, err := peerwire.Accept(ctx, ours, func(h [20]byte) bool { return h == ih },
 			peerwire.Options{Timeout: 5 * time.Second})
 		if err == nil {
 			s.AddConn(c)
@@ -84,7 +88,7 @@ func runPeerStream(t testing.TB, tt *testTorrent, b []byte) uint64 {
 	theirs.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	var res [8]byte
 	res[5], res[7] = 0x10, 0x04 // extensions, fast
-	hs := peerwire.AppendHandshake(nil, peerwire.Handshake{Reserved: res, InfoHash: tt.ih, PeerID: [20]byte{'-', 'F', 'Z'}})
+	hs := peerwire.AppendHandshake(nil, peerwire.Handshake{Reserved: res, InfoHash: ih, PeerID: [20]byte{'-', 'F', 'Z'}})
 	if _, err := theirs.Write(hs); err == nil {
 		theirs.Write(b)
 	}
@@ -109,4 +113,37 @@ func runPeerStream(t testing.TB, tt *testTorrent, b []byte) uint64 {
 		time.Sleep(5 * time.Millisecond)
 	}
 	return after.TotalAlloc - before.TotalAlloc
+}
+
+// FuzzPeerStreamV2 is FuzzPeerStream for a v2-only torrent whose piece layers the swarm asks
+// the peer for: BEP 52 hash requests, hashes (right, wrong, unasked) and rejects in any order
+// never panic, hang or allocate beyond a small multiple of the stream.
+func FuzzPeerStreamV2(f *testing.F) {
+	tt := makeTorrent(f, "fuzz2", 32<<10, []testFile{{"a.bin", 200 << 10}, {"b.bin", 1000}}, 32)
+	tor := makeV2(f, tt, false)
+	ih := truncV2(tor)
+	msgs := func(ms ...peerwire.Message) []byte {
+		var b []byte
+		for _, m := range ms {
+			b = peerwire.AppendMessage(b, m)
+		}
+		return b
+	}
+	a := tor.V2.Files[0]
+	layer, _ := merkle.ParseHashes(tor.PieceLayers[a.PiecesRoot])
+	r := merkle.HashRequest{BaseLayer: 1, Index: 0, Length: 8, ProofLayers: 2}
+	answer := append(layer, make([]merkle.Hash, 1)...) // 7 pieces padded to 8
+	answer[7] = merkle.PadHash(2)
+	f.Add(msgs(peerwire.Message{ID: peerwire.HaveAll}, peerwire.Message{ID: peerwire.Unchoke},
+		peerwire.Message{ID: peerwire.Hashes, Payload: merkle.AppendHashes(nil, a.PiecesRoot, r, answer)}))
+	f.Add(msgs(peerwire.Message{ID: peerwire.HashReject, Payload: merkle.AppendRequest(nil, a.PiecesRoot, r)},
+		peerwire.Message{ID: peerwire.HashRequest, Payload: merkle.AppendRequest(nil, a.PiecesRoot, merkle.HashRequest{Length: 4, ProofLayers: 3})}))
+	f.Add(msgs(peerwire.Message{ID: peerwire.Hashes, Payload: merkle.AppendHashes(nil, a.PiecesRoot, r, make([]merkle.Hash, 8))}))
+	cfg := Config{InfoHash: ih, Info: tor.Meta.InfoBytes}
+	base := runPeerStream(f, cfg, nil)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if n := runPeerStream(t, cfg, b); n > 2*base+64*uint64(len(b)) {
+			t.Fatalf("a %d-byte stream cost %d bytes of allocation (an empty one %d)", len(b), n, base)
+		}
+	})
 }

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/magnetget/magnetget/internal/merkle"
 	"github.com/magnetget/magnetget/internal/peerwire"
 	"github.com/magnetget/magnetget/metadata"
 	"github.com/magnetget/magnetget/swarm/pex"
@@ -96,6 +97,8 @@ type peer struct {
 	pexSent        map[netip.AddrPort]bool
 	lastPexIn      time.Time
 	removed        bool
+	hashOut        int // our hash requests it has not answered (v2.go)
+	hashRejects    int // our hash requests it rejected or let time out
 
 	// reader goroutine only
 	recv   blockRun // received blocks not yet handed to the disk goroutine
@@ -200,6 +203,7 @@ func (s *Swarm) startPeerDir(c *peerwire.Conn, adopted, outgoing bool) {
 	}
 	s.peers[p] = struct{}{}
 	s.known[addr] = true
+	s.askHashesLocked(p)
 	s.wg.Add(1)
 	s.mu.Unlock()
 	s.log.Debug("peer connected", "peer", addr, "fast", p.fast, "ext", c.SupportsExtensions())
@@ -550,6 +554,12 @@ func (p *peer) handle(m peerwire.Message) error {
 		}
 	case peerwire.Extended:
 		return p.onExtended(m)
+	case peerwire.HashRequest:
+		return p.onHashRequest(m)
+	case peerwire.Hashes:
+		return p.onHashes(m)
+	case peerwire.HashReject:
+		return p.onHashReject(m)
 	}
 	// Port, Suggest and unknown messages are ignored.
 	return nil
@@ -635,6 +645,12 @@ func (p *peer) onPiece(m peerwire.Message) error {
 		}
 	}
 	ps.contrib[p.addr.Addr()] = true
+	if s.v2 != nil && s.v2.verify {
+		if ps.from == nil {
+			ps.from = make([]netip.Addr, len(ps.claimed))
+		}
+		ps.from[b] = p.addr.Addr() // blamed alone if this block proves bad
+	}
 	s.down += int64(len(m.Block))
 	p.downBytes += int64(len(m.Block))
 	s.refillLocked(p)
@@ -913,7 +929,7 @@ func (s *Swarm) nextBlockLocked(p *peer) (piece, block int, ok bool) {
 			if ps := s.pieces[i]; ps != nil && (ps.verifying || ps.peers[p]) {
 				return false
 			}
-			return true
+			return s.pickableLocked(i)
 		})
 		if !ok || endgame && p.peerChoking {
 			// While it chokes us only its allowed-fast pieces are open, and a piece others
@@ -953,6 +969,9 @@ func (s *Swarm) removePeer(p *peer) {
 	for len(p.pieces) > 0 {
 		s.releasePieceLocked(p, p.pieces[0])
 	}
+	s.forgetHashesLocked(p, time.Time{})
+	s.dropLeavesLocked(p, merkle.Hash{}, nil)
+	s.askAllHashesLocked()
 	for q := range s.peers {
 		s.fillLocked(q)
 	}

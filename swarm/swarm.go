@@ -34,6 +34,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/magnetget/magnetget/internal/peerwire"
+	"github.com/magnetget/magnetget/metadata"
 	"github.com/magnetget/magnetget/swarm/picker"
 	"github.com/magnetget/magnetget/swarm/storage"
 )
@@ -49,8 +50,16 @@ var (
 // Config describes one torrent to download or seed. The zero value of each optional field is
 // documented next to it.
 type Config struct {
+	// InfoHash is the hash the swarm joins under: the v1 infohash, or for a v2 or hybrid torrent
+	// its v2 infohash truncated to 20 bytes (metadata.Hashes.SwarmHash says which a fetch
+	// matched). Info must be the torrent it names (metadata.Identify). A hybrid's connections
+	// under either of its hashes are accepted.
 	InfoHash [20]byte
-	Info     []byte // verbatim bencoded info dict; must hash to InfoHash
+	Info     []byte // verbatim bencoded info dict
+	// PieceLayers are a v2 or hybrid torrent's piece layers known so far (torrentfile.Torrent's,
+	// keyed by pieces root); the others are asked of peers with BEP 52 hash requests. Nil for
+	// v1, or when none is known (a magnet).
+	PieceLayers map[[32]byte][]byte
 
 	Dir        string                   // output directory; created if missing
 	Select     func(fileIndex int) bool // files to download; nil = all
@@ -118,6 +127,8 @@ type Swarm struct {
 	log    *slog.Logger
 	layout *storage.Layout
 	store  *storage.Storage
+	hashes metadata.Hashes // what Info is: its infohashes and halves
+	v2     *v2State        // nil for a v1-only torrent (v2.go)
 	opts   peerwire.Options
 	total  int64 // bytes of wanted pieces
 
@@ -152,6 +163,7 @@ type Swarm struct {
 	lastProgress     time.Time
 	lastDown, lastUp int64
 	web              webState // web seeds (webseed.go)
+	badBlocks        int      // v2 blocks found bad by their hashes and fetched again (v2.go)
 
 	// test hooks, set by tests in this package before Run
 	onRequest  func(piece int)
@@ -171,17 +183,44 @@ type pieceState struct {
 	contrib     map[netip.Addr]bool
 	verifying   bool
 	hash        pieceHash // the piece's SHA-1 so far, fed as blocks are written in order
+	// v2-only: the sender of each block, and the block hashes asked of a peer after the piece
+	// failed (v2.go); nil otherwise.
+	from       []netip.Addr
+	leaves     *leafWait
+	leafRounds int
 }
 
 // New checks cfg and the info dictionary (names that would escape Dir are refused here, before
 // anything is written) and prepares storage.
 func New(cfg Config) (*Swarm, error) {
-	if err := checkInfoHash(cfg.InfoHash, cfg.Info); err != nil {
+	hashes, err := metadata.Identify(cfg.Info, cfg.InfoHash, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInfoHash, err)
+	}
+	var (
+		layout *storage.Layout
+		v2     *v2State
+	)
+	if hashes.HasV2 {
+		// A hybrid is checked by SHA-1 through its v1 half; a v2-only torrent by merkle.
+		if v2, err = newV2(cfg.Info, cfg.PieceLayers, !hashes.HasV1); err != nil {
+			return nil, err
+		}
+	}
+	if hashes.HasV1 {
+		layout, err = storage.ParseInfo(cfg.Info)
+		if err != nil {
+			return nil, fmt.Errorf("swarm: %w", err)
+		}
+	} else if layout, v2.files, err = v2Layout(v2.tor.V2); err != nil {
 		return nil, err
 	}
-	layout, err := storage.ParseInfo(cfg.Info)
-	if err != nil {
-		return nil, fmt.Errorf("swarm: %w", err)
+	if !hashes.HasV1 && len(cfg.WebSeeds) > 0 {
+		// The web seed client checks SHA-1 pieces: a v2-only torrent has none.
+		if cfg.Logger != nil {
+			cfg.Logger.Info("web seeds are not used for a v2-only torrent", "web_seeds", len(cfg.WebSeeds))
+		}
+		cfg.WebSeeds = nil
 	}
 	if cfg.Dir == "" {
 		cfg.Dir = "."
@@ -202,7 +241,7 @@ func New(cfg Config) (*Swarm, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Swarm{
-		cfg: cfg, log: log, layout: layout, store: store,
+		cfg: cfg, log: log, layout: layout, store: store, hashes: hashes, v2: v2,
 		verifyCh:   make(chan verifyJob, 64),
 		runSlots:   make(chan struct{}, maxRuns),
 		wake:       make(chan struct{}, 1),
@@ -233,7 +272,10 @@ func New(cfg Config) (*Swarm, error) {
 			ext.Port = ta.Port
 		}
 	}
-	s.opts = peerwire.Options{PeerID: cfg.PeerID, ExtHandshake: ext, Timeout: dialTimeout}
+	// The v2 bit only under a v2 infohash: libtorrent answers it under a hybrid's v1 hash by
+	// switching the connection to the v2 one.
+	s.opts = peerwire.Options{PeerID: cfg.PeerID, ExtHandshake: ext, Timeout: dialTimeout,
+		V2: hashes.HasV2 && cfg.InfoHash == hashes.TruncatedV2()}
 	if cfg.Listener != nil {
 		// Dial from the address we listen on: the peers then see (and pass on) an address
 		// that answers, and per-address limits on their side count us once.
@@ -264,7 +306,7 @@ func (s *Swarm) wantedPieces() func(int) bool {
 	}
 	want := make([]bool, s.layout.NumPieces())
 	for f := range s.layout.Files {
-		if !s.cfg.Select(f) {
+		if !s.selected(f) {
 			continue
 		}
 		if first, last, ok := s.layout.FilePieces(f); ok {
@@ -276,8 +318,17 @@ func (s *Swarm) wantedPieces() func(int) bool {
 	return func(i int) bool { return want[i] }
 }
 
-// selected reports whether file f is to be downloaded.
-func (s *Swarm) selected(f int) bool { return s.cfg.Select == nil || s.cfg.Select(f) }
+// selected reports whether layout file f is to be downloaded. For a v2-only torrent Select
+// counts the file tree's files, without the padding the layout adds.
+func (s *Swarm) selected(f int) bool {
+	if s.v2 != nil && s.v2.files != nil {
+		if s.v2.files[f] < 0 {
+			return false
+		}
+		f = s.v2.files[f]
+	}
+	return s.cfg.Select == nil || s.cfg.Select(f)
+}
 
 // AddPeer queues addr to be dialled, at most MaxPeers connections at a time. Known, banned and
 // already queued addresses are ignored, as are addresses whose redial back-off (redial.go) has
@@ -300,7 +351,7 @@ func (s *Swarm) AddPeer(addr netip.AddrPort) {
 // AddConn hands the swarm an open connection (from metadata.Fetch or peerwire.Accept) for this
 // torrent. The swarm owns and closes it.
 func (s *Swarm) AddConn(c *peerwire.Conn) {
-	if c.InfoHash() != s.cfg.InfoHash {
+	if !s.ourHash(c.InfoHash()) {
 		_ = c.Close()
 		return
 	}
@@ -424,6 +475,7 @@ func (s *Swarm) loop(ctx, ictx context.Context) error {
 			return fatal
 		}
 		if complete && !synced {
+			s.finishLayers(ictx) // a hybrid's piece layers no peer gave
 			// Everything selected is verified: flush before reporting success.
 			if err := s.store.TrimFiles(s.selected); err != nil {
 				return fmt.Errorf("%w: %w", ErrStorage, err)
@@ -605,7 +657,7 @@ func (s *Swarm) checkExisting(ctx context.Context) error {
 			defer wg.Done()
 			buf := make([]byte, hashBuf)
 			for i := range work {
-				if ok, err := s.store.HashPiece(i, buf); err == nil && ok {
+				if ok, err := s.store.VerifyPiece(i, buf, s.newPieceHash(i), func(sum []byte) bool { return s.pieceOK(i, sum) }); err == nil && ok {
 					s.mu.Lock()
 					s.markHaveLocked(i)
 					s.mu.Unlock()
@@ -652,11 +704,9 @@ func (s *Swarm) markHaveLocked(i int) {
 	}
 }
 
-func checkInfoHash(ih [20]byte, info []byte) error {
-	if sha1Sum(info) != ih {
-		return ErrInfoHash
-	}
-	return nil
+// ourHash reports whether ih names this torrent: InfoHash, or a hybrid's other hash.
+func (s *Swarm) ourHash(ih [20]byte) bool {
+	return ih == s.cfg.InfoHash || s.hashes.HasV1 && ih == s.hashes.V1 || s.hashes.HasV2 && ih == s.hashes.TruncatedV2()
 }
 
 // PeerStat is one connected peer's figures, for a per-peer display.

@@ -2,11 +2,11 @@ package swarm
 
 import (
 	"context"
-	"crypto/sha1"
 	"fmt"
 	"net/netip"
 	"time"
 
+	"github.com/magnetget/magnetget/internal/merkle"
 	"github.com/magnetget/magnetget/internal/peerwire"
 )
 
@@ -26,21 +26,52 @@ func (s *Swarm) verifier(ctx context.Context) {
 				s.setFatal(fmt.Errorf("%w: reading back piece %d: %w", ErrStorage, j.piece, err))
 				return
 			}
-			s.pieceChecked(j.piece, ok)
+			var leaves []merkle.Hash
+			if !ok {
+				ph := &j.ps.hash
+				ph.mu.Lock()
+				if m, isV2 := ph.h.(*merkleHash); isV2 {
+					leaves = m.Leaves()
+				}
+				ph.mu.Unlock()
+			}
+			s.pieceCheckedLeaves(j.piece, ok, leaves)
 		}
 	}
 }
 
 // pieceChecked records a verification result. A good piece is announced to every peer; a bad
-// one is forgotten (so it is fetched again) and its senders earn strikes toward a ban.
-func (s *Swarm) pieceChecked(i int, ok bool) {
-	var toClose []*peerwire.Conn
+// one is forgotten (so it is fetched again) and its senders earn strikes toward a ban. A bad
+// piece of a v2-only torrent first has its block hashes asked of a peer (see askLeavesLocked):
+// then only the bad blocks are fetched again, and only their senders are blamed.
+func (s *Swarm) pieceChecked(i int, ok bool) { s.pieceCheckedLeaves(i, ok, nil) }
+
+// pieceCheckedLeaves is pieceChecked with the hashes of the blocks of a failed v2 piece.
+func (s *Swarm) pieceCheckedLeaves(i int, ok bool, leaves []merkle.Hash) {
 	s.mu.Lock()
 	ps := s.pieces[i]
 	if ps == nil {
 		s.mu.Unlock()
 		return
 	}
+	if !ok && s.askLeavesLocked(i, ps, leaves) {
+		s.mu.Unlock()
+		return
+	}
+	toClose := s.finishPieceLocked(i, ps, ok)
+	complete := s.picker.Missing() == 0
+	s.mu.Unlock()
+	for _, c := range toClose {
+		_ = c.Close()
+	}
+	if complete {
+		s.nudge()
+	}
+}
+
+// finishPieceLocked ends the download of piece i: verified (ok), or failed and forgotten, its
+// senders struck. It returns the connections of peers banned now, to close outside the lock.
+func (s *Swarm) finishPieceLocked(i int, ps *pieceState, ok bool) []*peerwire.Conn {
 	for p := range ps.peers {
 		var cancels []peerwire.Message
 		for k, r := range p.outstanding {
@@ -52,6 +83,7 @@ func (s *Swarm) pieceChecked(i int, ok bool) {
 		s.releasePieceLocked(p, i)
 	}
 	delete(s.pieces, i)
+	var toClose []*peerwire.Conn
 	if ok {
 		s.markHaveLocked(i)
 		s.dirty = true
@@ -72,35 +104,36 @@ func (s *Swarm) pieceChecked(i int, ok bool) {
 		if len(ps.contrib) == 1 {
 			strike = 2 // sole sender: certainly at fault
 		}
-		now := time.Now()
 		for ip := range ps.contrib {
-			strikes, banned := s.bans.strike(ip, strike, now)
-			s.log.Info("piece failed verification", "piece", i, "peer", ip, "strikes", strikes)
-			if banned {
-				s.log.Warn("banning peer that sent bad data", "peer", ip)
-				key := senderKey(ip)
-				for p := range s.peers {
-					if key.Contains(p.addr.Addr()) {
-						toClose = append(toClose, p.c)
-					}
-				}
-				if s.onBan != nil {
-					s.onBan(ip)
-				}
-			}
+			toClose = append(toClose, s.strikeLocked(ip, strike, i)...)
 		}
 	}
 	for p := range s.peers {
 		s.fillLocked(p)
 	}
-	complete := s.picker.Missing() == 0
-	s.mu.Unlock()
-	for _, c := range toClose {
-		_ = c.Close()
+	return toClose
+}
+
+// strikeLocked counts strikes against the sender of bad data in piece i, banning it (and
+// returning its connections) when they add up.
+func (s *Swarm) strikeLocked(ip netip.Addr, strike, i int) []*peerwire.Conn {
+	strikes, banned := s.bans.strike(ip, strike, time.Now())
+	s.log.Info("piece failed verification", "piece", i, "peer", ip, "strikes", strikes)
+	if !banned {
+		return nil
 	}
-	if complete {
-		s.nudge()
+	s.log.Warn("banning peer that sent bad data", "peer", ip)
+	var toClose []*peerwire.Conn
+	key := senderKey(ip)
+	for p := range s.peers {
+		if key.Contains(p.addr.Addr()) {
+			toClose = append(toClose, p.c)
+		}
 	}
+	if s.onBan != nil {
+		s.onBan(ip)
+	}
+	return toClose
 }
 
 // Banned returns the senders banned now for sending data that failed verification: IPv4
@@ -110,5 +143,3 @@ func (s *Swarm) Banned() []netip.Addr {
 	defer s.mu.Unlock()
 	return s.bans.list(time.Now())
 }
-
-func sha1Sum(b []byte) [20]byte { return sha1.Sum(b) }

@@ -35,6 +35,11 @@ type Options struct {
 	DHT bool
 	// DisableFast clears the BEP 6 reserved bit, which is set by default.
 	DisableFast bool
+	// V2 sets the BEP 52 reserved bit: we speak BitTorrent v2 (hash requests) on this torrent.
+	// Set it only when the handshake's infohash is a v2 one (truncated SHA-256): libtorrent
+	// answers a v1 infohash of a hybrid torrent with the bit set by switching the connection
+	// to the v2 infohash.
+	V2 bool
 	// InfoHashes lists the torrents Accept serves to peers that open with a Message Stream
 	// Encryption handshake (the secret key an MSE initiator proves it knows is the infohash, so
 	// the responder must try each). Nil means plaintext only: Accept refuses anything that does not
@@ -72,6 +77,9 @@ func (o Options) reserved() [8]byte {
 	}
 	if o.DHT {
 		r[reservedDHTByte] |= reservedDHTMask
+	}
+	if o.V2 {
+		r[reservedV2Byte] |= reservedV2Mask
 	}
 	return r
 }
@@ -355,6 +363,13 @@ func (c *Conn) SupportsFast() bool {
 	return Handshake{Reserved: c.theirRes}.SupportsFast() && Handshake{Reserved: c.ourRes}.SupportsFast()
 }
 
+// SupportsV2 reports whether both sides set the BEP 52 bit (hash request, hashes and hash reject
+// messages are understood). libtorrent 2.0.8 does not set it when answering a handshake under a
+// v2 infohash, though it speaks v2 there: callers also go by the infohash.
+func (c *Conn) SupportsV2() bool {
+	return Handshake{Reserved: c.theirRes}.SupportsV2() && Handshake{Reserved: c.ourRes}.SupportsV2()
+}
+
 // SupportsDHT reports whether the peer set the BEP 5 bit (it may send a Port message).
 func (c *Conn) SupportsDHT() bool { return Handshake{Reserved: c.theirRes}.SupportsDHT() }
 
@@ -413,8 +428,8 @@ func (c *Conn) ReadMsgInto(dst BlockBuffer) (Message, error) {
 		return Message{Keepalive: true}, nil
 	}
 	if n > MaxMessageLen {
-		// Only a Bitfield may be longer; look at its ID only when the length could be one, so a
-		// 4 GiB prefix fails at once.
+		// Only a Bitfield or a BEP 52 Hashes message may be longer; look at its ID only when the
+		// length could be one, so a 4 GiB prefix fails at once.
 		if n > MaxBitfieldLen+1 {
 			return Message{}, fmt.Errorf("%w: length prefix %d", ErrMessageTooLarge, n)
 		}
@@ -422,7 +437,7 @@ func (c *Conn) ReadMsgInto(dst BlockBuffer) (Message, error) {
 			return Message{}, err
 		}
 		id, _ := c.br.Peek(1)
-		if id[0] != Bitfield {
+		if n > maxLenFor(id[0]) {
 			return Message{}, fmt.Errorf("%w: id %d with length %d", ErrMessageTooLarge, id[0], n)
 		}
 	}

@@ -142,7 +142,7 @@ func TestMessagesRoundTrip(t *testing.T) {
 		{ID: peerwire.Reject, Index: 3, Begin: 0, Length: 16384}, {ID: peerwire.AllowedFast, Index: 9},
 		{ID: peerwire.Extended, ExtID: 2, Payload: []byte("d8:msg_typei0e5:piecei0ee")},
 		{ID: peerwire.Bitfield, Bitfield: make([]byte, peerwire.MaxBitfieldLen)}, // larger than MaxMessageLen: allowed for bitfields
-		{ID: 21, Payload: []byte("unknown")},
+		{ID: 200, Payload: []byte("unknown")},
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- d.WriteMsgs(msgs...) }()

@@ -10,6 +10,8 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/magnetget/magnetget/internal/merkle"
 )
 
 // allocBound fails t when fn allocates more than fixed + perByte*n bytes: parsers of network
@@ -132,7 +134,10 @@ func sampleMessages() []Message {
 		{ID: Port, Port: 6881},
 		{ID: Extended, ExtID: 0, Payload: EncodeExtHandshake(ExtHandshake{M: map[string]int{"ut_metadata": 3}})},
 		{ID: Extended, ExtID: 3, Payload: []byte("d8:msg_typei0e5:piecei0ee")},
-		{ID: 21, Payload: []byte("v2 hash request")},
+		{ID: HashRequest, Payload: merkle.AppendRequest(nil, merkle.Hash{1}, merkle.HashRequest{BaseLayer: 2, Index: 0, Length: 4, ProofLayers: 3})},
+		{ID: Hashes, Payload: merkle.AppendHashes(nil, merkle.Hash{1}, merkle.HashRequest{BaseLayer: 0, Index: 2, Length: 2, ProofLayers: 0}, []merkle.Hash{{2}, {3}})},
+		{ID: HashReject, Payload: merkle.AppendRequest(nil, merkle.Hash{1}, merkle.HashRequest{BaseLayer: 0, Index: 0, Length: 2, ProofLayers: 0})},
+		{ID: 200, Payload: []byte("unknown")},
 	}
 }
 

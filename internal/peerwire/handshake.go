@@ -19,6 +19,7 @@ const (
 	reservedExtByte, reservedExtMask   = 5, 0x10 // BEP 10 extension protocol
 	reservedFastByte, reservedFastMask = 7, 0x04 // BEP 6 fast extension
 	reservedDHTByte, reservedDHTMask   = 7, 0x01 // BEP 5 DHT (peer sends Port messages)
+	reservedV2Byte, reservedV2Mask     = 7, 0x10 // BEP 52 BitTorrent v2 (hash request/hashes/hash reject)
 )
 
 var (
@@ -49,6 +50,11 @@ func (h Handshake) SupportsFast() bool {
 // SupportsDHT reports the BEP 5 reserved bit.
 func (h Handshake) SupportsDHT() bool {
 	return h.Reserved[reservedDHTByte]&reservedDHTMask != 0
+}
+
+// SupportsV2 reports the BEP 52 reserved bit.
+func (h Handshake) SupportsV2() bool {
+	return h.Reserved[reservedV2Byte]&reservedV2Mask != 0
 }
 
 // AppendHandshake appends h's 68-byte wire form to dst.

@@ -24,6 +24,19 @@ const (
 	Reject        byte = 16 // BEP 6 reject request
 	AllowedFast   byte = 17 // BEP 6
 	Extended      byte = 20 // BEP 10
+	HashRequest   byte = 21 // BEP 52: a root, layer, index, length and proof layers
+	Hashes        byte = 22 // BEP 52: the request echoed, then the hashes
+	HashReject    byte = 23 // BEP 52: the request echoed
+)
+
+// BEP 52 payload sizes: a hash request and a hash reject carry a 32-byte pieces root and four
+// 32-bit fields; a hashes message adds the hashes. MaxHashesLen is the largest hashes message
+// (ID byte included) we read or send: the answer to a request of internal/merkle's
+// MaxRequestLength (8192) base hashes with the most uncles a tree can have (64). Requests of
+// that length are what libtorrent accepts; we send shorter ones (swarm asks for at most 512).
+const (
+	hashRequestLen = 32 + 16
+	MaxHashesLen   = 1 + hashRequestLen + (8192+64)*32
 )
 
 // MaxMessageLen bounds the length prefix of every message except Bitfield: a Piece message with a
@@ -53,6 +66,8 @@ var (
 //	Bitfield:                   Bitfield
 //	Port:                       Port
 //	Extended:                   ExtID, Payload (bencoded dict, possibly followed by raw data)
+//	HashRequest, Hashes, HashReject: Payload (BEP 52; internal/merkle parses it: ParseRequest,
+//	                            ParseHashesMsg), its length checked here
 //	unknown IDs:                Payload (everything after the ID byte), so callers can skip them
 //
 // Slices returned by ReadMsg are freshly allocated and owned by the caller.
@@ -89,8 +104,11 @@ func (m Message) String() string {
 
 // maxLenFor is the largest length prefix (ID byte included) accepted for a message with this ID.
 func maxLenFor(id byte) uint32 {
-	if id == Bitfield {
+	switch id {
+	case Bitfield:
 		return MaxBitfieldLen + 1
+	case Hashes:
+		return MaxHashesLen
 	}
 	return MaxMessageLen
 }
@@ -123,6 +141,12 @@ func DecodeMessage(b []byte) (Message, error) {
 	case Extended:
 		if len(p) < 1 {
 			return Message{}, fmt.Errorf("%w: empty extended message", ErrBadMessage)
+		}
+	case HashRequest, HashReject:
+		want = hashRequestLen
+	case Hashes:
+		if len(p) < hashRequestLen || (len(p)-hashRequestLen)%32 != 0 {
+			return Message{}, fmt.Errorf("%w: hashes message of %d bytes", ErrBadMessage, len(b))
 		}
 	}
 	if want >= 0 && len(p) != want {

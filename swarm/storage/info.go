@@ -2,6 +2,7 @@ package storage
 
 import (
 	"crypto/sha1"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -24,7 +25,7 @@ func InfoName(ih [20]byte) string { return "." + hex.EncodeToString(ih[:]) + ".m
 
 // LoadInfo returns the verbatim info dictionary a download of ih into dir kept (see
 // Options.Info). It hashes to ih. None kept: an error wrapping fs.ErrNotExist; a file that is
-// damaged, too large or not for ih: an error wrapping ErrDamaged (callers fetch the metadata
+// damaged, too large or not for ih (a v1 infohash or a v2 one truncated to 20 bytes): an error wrapping ErrDamaged (callers fetch the metadata
 // again, and the next download replaces the file).
 func LoadInfo(dir string, ih [20]byte) ([]byte, error) {
 	path := filepath.Join(dir, InfoName(ih))
@@ -40,7 +41,7 @@ func LoadInfo(dir string, ih [20]byte) ([]byte, error) {
 	if len(b) > MaxInfoSize {
 		return nil, fmt.Errorf("storage: %s: %w: larger than %d bytes", path, ErrDamaged, MaxInfoSize)
 	}
-	if sha1.Sum(b) != ih {
+	if v2 := sha256.Sum256(b); sha1.Sum(b) != ih && [20]byte(v2[:20]) != ih {
 		return nil, fmt.Errorf("storage: %s: %w: it does not hash to the infohash", path, ErrDamaged)
 	}
 	return b, nil

@@ -86,6 +86,11 @@ func ParseInfo(info []byte) (*Layout, error) {
 // touched, so a hostile torrent is refused with nothing written.
 func NewLayout(mi *metainfo.Info) (*Layout, error) { return newLayout(mi, nil) }
 
+// NewLayoutPadded is NewLayout for a multi-file mi whose files marked in pad are BEP 47 padding
+// (never read from or written to disk): the layout of a BitTorrent v2 torrent, whose files
+// each start on a piece boundary, built as a v1 stream with padding between them.
+func NewLayoutPadded(mi *metainfo.Info, pad []bool) (*Layout, error) { return newLayout(mi, pad) }
+
 func newLayout(mi *metainfo.Info, pad []bool) (*Layout, error) {
 	if mi.PieceLength <= 0 || mi.PieceLength > MaxPieceLength {
 		return nil, fmt.Errorf("%w: piece length %d", ErrBadInfo, mi.PieceLength)

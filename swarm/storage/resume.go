@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"path/filepath"
@@ -274,8 +275,14 @@ func (s *Storage) PieceOnDisk(i int, stats []FileStat) bool {
 // dictionary. buf is scratch space (any size > 0); reusing it keeps memory flat. A piece that
 // verifies makes the files it overlaps ours (see Storage).
 func (s *Storage) HashPiece(i int, buf []byte) (bool, error) {
+	return s.VerifyPiece(i, buf, sha1.New(), func(sum []byte) bool { return bytes.Equal(sum, s.layout.Hashes[i][:]) })
+}
+
+// VerifyPiece is HashPiece with the hash and the check given: a BitTorrent v2 piece is hashed
+// as a merkle tree of its blocks (h sees the whole piece, padding included, and decides what
+// counts) and checked against a piece layer the layout does not hold.
+func (s *Storage) VerifyPiece(i int, buf []byte, h hash.Hash, ok func(sum []byte) bool) (bool, error) {
 	l := s.layout
-	h := sha1.New()
 	off := int64(i) * l.PieceLength
 	for n := l.PieceSize(i); n > 0; {
 		k := int(min(int64(len(buf)), n))
@@ -286,13 +293,11 @@ func (s *Storage) HashPiece(i int, buf []byte) (bool, error) {
 		off += int64(k)
 		n -= int64(k)
 	}
-	var sum [20]byte
-	h.Sum(sum[:0])
-	ok := sum == l.Hashes[i]
-	if ok {
+	good := ok(h.Sum(nil))
+	if good {
 		s.adopt(i)
 	}
-	return ok, nil
+	return good, nil
 }
 
 // printable returns s as is when it holds only printable characters, else quoted with escapes,
