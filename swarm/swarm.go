@@ -215,13 +215,6 @@ func New(cfg Config) (*Swarm, error) {
 	} else if layout, v2.files, err = v2Layout(v2.tor.V2); err != nil {
 		return nil, err
 	}
-	if !hashes.HasV1 && len(cfg.WebSeeds) > 0 {
-		// The web seed client checks SHA-1 pieces: a v2-only torrent has none.
-		if cfg.Logger != nil {
-			cfg.Logger.Info("web seeds are not used for a v2-only torrent", "web_seeds", len(cfg.WebSeeds))
-		}
-		cfg.WebSeeds = nil
-	}
 	if cfg.Dir == "" {
 		cfg.Dir = "."
 	}

@@ -2,7 +2,6 @@ package swarm
 
 import (
 	"context"
-	"crypto/sha1"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -204,8 +203,8 @@ func (s *Swarm) webWorker(ctx context.Context, w *webSeed) {
 // webRunTime at w's rate.
 func (s *Swarm) pickWebRunLocked(w *webSeed) []int {
 	free := func(i int) bool {
-		if s.picker.Active(i) > 0 || s.web.pieces[i] != nil || w.lacks(s.layout, i) {
-			return false
+		if s.picker.Active(i) > 0 || s.web.pieces[i] != nil || w.lacks(s.layout, i) || !s.pickableLocked(i) {
+			return false // (not pickable: a v2 piece whose hash is not known yet)
 		}
 		// A piece a departed peer left part-done (blocks all written, nobody on it) may be
 		// taken over whole; one still being written or verified may not.
@@ -309,8 +308,8 @@ func (s *Swarm) fetchWebRun(ctx context.Context, w *webSeed, run []int, buf []by
 	var (
 		cur      int // index into run of the piece being received
 		pieceOff int64
-		got      int64     // bytes received
-		h        hash.Hash = sha1.New()
+		got      int64                              // bytes received
+		h        hash.Hash = s.newPieceHash(run[0]) // SHA-1, or a v2-only piece's merkle root
 		errBad             = errors.New("piece failed verification")
 		errCut             = errors.New("run handed to idle peers")
 	)
@@ -355,12 +354,12 @@ func (s *Swarm) fetchWebRun(ctx context.Context, w *webSeed, run []int, buf []by
 			if pieceOff < s.layout.PieceSize(i) {
 				continue
 			}
-			var sum [20]byte
-			h.Sum(sum[:0])
-			h.Reset()
+			ok := s.pieceOK(i, h.Sum(nil))
 			pieceOff = 0
 			cur++
-			ok := sum == s.layout.Hashes[i]
+			if cur < len(run) {
+				h = s.newPieceHash(run[cur])
+			}
 			if secs := time.Since(started).Seconds(); secs >= 0.2 || secs > 0 && got >= 1<<20 {
 				s.mu.Lock()
 				w.rate = float64(got) / secs // measured as it goes: run sizes and take-overs use it

@@ -247,7 +247,6 @@ func TestGetRejectsBadTargetsClearly(t *testing.T) {
 	cases := map[string]string{
 		"magnet:?xt=urn:btih:zz":                              "bad infohash",
 		"magnet:?xt=urn:btmh:1220abcd":                        "v2 infohash of 1220 and 64 hex",
-		"magnet:?xt=urn:btmh:1220" + strings.Repeat("ab", 32): "not supported",
 		filepath.Join(dir, "x.torrent"):                       "no such file",
 		dir:                                                   "is a directory",
 		"/etc/hostname":                                       "not a bencoded dictionary",

@@ -24,6 +24,8 @@ func createFlags() []cli.Flag {
 		&cli.StringFlag{Name: "comment", Usage: "comment stored in the torrent"},
 		&cli.StringSliceFlag{Name: "tracker", Aliases: []string{"t"}, Usage: "tracker URL, repeatable"},
 		&cli.StringSliceFlag{Name: "web-seed", Aliases: []string{"w"}, Usage: "web seed URL, repeatable"},
+		&cli.BoolFlag{Name: "v2", Usage: "make a BitTorrent v2-only torrent (BEP 52; v1-only clients cannot use it)"},
+		&cli.BoolFlag{Name: "hybrid", Usage: "make a hybrid v1+v2 torrent (two infohashes, one swarm; what libtorrent 2 makes)"},
 	}
 }
 
@@ -37,16 +39,17 @@ func createCommand() *cli.Command {
 			if c.NArg() != 1 {
 				return usageHint("create takes one file or directory")
 			}
-			mi, path, err := makeTorrent(c, c.Args().First())
+			tor, path, err := makeTorrent(c, c.Args().First())
 			if err != nil {
 				return err
 			}
-			ih := mi.HashInfoBytes()
 			fmt.Fprintf(c.App.ErrWriter, "wrote %s\n", esc(path))
 			if c.Bool("verbose") {
-				describeTorrent(c.App.ErrWriter, mi)
+				describeTorrent(c.App.ErrWriter, tor)
+			} else if tor.V2 != nil {
+				printHashes(c.App.ErrWriter, tor)
 			}
-			fmt.Fprintln(c.App.Writer, magnetFor(mi, ih, nil))
+			fmt.Fprintln(c.App.Writer, magnetOf(tor, nil))
 			return nil
 		},
 	}
@@ -54,7 +57,10 @@ func createCommand() *cli.Command {
 
 // makeTorrent hashes root and writes its .torrent, showing progress on a
 // terminal.
-func makeTorrent(c *cli.Context, root string) (*metainfo.MetaInfo, string, error) {
+func makeTorrent(c *cli.Context, root string) (*torrentfile.Torrent, string, error) {
+	if c.Bool("v2") && c.Bool("hybrid") {
+		return nil, "", usageError("--v2 (v2 only) and --hybrid (v1 and v2) exclude each other")
+	}
 	pl, err := parseRate(c.String("piece-length"))
 	if err != nil {
 		return nil, "", usageError("--piece-length: %v", err)
@@ -94,23 +100,23 @@ func makeTorrent(c *cli.Context, root string) (*metainfo.MetaInfo, string, error
 		}
 	}
 	start := time.Now()
-	mi, err := torrentfile.Create(c.Context, abs, torrentfile.Options{
+	tor, err := torrentfile.CreateTorrent(c.Context, abs, torrentfile.Options{
 		PieceLength: pl, Comment: c.String("comment"), Trackers: c.StringSlice("tracker"),
-		WebSeeds: c.StringSlice("web-seed"), Progress: progress,
+		WebSeeds: c.StringSlice("web-seed"), Progress: progress, V2: c.Bool("v2"), Hybrid: c.Bool("hybrid"),
 	})
 	if err != nil {
 		return nil, "", err
 	}
-	if err := writeFileAtomic(out, func(w io.Writer) error { return torrentfile.Write(w, mi) }); err != nil {
+	if err := writeFileAtomic(out, func(w io.Writer) error { return torrentfile.WriteTorrent(w, tor) }); err != nil {
 		return nil, "", err
 	}
 	if c.Bool("verbose") {
-		if info, err := mi.UnmarshalInfo(); err == nil {
+		if info, _, err := infoView(tor.Meta.InfoBytes); err == nil {
 			took := time.Since(start)
 			fmt.Fprintf(c.App.ErrWriter, "hashed %s in %s (%s/s)\n", humanBytes(info.TotalLength()), roundDur(took), humanBytes(int64(rate(info.TotalLength(), took))))
 		}
 	}
-	return mi, out, nil
+	return tor, out, nil
 }
 
 func writeFileAtomic(path string, write func(io.Writer) error) error {
@@ -149,15 +155,16 @@ func magnetFor(mi *metainfo.MetaInfo, ih [20]byte, peers []string) string {
 
 // describeTorrent prints what create -v shows: the figures a user checks
 // before publishing a magnet.
-func describeTorrent(w io.Writer, mi *metainfo.MetaInfo) {
-	info, err := mi.UnmarshalInfo()
+func describeTorrent(w io.Writer, tor *torrentfile.Torrent) {
+	mi := tor.Meta
+	info, _, err := infoView(mi.InfoBytes)
 	if err != nil {
 		return
 	}
-	ih := mi.HashInfoBytes()
+	printHashes(w, tor)
 	files := info.UpvertedFiles()
-	fmt.Fprintf(w, "  infohash:     %x\n  name:         %s\n  total size:   %s (%d bytes)\n  piece length: %s (%d pieces)\n  files:        %d\n",
-		ih, esc(info.BestName()), humanBytes(info.TotalLength()), info.TotalLength(), humanBytes(info.PieceLength), info.NumPieces(), len(files))
+	fmt.Fprintf(w, "  name:         %s\n  total size:   %s (%d bytes)\n  piece length: %s (%d pieces)\n  files:        %d\n",
+		esc(info.BestName()), humanBytes(info.TotalLength()), info.TotalLength(), humanBytes(info.PieceLength), numPieces(info, tor), len(files))
 	for i, f := range files {
 		if i == 20 {
 			fmt.Fprintf(w, "    ... and %d more\n", len(files)-i)
@@ -179,5 +186,15 @@ func describeTorrent(w io.Writer, mi *metainfo.MetaInfo) {
 	}
 	if mi.Comment != "" {
 		fmt.Fprintf(w, "  comment:      %s\n", esc(mi.Comment))
+	}
+}
+
+// printHashes shows a torrent's infohashes: v1, v2 or both.
+func printHashes(w io.Writer, tor *torrentfile.Torrent) {
+	if ih, ok := tor.HashV1(); ok {
+		fmt.Fprintf(w, "  infohash:     %x\n", ih)
+	}
+	if ih, ok := tor.HashV2(); ok {
+		fmt.Fprintf(w, "  infohash v2:  %x\n", ih)
 	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha1"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -23,6 +22,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/magnetget/magnetget/dht"
+	"github.com/magnetget/magnetget/internal/peersource"
 	"github.com/magnetget/magnetget/internal/peerwire"
 	"github.com/magnetget/magnetget/internal/trackers"
 	"github.com/magnetget/magnetget/magnet"
@@ -89,8 +89,11 @@ func parseRate(s string) (int64, error) {
 // target is what a download starts from: a .torrent's info or a magnet's
 // infohash (and then the metadata comes from peers).
 type target struct {
-	ih       [20]byte
-	info     []byte // nil until known
+	ih       [20]byte            // the hash the swarm joins under: v1, or the truncated v2 for a v2-only torrent or btmh magnet
+	v2       [32]byte            // the full v2 infohash the info dict must hash to; zero when not given
+	alt      [][20]byte          // a hybrid's other swarm hash: peers are looked up, and we announce, under it too
+	info     []byte              // nil until known
+	layers   map[[32]byte][]byte // a v2 .torrent's piece layers
 	trackers []string
 	peers    []string
 	webSeeds []string // BEP 19: the .torrent's url-list, the magnet's ws=
@@ -100,11 +103,13 @@ type target struct {
 func loadTarget(arg string) (*target, error) {
 	if !strings.HasPrefix(strings.ToLower(arg), "magnet:") {
 		if st, err := os.Stat(arg); err == nil && !st.IsDir() {
-			mi, err := torrentfile.Load(arg)
+			tor, err := torrentfile.LoadTorrent(arg)
 			if err != nil {
 				return nil, err
 			}
-			t := &target{ih: mi.HashInfoBytes(), info: mi.InfoBytes, webSeeds: mi.UrlList}
+			mi := tor.Meta
+			hs := swarmHashesOf(tor)
+			t := &target{ih: hs[0], alt: hs[1:], info: mi.InfoBytes, layers: tor.PieceLayers, webSeeds: mi.UrlList}
 			for _, tier := range mi.UpvertedAnnounceList() {
 				t.trackers = append(t.trackers, tier...)
 			}
@@ -123,7 +128,15 @@ func loadTarget(arg string) (*target, error) {
 		}
 		return nil, err
 	}
-	return &target{ih: m.InfoHash, trackers: m.Trackers, peers: m.Peers, webSeeds: m.WebSeeds, selected: m.Select}, nil
+	t := &target{ih: m.InfoHash, trackers: m.Trackers, peers: m.Peers, webSeeds: m.WebSeeds, selected: m.Select}
+	if m.HasV2 {
+		// Under the truncated v2 hash: the peers that give the metadata then
+		// also answer hash requests (piece layers), and a v2-only torrent has
+		// no other swarm.
+		hs := m.SwarmHashes()
+		t.ih, t.v2, t.alt = hs[len(hs)-1], m.InfoHashV2, hs[:len(hs)-1]
+	}
+	return t, nil
 }
 
 // selector builds the file filter from --select and the magnet's so=.
@@ -330,7 +343,7 @@ func getAction(c *cli.Context) (err error) {
 		})
 		fctx, fcancel := context.WithCancel(mctx)
 		r, err := metadata.Fetch(fctx, t.ih, f.src.Peers(fctx),
-			metadata.Options{MaxSize: c.Int("max-metadata-size"), PeerID: peerID, Logger: log, LocalAddr: ln.localIP()})
+			metadata.Options{MaxSize: c.Int("max-metadata-size"), PeerID: peerID, Logger: log, LocalAddr: ln.localIP(), InfoHashV2: t.v2})
 		fcancel()
 		stopStatus()
 		tried := f.tried()
@@ -344,28 +357,28 @@ func getAction(c *cli.Context) (err error) {
 			}
 			return fmt.Errorf("no metadata for %s: %w (%s)", ihs, err, tried)
 		}
-		t.info, conns = r.Info, r.Conns
-		if v1 := sha1.Sum(t.info); v1 != t.ih {
-			// Asked for by a hybrid torrent's truncated v2 infohash: the swarm
-			// speaks v1, so it continues under the v1 infohash with new peers.
-			log.Info("hybrid torrent: continuing under its v1 infohash", "v1", hex.EncodeToString(v1[:]))
-			closeAll(conns)
-			conns, t.ih = nil, v1
-			f.stop()
-			f = findPeers(ctx, set, t.ih, peerID, port, direct, t.trackers, log)
+		// The connections that gave the metadata speak r.Hashes.SwarmHash():
+		// the swarm joins under it and keeps them.
+		t.info, conns, t.ih = r.Info, r.Conns, r.Hashes.SwarmHash()
+		if r.Hashes.Hybrid() && len(t.alt) == 0 {
+			other := r.Hashes.V1
+			if t.ih == other {
+				other = r.Hashes.TruncatedV2()
+			}
+			t.alt = [][20]byte{other}
 		}
 	}
-	var info metainfo.Info
-	if err := metainfoUnmarshal(t.info, &info); err != nil {
+	info, tor, err := infoView(t.info)
+	if err != nil {
 		closeAll(conns)
 		return err
 	}
-	sel, err := selector(c.String("select"), t.selected, &info)
+	sel, err := selector(c.String("select"), t.selected, info)
 	if err != nil {
 		closeAll(conns)
 		return usageError("%v", err)
 	}
-	ev.event("start", map[string]any{"name": info.BestName(), "size": info.TotalLength(), "pieces": info.NumPieces(), "dir": out})
+	ev.event("start", map[string]any{"name": info.BestName(), "size": info.TotalLength(), "pieces": numPieces(info, tor), "dir": out})
 	var (
 		swp         atomic.Pointer[swarm.Swarm]
 		wasComplete atomic.Bool
@@ -375,7 +388,7 @@ func getAction(c *cli.Context) (err error) {
 		InfoHash: t.ih, Info: t.info, Dir: out, Select: sel, Sequential: c.Bool("sequential"),
 		PeerID: peerID, Listener: ln, MaxPeers: c.Int("max-peers"), DownloadLimit: down, UploadLimit: up,
 		Seed: c.Bool("seed"), SeedRatio: c.Float64("seed-ratio"), SeedTime: c.Duration("seed-time"),
-		Force: c.Bool("force"), Logger: log, AllowDial: src.AllowDial, WebSeeds: webSeeds,
+		Force: c.Bool("force"), Logger: log, AllowDial: src.AllowDial, WebSeeds: webSeeds, PieceLayers: t.layers,
 		OnProgress: func(p swarm.Progress) {
 			// Called outside the swarm's lock, so asking it for figures is safe.
 			if s := swp.Load(); s != nil {
@@ -396,15 +409,21 @@ func getAction(c *cli.Context) (err error) {
 		sw.AddConn(pc)
 	}
 	total := info.TotalLength()
-	src.SetState(func() trackers.Request {
+	state := func() trackers.Request {
 		p := ev.last()
 		left := p.Total - p.Done
 		if p.Total == 0 { // no progress yet
 			left = total
 		}
 		return trackers.Request{Uploaded: p.Up, Downloaded: p.Down, Left: left}
-	})
+	}
+	src.SetState(state)
 	src.Attach(sw.AddPeer, connectedPeers(sw))
+	stopExtra := extraFinders(ctx, set, t.alt, peerID, port, t.trackers, peersource.Schedule{}, log, func(s *peersource.Source) {
+		s.SetState(state)
+		s.Attach(sw.AddPeer, connectedPeers(sw))
+	})
+	defer stopExtra()
 	rctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup
@@ -420,7 +439,9 @@ func getAction(c *cli.Context) (err error) {
 	cancel(nil)
 	wg.Wait()
 	if err == nil {
-		ev.partial(partialFiles(&info, sel))
+		if tor.V1 != nil { // v2 pieces never span files
+			ev.partial(partialFiles(info, sel))
+		}
 		// The resume file stays on purpose: it holds which pieces are
 		// verified (and, with the storage work, the info dict), so a rerun,
 		// another --select or --seed starts at once, offline, without

@@ -51,6 +51,7 @@ type metaFile struct {
 type metaResult struct {
 	Target      string     `json:"target"`
 	InfoHash    string     `json:"infohash"`
+	InfoHashV2  string     `json:"infohash_v2,omitempty"`
 	OK          bool       `json:"ok"`
 	Error       string     `json:"error,omitempty"`
 	File        string     `json:"file,omitempty"`
@@ -202,10 +203,6 @@ func metaAction(c *cli.Context) error {
 func parseTarget(s string) (*magnet.Magnet, error) {
 	m, err := magnet.ParseTarget(s)
 	if err == nil {
-		// The swarm and metadata fetch join v1 swarms only (hybrid magnets carry both).
-		if err := m.RequireV1(); err != nil {
-			return nil, err
-		}
 		return m, nil
 	}
 	t := strings.TrimSpace(s)
@@ -225,6 +222,9 @@ func orTarget(r metaResult) string {
 }
 
 func printMeta(w io.Writer, r metaResult) {
+	if r.InfoHashV2 != "" {
+		fmt.Fprintf(w, "  infohash v2:  %s\n", r.InfoHashV2)
+	}
 	fmt.Fprintf(w, "  name:         %s\n  total size:   %s (%d bytes)\n  piece length: %s (%d pieces)\n  files:\n", esc(r.Name), humanBytes(r.Size), r.Size, humanBytes(r.PieceLength), r.Pieces)
 	fmt.Fprintf(w, "    %5s  %12s  %s\n", "index", "bytes", "path (select with get --select INDEX,...)")
 	for i, f := range r.Files {
@@ -236,6 +236,17 @@ func printMeta(w io.Writer, r metaResult) {
 func fetchOne(c *cli.Context, set *dhtSet, target string, m *magnet.Magnet, writeMu *sync.Mutex) metaResult {
 	start := time.Now()
 	res := metaResult{Target: target, InfoHash: hex.EncodeToString(m.InfoHash[:])}
+	ih := m.InfoHash
+	if m.HasV2 {
+		res.InfoHashV2 = hex.EncodeToString(m.InfoHashV2[:])
+		if !m.HasV1 {
+			res.InfoHash = res.InfoHashV2
+		}
+		// Under the truncated v2 hash: those peers also answer hash
+		// requests, for the piece layers the .torrent carries.
+		hs := m.SwarmHashes()
+		ih = hs[len(hs)-1]
+	}
 	fail := func(err error) metaResult {
 		res.Error = userMessage(err)
 		res.ElapsedMS = time.Since(start).Milliseconds()
@@ -246,14 +257,13 @@ func fetchOne(c *cli.Context, set *dhtSet, target string, m *magnet.Magnet, writ
 	log := logger(c)
 	direct := resolvePeers(ctx, m.Peers, log)
 	peerID := newPeerID()
-	f := findPeers(ctx, set, m.InfoHash, peerID, 0, direct, m.Trackers, log)
+	f := findPeers(ctx, set, ih, peerID, 0, direct, m.Trackers, log)
 	fctx, fcancel := context.WithCancel(ctx)
-	r, err := metadata.Fetch(fctx, m.InfoHash, f.src.Peers(fctx), metadata.Options{MaxSize: c.Int("max-metadata-size"), PeerID: peerID, Logger: log, LocalAddr: set.localIP()})
+	opts := metadata.Options{MaxSize: c.Int("max-metadata-size"), PeerID: peerID, Logger: log, LocalAddr: set.localIP(), InfoHashV2: m.InfoHashV2}
+	r, err := metadata.Fetch(fctx, ih, f.src.Peers(fctx), opts)
 	fcancel()
 	f.stop()
-	for _, pc := range r.Conns {
-		pc.Close()
-	}
+	defer closeAll(r.Conns)
 	if err != nil {
 		switch {
 		case c.Context.Err() != nil:
@@ -263,12 +273,43 @@ func fetchOne(c *cli.Context, set *dhtSet, target string, m *magnet.Magnet, writ
 		}
 		return fail(fmt.Errorf("%w (%s)", err, f.tried()))
 	}
-	mi, info, err := torrentfile.FromInfoParsed(r.Info, m.Trackers)
+	h := r.Hashes
+	if h.HasV1 {
+		res.InfoHash = hex.EncodeToString(h.V1[:])
+	}
+	if h.HasV2 {
+		res.InfoHashV2 = hex.EncodeToString(h.V2[:])
+		if !h.HasV1 {
+			res.InfoHash = res.InfoHashV2
+		}
+	}
+	var layers map[[32]byte][]byte
+	if h.HasV2 {
+		// The .torrent of a v2 or hybrid torrent carries piece layers: ask
+		// the peers that gave the info dict. A hybrid asked for by btih may
+		// get none (its peers speak v1): it is written without them, and a
+		// v2 client asks its peers for them as it would anyway.
+		layers, err = metadata.FetchPieceLayers(ctx, r.Info, r.Conns, opts)
+		if err != nil {
+			if !h.HasV1 {
+				return fail(fmt.Errorf("%w (%s)", err, f.tried()))
+			}
+			log.Info("hybrid torrent written without its piece layers: the peers did not give them", "err", err)
+		}
+	}
+	data, err := torrentfile.Assemble(r.Info, layers, m.Trackers)
+	if err != nil {
+		return fail(err)
+	}
+	info, _, err := infoView(r.Info)
 	if err != nil {
 		return fail(err)
 	}
 	fillMeta(&res, info)
-	path, err := writeTorrent(c, mi, res, writeMu)
+	if tor, terr := torrentfile.FromInfoV2(r.Info, nil, nil); terr == nil && tor.V1 == nil {
+		res.Pieces = int(tor.V2.NumPieces)
+	}
+	path, err := writeTorrent(c, data, res, writeMu)
 	if err != nil {
 		return fail(err)
 	}
@@ -308,12 +349,13 @@ func safeFileName(name string) string {
 
 // writeTorrent writes mi where -o says, never over an existing file unless
 // --force; the file appears whole or not at all.
-func writeTorrent(c *cli.Context, mi *metainfo.MetaInfo, res metaResult, writeMu *sync.Mutex) (string, error) {
+func writeTorrent(c *cli.Context, data []byte, res metaResult, writeMu *sync.Mutex) (string, error) {
 	out := c.String("output")
 	if out == "-" {
 		writeMu.Lock()
 		defer writeMu.Unlock()
-		return "-", torrentfile.Write(c.App.Writer, mi)
+		_, err := c.App.Writer.Write(data)
+		return "-", err
 	}
 	if out == "" {
 		out = "{name}.torrent"
@@ -337,7 +379,7 @@ func writeTorrent(c *cli.Context, mi *metainfo.MetaInfo, res metaResult, writeMu
 		return "", fmt.Errorf("cannot write %s: %w", path, pathErr(err))
 	}
 	defer os.Remove(tmp.Name())
-	if err := torrentfile.Write(tmp, mi); err != nil {
+	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
 		return "", err
 	}

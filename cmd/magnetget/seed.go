@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/anacrolix/torrent/metainfo"
 	"github.com/urfave/cli/v2"
 
 	"github.com/magnetget/magnetget/internal/maddr"
@@ -52,20 +51,27 @@ func seedAction(c *cli.Context) error {
 	if err != nil {
 		return usageError("--upload-limit: %v", err)
 	}
-	var mi *metainfo.MetaInfo
+	var tor *torrentfile.Torrent
 	if tf := c.Path("torrent"); tf != "" {
-		if mi, err = torrentfile.Load(tf); err != nil {
+		if c.Bool("v2") || c.Bool("hybrid") {
+			return usageError("--v2 and --hybrid make a new torrent; --torrent seeds the one given as it is")
+		}
+		if tor, err = torrentfile.LoadTorrent(tf); err != nil {
 			return err
 		}
 	} else {
 		var path string
-		if mi, path, err = makeTorrent(c, root); err != nil {
+		if tor, path, err = makeTorrent(c, root); err != nil {
 			return err
 		}
 		fmt.Fprintf(c.App.ErrWriter, "wrote %s\n", esc(path))
 	}
-	ih := mi.HashInfoBytes()
-	info, err := mi.UnmarshalInfo()
+	mi := tor.Meta
+	// The swarm joins under the v1 infohash, or the truncated v2 one for a
+	// v2-only torrent; a hybrid is announced under both.
+	hashes := swarmHashesOf(tor)
+	ih := hashes[0]
+	info, _, err := infoView(mi.InfoBytes)
 	if err != nil {
 		return fmt.Errorf("torrent: %w", err)
 	}
@@ -91,7 +97,7 @@ func seedAction(c *cli.Context) error {
 			fmt.Fprintln(c.App.ErrWriter, note)
 		}
 	}
-	fmt.Fprintln(c.App.Writer, magnetFor(mi, ih, hints))
+	fmt.Fprintln(c.App.Writer, magnetOf(tor, hints))
 
 	peerID := newPeerID()
 	var urls []string
@@ -100,8 +106,9 @@ func seedAction(c *cli.Context) error {
 	}
 	// The seed looks its torrent up too: a leecher that cannot accept
 	// connections is reached only when we dial it.
+	sched := peersource.Schedule{AnnounceEvery: c.Duration("announce-interval")}
 	f := startFinder(ctx, set, peersource.Config{InfoHash: ih, PeerID: peerID, Port: tcpAddr.Port(), Trackers: urls,
-		Schedule: peersource.Schedule{AnnounceEvery: c.Duration("announce-interval")}, Logger: log})
+		Schedule: sched, Logger: log})
 	defer f.stop()
 	var (
 		mu    sync.Mutex // guards last and meter
@@ -110,7 +117,7 @@ func seedAction(c *cli.Context) error {
 	)
 	started := time.Now()
 	sw, err := swarm.New(swarm.Config{
-		InfoHash: ih, Info: mi.InfoBytes, Dir: dataDir, PeerID: peerID, Listener: ln,
+		InfoHash: ih, Info: mi.InfoBytes, PieceLayers: tor.PieceLayers, Dir: dataDir, PeerID: peerID, Listener: ln,
 		MaxPeers: c.Int("max-peers"), UploadLimit: up, Seed: true, ReadOnly: true, Logger: log, AllowDial: f.src.AllowDial,
 		OnProgress: func(p swarm.Progress) {
 			mu.Lock()
@@ -141,13 +148,19 @@ func seedAction(c *cli.Context) error {
 		defer stop()
 		fmt.Fprintf(c.App.ErrWriter, "status on http://%s/metrics\n", addr)
 	}
-	f.src.SetState(func() trackers.Request {
+	state := func() trackers.Request {
 		mu.Lock()
 		p := last
 		mu.Unlock()
 		return trackers.Request{Uploaded: p.Up, Left: p.Total - p.Done}
-	})
+	}
+	f.src.SetState(state)
 	f.src.Attach(sw.AddPeer, connectedPeers(sw))
+	stopExtra := extraFinders(ctx, set, hashes[1:], peerID, tcpAddr.Port(), urls, sched, log, func(s *peersource.Source) {
+		s.SetState(state)
+		s.Attach(sw.AddPeer, connectedPeers(sw))
+	})
+	defer stopExtra()
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -189,7 +202,7 @@ func seedAction(c *cli.Context) error {
 			}
 		}
 	}()
-	fmt.Fprintf(c.App.ErrWriter, "seeding %s on %v; Ctrl-C to stop\n", ih, maddr.FromAddrPort(tcpAddr, "tcp"))
+	fmt.Fprintf(c.App.ErrWriter, "seeding %x on %v; Ctrl-C to stop\n", ih, maddr.FromAddrPort(tcpAddr, "tcp"))
 	err = sw.Run(rctx)
 	cancel()
 	wg.Wait()
