@@ -245,11 +245,11 @@ func statusURL(t *testing.T, errb *syncBuffer) string {
 func TestGetRejectsBadTargetsClearly(t *testing.T) {
 	dir := t.TempDir()
 	cases := map[string]string{
-		"magnet:?xt=urn:btih:zz":                              "bad infohash",
-		"magnet:?xt=urn:btmh:1220abcd":                        "v2 infohash of 1220 and 64 hex",
-		filepath.Join(dir, "x.torrent"):                       "no such file",
-		dir:                                                   "is a directory",
-		"/etc/hostname":                                       "not a bencoded dictionary",
+		"magnet:?xt=urn:btih:zz":        "bad infohash",
+		"magnet:?xt=urn:btmh:1220abcd":  "v2 infohash of 1220 and 64 hex",
+		filepath.Join(dir, "x.torrent"): "no such file",
+		dir:                             "is a directory",
+		"/etc/hostname":                 "not a bencoded dictionary",
 	}
 	for arg, want := range cases {
 		r := runBin(t, 10*time.Second, "get", arg, "--bootstrap", "/ip4/127.0.0.1/udp/9", "--data-dir", t.TempDir())
