@@ -319,13 +319,15 @@ func (p *peer) onHashes(m peerwire.Message) error {
 	if s.v2 == nil {
 		return nil
 	}
-	if r.BaseLayer == 0 && s.v2.verify {
-		return p.onLeaves(root, r, hashes)
-	}
 	s.mu.Lock()
 	lf, c := s.v2.pendingLocked(p, root, r)
 	s.mu.Unlock()
 	if lf == nil {
+		// With 16 KiB pieces the piece layer is the block layer (base 0): a layer chunk asked
+		// for is matched first, anything else at base 0 is block hashes of a failed piece.
+		if r.BaseLayer == 0 && s.v2.verify {
+			return p.onLeaves(root, r, hashes)
+		}
 		return nil // not asked (or answered by another already): ignored
 	}
 	if err := merkle.VerifyHashes(root, lf.f.Length, r, hashes, nil); err != nil {
