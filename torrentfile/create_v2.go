@@ -64,6 +64,12 @@ func buildV2(ctx context.Context, files []entry, single bool, name string, piece
 		stream = append(stream, f)
 		off += f.size
 	}
+	if r := off % pieceLength; hybrid && len(files) > 1 && r != 0 {
+		// libtorrent (2.0.8) pads the last file of a hybrid with several files too.
+		pad := pieceLength - r
+		stream = append(stream, entry{pad: true, size: pad, path: []string{".pad", strconv.FormatInt(pad, 10)}})
+		off += pad
+	}
 	total := off
 	numPieces := (total + pieceLength - 1) / pieceLength
 	plan := &v2Pieces{dataLen: make([]int32, numPieces), width: make([]int32, numPieces)}
