@@ -167,15 +167,16 @@ func TestSeedV2GetByBtmhAndTorrent(t *testing.T) {
 
 // Issue 12: meta of a hybrid torrent by its btmh magnet writes the seeded .torrent's info dict
 // and piece layers (fetched from the seed by hash requests), byte for byte, and --print shows
-// both infohashes.
+// both infohashes; get by the hybrid magnet downloads it.
 func TestMetaHybridByBtmhWritesPieceLayers(t *testing.T) {
 	base := t.TempDir()
 	src := filepath.Join(base, "tree")
-	writeV2Tree(t, src)
+	files := writeV2Tree(t, src)
 	tf := filepath.Join(base, "tree.torrent")
 	seed := startIn(t, args("seed", src, "--hybrid", "--piece-length", "16K", "--print-peer", "-o", tf,
 		"--listen", "/ip4/127.0.240.63/tcp/0", offline(t))...)
-	m, err := magnet.Parse(magnetLine(t, seed))
+	mag := magnetLine(t, seed)
+	m, err := magnet.Parse(mag)
 	if err != nil || !m.HasV1 || !m.HasV2 {
 		t.Fatalf("seed --hybrid magnet: want btih and btmh (%v)", err)
 	}
@@ -208,4 +209,11 @@ func TestMetaHybridByBtmhWritesPieceLayers(t *testing.T) {
 	if !strings.Contains(r.stdout, hex.EncodeToString(v1[:])) || !strings.Contains(r.stdout, "infohash v2:  "+hex.EncodeToString(m.InfoHashV2[:])) {
 		t.Fatalf("meta --print does not show both infohashes:\n%s", r.stdout)
 	}
+
+	// get by the hybrid magnet (btih and btmh): joins under the truncated v2 hash.
+	out := filepath.Join(base, "dl")
+	if r := runIn(t, 20*time.Second, args("get", mag, "--timeout", "15s", "-o", out, offline(t))...); r.code != 0 {
+		t.Fatalf("get by hybrid magnet: exit %d\n%s", r.code, r.stderr)
+	}
+	checkTree(t, filepath.Join(out, "tree"), files)
 }
