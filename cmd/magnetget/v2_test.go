@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -216,4 +218,24 @@ func TestMetaHybridByBtmhWritesPieceLayers(t *testing.T) {
 		t.Fatalf("get by hybrid magnet: exit %d\n%s", r.code, r.stderr)
 	}
 	checkTree(t, filepath.Join(out, "tree"), files)
+}
+
+// Issue 12: a v2-only .torrent with a url-list downloads from its web seed alone: the web seed's
+// pieces are verified by merkle against the piece layers, not by SHA-1 (which a v2-only torrent
+// does not have).
+func TestV2TorrentFromWebSeedAlone(t *testing.T) {
+	base := t.TempDir()
+	src := filepath.Join(base, "tree")
+	want := writeV2Tree(t, src)
+	srv := httptest.NewServer(http.FileServer(http.Dir(base)))
+	defer srv.Close()
+	tf := filepath.Join(t.TempDir(), "tree.torrent")
+	if r := runIn(t, 20*time.Second, "create", "--v2", "--piece-length", "16K", "--web-seed", srv.URL+"/", "-o", tf, src); r.code != 0 {
+		t.Fatalf("create: exit %d\n%s", r.code, r.stderr)
+	}
+	out := filepath.Join(t.TempDir(), "dl")
+	if r := runIn(t, 20*time.Second, args("get", tf, "--timeout", "15s", "-o", out, offline(t))...); r.code != 0 {
+		t.Fatalf("get from the web seed: exit %d\n%s", r.code, r.stderr)
+	}
+	checkTree(t, filepath.Join(out, "tree"), want)
 }
