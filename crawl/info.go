@@ -1,14 +1,13 @@
 package crawl
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 
-	"github.com/anacrolix/torrent/bencode"
 	"github.com/anacrolix/torrent/metainfo"
 
 	"github.com/magnetget/magnetget/crawl/index"
+	"github.com/magnetget/magnetget/internal/bencscan"
 	"github.com/magnetget/magnetget/torrentfile"
 )
 
@@ -26,32 +25,17 @@ func ParseInfo(b []byte) (md index.Metadata, err error) {
 	if len(b) > MaxInfoSize {
 		return md, fmt.Errorf("%w: %d bytes", ErrBadInfo, len(b))
 	}
-	// The bencode decoder is not ours; a panic on hostile bytes must
-	// become an error, not a crash.
-	defer func() {
-		if r := recover(); r != nil {
-			md, err = index.Metadata{}, fmt.Errorf("%w: decoder panicked: %v", ErrBadInfo, r)
-		}
-	}()
-	// No string in b can be longer than b: capping at the input length
-	// stops an 18-byte dict that claims a 128 MiB string from allocating
-	// it (the decoder's default cap is 128 MiB). 0 would mean the default.
-	r := bytes.NewReader(b)
-	dec := bencode.NewDecoder(r)
-	dec.MaxStrLen = int64(max(len(b), 1))
+	// bencscan checks the syntax, nesting and string lengths first (an 18-byte dict that claims a
+	// 128 MiB string allocated it before), then decodes with strings capped at len(b), and turns
+	// the decoder's panics into errors.
 	var info metainfo.Info
-	if err := dec.Decode(&info); err != nil {
+	if err := bencscan.DecodeBounded(b, &info); err != nil {
 		return md, fmt.Errorf("%w: %w", ErrBadInfo, err)
-	}
-	if r.Len() != 0 {
-		return md, fmt.Errorf("%w: %d bytes after the dictionary", ErrBadInfo, r.Len())
 	}
 	var version struct {
 		MetaVersion int64 `bencode:"meta version"`
 	}
-	vdec := bencode.NewDecoder(bytes.NewReader(b))
-	vdec.MaxStrLen = dec.MaxStrLen
-	if vdec.Decode(&version) == nil && version.MetaVersion == 2 {
+	if bencscan.DecodeBounded(b, &version) == nil && version.MetaVersion == 2 {
 		// A v2 or hybrid torrent: its file tree lists the files without BEP 47 padding.
 		return parseInfoV2(b)
 	}

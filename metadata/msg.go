@@ -1,9 +1,10 @@
 package metadata
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
+
+	"github.com/magnetget/magnetget/internal/bencscan"
 )
 
 // BEP 9 msg_type values.
@@ -29,7 +30,11 @@ const maxPieces = 1 << 20
 // skipped whatever their type.
 func parseUTMsg(p []byte) (utMsg, error) {
 	m := utMsg{Type: -1, Piece: -1}
-	n, err := scanDict(p, func(key, val []byte) bool {
+	if len(p) == 0 || p[0] != 'd' {
+		return utMsg{}, fmt.Errorf("%w: not a dict", ErrBadMessage)
+	}
+	bad := false
+	n, err := bencscan.Dict(p, 0, maxDepth, func(key, val []byte) bool {
 		var field *int
 		var lo, hi int64
 		switch string(key) {
@@ -43,11 +48,14 @@ func parseUTMsg(p []byte) (utMsg, error) {
 			return true
 		}
 		v, ok := bencodeInt(val, lo, hi)
-		*field = v
+		*field, bad = v, !ok
 		return ok
 	})
 	if err != nil {
 		return utMsg{}, fmt.Errorf("%w: %w", ErrBadMessage, err)
+	}
+	if bad {
+		return utMsg{}, fmt.Errorf("%w: bad value for a ut_metadata key", ErrBadMessage)
 	}
 	if m.Type < 0 {
 		return utMsg{}, fmt.Errorf("%w: msg_type missing or invalid", ErrBadMessage)
@@ -70,130 +78,12 @@ func parseUTMsg(p []byte) (utMsg, error) {
 	return m, nil
 }
 
-var (
-	errSyntax   = errors.New("bencode syntax error")
-	errTooDeep  = errors.New("bencode nested too deeply")
-	errBadValue = errors.New("bad value for a ut_metadata key")
-)
-
 // maxDepth bounds nesting inside values we skip.
 const maxDepth = 32
 
-// scanDict walks the bencoded dict at the start of b, calling fn with each key and the raw bytes
-// of its value, and returns the dict's length. fn returning false is an error.
-func scanDict(b []byte, fn func(key, val []byte) bool) (int, error) {
-	if len(b) == 0 || b[0] != 'd' {
-		return 0, errSyntax
-	}
-	i := 1
-	for {
-		if i >= len(b) {
-			return 0, errSyntax
-		}
-		if b[i] == 'e' {
-			return i + 1, nil
-		}
-		ks, ke, err := scanString(b, i)
-		if err != nil {
-			return 0, err
-		}
-		ve, err := skipValue(b, ke, 0)
-		if err != nil {
-			return 0, err
-		}
-		if !fn(b[ks:ke], b[ke:ve]) {
-			return 0, errBadValue
-		}
-		i = ve
-	}
-}
-
-// scanString parses a byte string at b[i:] and returns the bounds of its content.
-func scanString(b []byte, i int) (start, end int, err error) {
-	j := i
-	n := 0
-	for j < len(b) && b[j] >= '0' && b[j] <= '9' {
-		if j > i && b[i] == '0' || n > len(b) {
-			return 0, 0, errSyntax // leading zero, or longer than the input anyway
-		}
-		n = n*10 + int(b[j]-'0')
-		j++
-	}
-	if j == i || j >= len(b) || b[j] != ':' {
-		return 0, 0, errSyntax
-	}
-	j++
-	if n > len(b)-j {
-		return 0, 0, errSyntax
-	}
-	return j, j + n, nil
-}
-
-// skipValue returns the end of the bencoded value at b[i:].
-func skipValue(b []byte, i, depth int) (int, error) {
-	if i >= len(b) {
-		return 0, errSyntax
-	}
-	switch c := b[i]; {
-	case c == 'i':
-		j := i + 1
-		for j < len(b) && b[j] != 'e' {
-			j++
-		}
-		if j >= len(b) {
-			return 0, errSyntax
-		}
-		if _, ok := parseInt(b[i+1 : j]); !ok {
-			return 0, errSyntax
-		}
-		return j + 1, nil
-	case c >= '0' && c <= '9':
-		_, end, err := scanString(b, i)
-		return end, err
-	case c == 'l' || c == 'd':
-		if depth >= maxDepth {
-			return 0, errTooDeep
-		}
-		j := i + 1
-		for {
-			if j >= len(b) {
-				return 0, errSyntax
-			}
-			if b[j] == 'e' {
-				return j + 1, nil
-			}
-			if c == 'd' {
-				_, ke, err := scanString(b, j)
-				if err != nil {
-					return 0, err
-				}
-				j = ke
-			}
-			var err error
-			if j, err = skipValue(b, j, depth+1); err != nil {
-				return 0, err
-			}
-		}
-	}
-	return 0, errSyntax
-}
-
-// parseInt parses the digits of a bencoded integer, refusing what bencode forbids (leading zeros,
-// "-0", empty).
-func parseInt(s []byte) (int64, bool) {
-	v, err := strconv.ParseInt(string(s), 10, 64)
-	if err != nil || strconv.FormatInt(v, 10) != string(s) {
-		return 0, false
-	}
-	return v, true
-}
-
 // bencodeInt decodes a raw bencoded integer within [lo, hi].
 func bencodeInt(b []byte, lo, hi int64) (int, bool) {
-	if len(b) < 3 || b[0] != 'i' || b[len(b)-1] != 'e' {
-		return 0, false
-	}
-	v, ok := parseInt(b[1 : len(b)-1])
+	v, ok := bencscan.Int(b)
 	if !ok || v < lo || v > hi {
 		return 0, false
 	}
