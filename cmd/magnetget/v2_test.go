@@ -239,3 +239,45 @@ func TestV2TorrentFromWebSeedAlone(t *testing.T) {
 	}
 	checkTree(t, filepath.Join(out, "tree"), want)
 }
+
+// Issue 12: for a v2-only torrent, names, sizes and --select indexes come from the v2 file
+// tree (the swarm's Select counts V2.Files): file i of meta's listing is V2.Files[i].
+func TestV2InfoViewAndSelect(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "tree")
+	writeV2Tree(t, src)
+	tor, err := torrentfile.CreateTorrent(t.Context(), src, torrentfile.Options{PieceLength: 16 << 10, V2: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, got, err := infoView(tor.Meta.InfoBytes)
+	if err != nil || got.V1 != nil {
+		t.Fatalf("infoView: %v", err)
+	}
+	files := info.UpvertedFiles()
+	if info.BestName() != "tree" || info.TotalLength() != tor.V2.TotalLength || len(files) != len(tor.V2.Files) {
+		t.Fatalf("view: name %q, %d bytes, %d files; v2: %d bytes, %d files", info.BestName(), info.TotalLength(), len(files), tor.V2.TotalLength, len(tor.V2.Files))
+	}
+	sel, err := selector("sub/b.bin", nil, info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, f := range tor.V2.Files {
+		if want := strings.Join(f.Path, "/") == "sub/b.bin"; sel(i) != want {
+			t.Fatalf("--select sub/b.bin: file %d (%s) selected %v", i, strings.Join(f.Path, "/"), sel(i))
+		}
+	}
+	if n := numPieces(info, got); n != int(tor.V2.NumPieces) {
+		t.Fatalf("%d pieces, want %d", n, tor.V2.NumPieces)
+	}
+
+	// A single-file v2 torrent is named after its file, as libtorrent names the download.
+	one := filepath.Join(t.TempDir(), "one.bin")
+	os.WriteFile(one, randBytes(50_000), 0o644)
+	tor, err = torrentfile.CreateTorrent(t.Context(), one, torrentfile.Options{PieceLength: 16 << 10, V2: true, Name: "other"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, _, err = infoView(tor.Meta.InfoBytes); err != nil || info.BestName() != tor.V2.Files[0].Path[0] || info.TotalLength() != 50_000 || len(info.Files) != 0 {
+		t.Fatalf("single-file v2: %v, name %q, %d bytes", err, info.BestName(), info.TotalLength())
+	}
+}
