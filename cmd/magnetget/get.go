@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -108,7 +109,11 @@ func loadTarget(arg string) (*target, error) {
 				return nil, err
 			}
 			mi := tor.Meta
+			// Under the truncated v2 hash whenever there is one, as for a btmh magnet: a
+			// hybrid's download keeps one resume state whichever way it was started, and
+			// its peers answer hash requests.
 			hs := swarmHashesOf(tor)
+			slices.Reverse(hs)
 			t := &target{ih: hs[0], alt: hs[1:], info: mi.InfoBytes, layers: tor.PieceLayers, webSeeds: mi.UrlList}
 			for _, tier := range mi.UpvertedAnnounceList() {
 				t.trackers = append(t.trackers, tier...)

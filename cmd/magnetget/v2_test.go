@@ -169,7 +169,8 @@ func TestSeedV2GetByBtmhAndTorrent(t *testing.T) {
 
 // Issue 12: meta of a hybrid torrent by its btmh magnet writes the seeded .torrent's info dict
 // and piece layers (fetched from the seed by hash requests), byte for byte, and --print shows
-// both infohashes; get by the hybrid magnet downloads it.
+// both infohashes; get by the hybrid magnet downloads it, and by its .torrent resumes the same
+// download.
 func TestMetaHybridByBtmhWritesPieceLayers(t *testing.T) {
 	base := t.TempDir()
 	src := filepath.Join(base, "tree")
@@ -218,6 +219,14 @@ func TestMetaHybridByBtmhWritesPieceLayers(t *testing.T) {
 		t.Fatalf("get by hybrid magnet: exit %d\n%s", r.code, r.stderr)
 	}
 	checkTree(t, filepath.Join(out, "tree"), files)
+	// The same download by the hybrid's .torrent is the same download (one resume state):
+	// complete at once, with no peer.
+	seed.cancel()
+	seed.wait(t, 15*time.Second)
+	r = runIn(t, 20*time.Second, args("get", tf, "--timeout", "5s", "-o", out, offline(t))...)
+	if r.code != 0 || !strings.Contains(r.stderr, "every piece verified") {
+		t.Fatalf("get of the hybrid .torrent over the magnet's download: exit %d\n%s", r.code, r.stderr)
+	}
 }
 
 // Issue 12: a v2-only .torrent with a url-list downloads from its web seed alone: the web seed's
