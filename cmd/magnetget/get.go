@@ -333,6 +333,10 @@ func getAction(c *cli.Context) (err error) {
 	// swarm on the same connections, and no address is dialled twice.
 	f := findPeers(ctx, set, t.ih, peerID, port, direct, t.trackers, log)
 	defer func() { f.stop() }()
+	// A hybrid's other hash gets its own source (peersource takes one hash): its
+	// peers serve the metadata and the download too, dialled under t.ih.
+	extra := startExtra(ctx, set, t.alt, peerID, port, t.trackers, peersource.Schedule{}, log)
+	defer func() { extra.stop() }()
 	var conns []*peerwire.Conn
 	if t.info == nil {
 		ihs := hex.EncodeToString(t.ih[:])
@@ -347,9 +351,11 @@ func getAction(c *cli.Context) (err error) {
 				map[string]any{"dht_nodes": set.Stats().Nodes, "peers_found": st.Found, "trackers_answered": st.TrackersAnswered, "trackers": st.Trackers})
 		})
 		fctx, fcancel := context.WithCancel(mctx)
-		r, err := metadata.Fetch(fctx, t.ih, f.src.Peers(fctx),
+		peers, mergeWait := mergePeers(fctx, append([]*finder{f}, extra.fs...))
+		r, err := metadata.Fetch(fctx, t.ih, peers,
 			metadata.Options{MaxSize: c.Int("max-metadata-size"), PeerID: peerID, Logger: log, LocalAddr: ln.localIP(), InfoHashV2: t.v2})
 		fcancel()
+		mergeWait()
 		stopStatus()
 		tried := f.tried()
 		cancel()
@@ -371,6 +377,7 @@ func getAction(c *cli.Context) (err error) {
 				other = r.Hashes.TruncatedV2()
 			}
 			t.alt = [][20]byte{other}
+			extra = startExtra(ctx, set, t.alt, peerID, port, t.trackers, peersource.Schedule{}, log)
 		}
 	}
 	info, tor, err := infoView(t.info)
@@ -424,11 +431,10 @@ func getAction(c *cli.Context) (err error) {
 	}
 	src.SetState(state)
 	src.Attach(sw.AddPeer, connectedPeers(sw))
-	stopExtra := extraFinders(ctx, set, t.alt, peerID, port, t.trackers, peersource.Schedule{}, log, func(s *peersource.Source) {
-		s.SetState(state)
-		s.Attach(sw.AddPeer, connectedPeers(sw))
-	})
-	defer stopExtra()
+	for _, x := range extra.fs {
+		x.src.SetState(state)
+		x.src.Attach(sw.AddPeer, connectedPeers(sw))
+	}
 	rctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup

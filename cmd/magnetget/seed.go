@@ -156,11 +156,12 @@ func seedAction(c *cli.Context) error {
 	}
 	f.src.SetState(state)
 	f.src.Attach(sw.AddPeer, connectedPeers(sw))
-	stopExtra := extraFinders(ctx, set, hashes[1:], peerID, tcpAddr.Port(), urls, sched, log, func(s *peersource.Source) {
-		s.SetState(state)
-		s.Attach(sw.AddPeer, connectedPeers(sw))
-	})
-	defer stopExtra()
+	extra := startExtra(ctx, set, hashes[1:], peerID, tcpAddr.Port(), urls, sched, log)
+	defer extra.stop()
+	for _, x := range extra.fs {
+		x.src.SetState(state)
+		x.src.Attach(sw.AddPeer, connectedPeers(sw))
+	}
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup

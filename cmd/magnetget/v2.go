@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"log/slog"
+	"net/netip"
+	"sync"
 
 	"github.com/anacrolix/torrent/metainfo"
 
@@ -87,21 +89,46 @@ func magnetOf(tor *torrentfile.Torrent, peers []string) string {
 	return m.String()
 }
 
-// extraFinders runs one more peer source for each of a hybrid torrent's other
-// swarm hashes (peersource takes one infohash): its peers are found, and our
-// port announced, under both. Peers found under the other hash are dialled
-// with the swarm's hash; hybrid clients answer to either. stop ends them all.
-func extraFinders(ctx context.Context, set *dhtSet, hashes [][20]byte, peerID [20]byte, port uint16, urls []string, sc peersource.Schedule, log *slog.Logger,
-	attach func(*peersource.Source)) (stop func()) {
-	var fs []*finder
+// extraSources are the peer sources of a hybrid torrent's other swarm hashes
+// (peersource takes one infohash): its peers are found, and our port
+// announced, under both. Peers found under the other hash are dialled with
+// the swarm's hash; hybrid clients answer to either.
+type extraSources struct{ fs []*finder }
+
+func startExtra(ctx context.Context, set *dhtSet, hashes [][20]byte, peerID [20]byte, port uint16, urls []string, sc peersource.Schedule, log *slog.Logger) *extraSources {
+	x := &extraSources{}
 	for _, ih := range hashes {
-		f := startFinder(ctx, set, peersource.Config{InfoHash: ih, PeerID: peerID, Port: port, Trackers: urls, Schedule: sc, Logger: log})
-		attach(f.src)
-		fs = append(fs, f)
+		x.fs = append(x.fs, startFinder(ctx, set, peersource.Config{InfoHash: ih, PeerID: peerID, Port: port, Trackers: urls, Schedule: sc, Logger: log}))
 	}
-	return func() {
-		for _, f := range fs {
-			f.stop()
-		}
+	return x
+}
+
+// stop ends the sources and waits for them.
+func (x *extraSources) stop() {
+	for _, f := range x.fs {
+		f.stop()
 	}
+}
+
+// mergePeers streams the addresses of several sources' Peers as one, until ctx
+// ends; wait waits for the forwarders (call it after ending ctx).
+func mergePeers(ctx context.Context, fs []*finder) (<-chan netip.AddrPort, func()) {
+	if len(fs) == 1 {
+		return fs[0].src.Peers(ctx), func() {}
+	}
+	out := make(chan netip.AddrPort)
+	var wg sync.WaitGroup
+	for _, f := range fs {
+		in := f.src.Peers(ctx)
+		wg.Go(func() {
+			for a := range in {
+				select {
+				case out <- a:
+				case <-ctx.Done():
+				}
+			}
+		})
+	}
+	go func() { wg.Wait(); close(out) }()
+	return out, wg.Wait
 }

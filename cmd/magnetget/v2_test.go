@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -288,5 +289,28 @@ func TestV2InfoViewAndSelect(t *testing.T) {
 	}
 	if info, _, err = infoView(tor.Meta.InfoBytes); err != nil || info.BestName() != tor.V2.Files[0].Path[0] || info.TotalLength() != 50_000 || len(info.Files) != 0 {
 		t.Fatalf("single-file v2: %v, name %q, %d bytes", err, info.BestName(), info.TotalLength())
+	}
+}
+
+// Issue 12: a hybrid seed is announced, and found, under both infohashes: meta finds it through
+// the DHT by a btih-only magnet and by a btmh-only one.
+func TestHybridSeedFoundUnderBothHashes(t *testing.T) {
+	nodes := dhttest.Network(t, 8)
+	base := t.TempDir()
+	src := filepath.Join(base, "tree")
+	writeV2Tree(t, src)
+	seed := startIn(t, "seed", src, "--hybrid", "--piece-length", "16K", "-o", filepath.Join(base, "tree.torrent"),
+		"--listen", "/ip4/127.0.240.65/tcp/0", "--listen", "/ip4/127.0.240.65/udp/0", "--bootstrap", bootFlag(nodes[0]),
+		"--data-dir", t.TempDir(), "--announce-interval", "1s")
+	m, err := magnet.Parse(magnetLine(t, seed))
+	if err != nil || !m.HasV1 || !m.HasV2 {
+		t.Fatalf("seed --hybrid magnet: want btih and btmh (%v)", err)
+	}
+	for i, by := range []*magnet.Magnet{{InfoHash: m.InfoHash, HasV1: true}, {InfoHashV2: m.InfoHashV2, HasV2: true}} {
+		r := runIn(t, 20*time.Second, "meta", by.String(), "-o", filepath.Join(base, fmt.Sprintf("got%d.torrent", i)), "--timeout", "15s",
+			"--listen", fmt.Sprintf("/ip4/127.0.240.%d/udp/0", 66+i), "--bootstrap", bootFlag(nodes[3+2*i]), "--data-dir", t.TempDir())
+		if r.code != 0 {
+			t.Fatalf("meta %s through the DHT: exit %d\n%s%s\nseed:\n%s", by, r.code, r.stdout, r.stderr, seed.stderr.String())
+		}
 	}
 }
