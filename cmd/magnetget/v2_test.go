@@ -314,3 +314,28 @@ func TestHybridSeedFoundUnderBothHashes(t *testing.T) {
 		}
 	}
 }
+
+// Issue 12: seed --torrent takes a v2-only .torrent (its piece layers from the file) and a get
+// by the magnet it prints downloads it; --v2 with --torrent is a usage error.
+func TestSeedExistingV2Torrent(t *testing.T) {
+	base := t.TempDir()
+	src := filepath.Join(base, "tree")
+	want := writeV2Tree(t, src)
+	tf := filepath.Join(base, "tree.torrent")
+	if r := runIn(t, 20*time.Second, "create", "--v2", "--piece-length", "16K", "-o", tf, src); r.code != 0 {
+		t.Fatalf("create: exit %d\n%s", r.code, r.stderr)
+	}
+	if r := runIn(t, 10*time.Second, args("seed", "--torrent", tf, "--v2", src, offline(t))...); r.code != 2 {
+		t.Fatalf("seed --torrent --v2: exit %d, want 2\n%s", r.code, r.stderr)
+	}
+	seed := startIn(t, args("seed", "--torrent", tf, "--print-peer", src, "--listen", "/ip4/127.0.240.69/tcp/0", offline(t))...)
+	mag := magnetLine(t, seed)
+	if m, err := magnet.Parse(mag); err != nil || !m.HasV2 || m.HasV1 {
+		t.Fatalf("seed --torrent of a v2 torrent printed %s (%v)", mag, err)
+	}
+	out := filepath.Join(base, "dl")
+	if r := runIn(t, 20*time.Second, args("get", mag, "--timeout", "15s", "-o", out, offline(t))...); r.code != 0 {
+		t.Fatalf("get: exit %d\n%s\nseed:\n%s", r.code, r.stderr, seed.stderr.String())
+	}
+	checkTree(t, filepath.Join(out, "tree"), want)
+}
