@@ -136,6 +136,7 @@ type Source struct {
 	connected func() []netip.AddrPort
 	answered  map[string]bool
 	lastErr   string
+	ended     bool // Run has ended: Peers starts no pump (s.wg.Add never races s.wg.Wait)
 
 	lookups atomic.Int64
 	found   atomic.Int64
@@ -197,6 +198,9 @@ func (s *Source) Run(ctx context.Context) {
 	}
 	wg.Go(func() { s.redialLoop(ctx) })
 	wg.Wait()
+	s.mu.Lock()
+	s.ended = true
+	s.mu.Unlock()
 	close(s.quit)
 	s.wg.Wait()
 }
@@ -341,7 +345,15 @@ func (s *Source) backoff(dials int) time.Duration {
 // taken stay for Attach.
 func (s *Source) Peers(ctx context.Context) <-chan netip.AddrPort {
 	out := make(chan netip.AddrPort)
-	s.wg.Go(func() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		close(out)
+		return out
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
 		defer close(out)
 		for {
 			// Take a out of the queue before offering it, so that Attach, which may run the
@@ -380,7 +392,7 @@ func (s *Source) Peers(ctx context.Context) <-chan netip.AddrPort {
 				return
 			}
 		}
-	})
+	}()
 	return out
 }
 

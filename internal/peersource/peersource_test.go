@@ -178,3 +178,21 @@ func countOf(l []netip.AddrPort, a netip.AddrPort) int {
 	}
 	return n
 }
+
+// TestPeersAfterRunEnded: Peers called while or after Run ends (a command whose context ended
+// early) neither races Run's wait for the pumps (go test -race) nor leaves a stream open.
+func TestPeersAfterRunEnded(t *testing.T) {
+	for range 50 {
+		s := New(Config{Direct: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:1")}})
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		done := make(chan struct{})
+		go func() { s.Run(ctx); close(done) }()
+		for range s.Peers(context.Background()) {
+		}
+		<-done
+		if _, open := <-s.Peers(context.Background()); open {
+			t.Fatal("a stream from an ended source gave an address")
+		}
+	}
+}
