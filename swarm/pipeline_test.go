@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// TestPipelineSlowStart: a fast peer's pipeline triples per round trip of blocks from 1 MiB to
+// TestPipelineSlowStart: a fast peer's pipeline quadruples per round trip of blocks from 1 MiB to
 // its cap (so a 40 MiB/s peer at 100 ms, 256 blocks in flight, is saturated after two round
 // trips), a slow peer's stays small, and after slow start the pipeline follows rate times the
 // queue time, longer on long links.
@@ -51,13 +51,13 @@ func TestPipelineSlowStart(t *testing.T) {
 	}
 
 	// A 40 ms peer at 8 MiB/s: its blocks queue behind each other (2 ms each), so slow start
-	// ends once a block waits longer than two round trips: the pipeline stops near 64 blocks,
-	// already above its bandwidth-delay product of 20.
+	// ends once a block waits longer than two round trips plus the slack (after 26 blocks): the
+	// pipeline stops at 64 + 26 x slowStartGrowth blocks, and grows no further.
 	w := &peer{maxOut: initOutstanding, slowStart: true, reqq: 2000}
 	for i := range 300 {
 		w.blockArrivedLocked(40*time.Millisecond + time.Duration(i)*2*time.Millisecond)
 	}
-	if w.slowStart || w.maxOut > 2*initOutstanding {
+	if w.slowStart || w.maxOut > initOutstanding+26*slowStartGrowth {
 		t.Fatalf("queueing peer: pipeline %d, slow start %v", w.maxOut, w.slowStart)
 	}
 
