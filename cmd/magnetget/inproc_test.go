@@ -85,3 +85,19 @@ func lines(s string) []string {
 	}
 	return out
 }
+
+// magnetLine waits for the magnet a seed prints.
+func magnetLine(t *testing.T, p *inproc) string {
+	t.Helper()
+	var line string
+	waitFor(t, 30*time.Second, "the magnet", func() bool {
+		for _, l := range lines(p.stdout.String()) {
+			if strings.HasPrefix(l, "magnet:?") {
+				line = l
+				return true
+			}
+		}
+		return false
+	})
+	return line
+}

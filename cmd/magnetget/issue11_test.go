@@ -42,16 +42,7 @@ func TestSeedPrintPeerIsHostPort(t *testing.T) {
 	}
 	p := startIn(t, args("seed", content, "--print-peer", "-o", filepath.Join(dir, "p.torrent"),
 		"--listen", "/ip4/127.0.240.30/tcp/0", offline(t))...)
-	var line string
-	waitFor(t, 30*time.Second, "the magnet", func() bool {
-		for _, l := range lines(p.stdout.String()) {
-			if strings.HasPrefix(l, "magnet:?") {
-				line = l
-				return true
-			}
-		}
-		return false
-	})
+	line := magnetLine(t, p)
 	m, err := magnet.Parse(line)
 	if err != nil {
 		t.Fatal(err)
@@ -165,16 +156,7 @@ func TestHostileNamesAreEscaped(t *testing.T) {
 	tf := filepath.Join(base, "t.torrent")
 
 	seed := startIn(t, args("seed", root, "--print-peer", "-o", tf, "--listen", "/ip4/127.0.240.31/tcp/0", offline(t))...)
-	var mag string
-	waitFor(t, 30*time.Second, "the magnet", func() bool {
-		for _, l := range lines(seed.stdout.String()) {
-			if strings.HasPrefix(l, "magnet:?") {
-				mag = l
-				return true
-			}
-		}
-		return false
-	})
+	mag := magnetLine(t, seed)
 	if r, bad := rawControl(seed.stdout.String() + seed.stderr.String()); bad {
 		t.Errorf("seed printed a raw %U:\n%q", r, seed.stderr.String())
 	}
@@ -480,16 +462,7 @@ func TestSelectShowsIndexesAndPartialFiles(t *testing.T) {
 	writeTree(t, root)
 	seed := startIn(t, args("seed", root, "--print-peer", "--piece-length", "64K", "-o", filepath.Join(base, "t.torrent"),
 		"--listen", "/ip4/127.0.240.32/tcp/0", offline(t))...)
-	var mag string
-	waitFor(t, 30*time.Second, "the magnet", func() bool {
-		for _, l := range lines(seed.stdout.String()) {
-			if strings.HasPrefix(l, "magnet:?") {
-				mag = l
-				return true
-			}
-		}
-		return false
-	})
+	mag := magnetLine(t, seed)
 	meta := runIn(t, 60*time.Second, args("meta", mag, "--print", "--timeout", "20s", "-o", filepath.Join(base, "m.torrent"), offline(t))...)
 	if meta.code != 0 || !regexp.MustCompile(`(?m)^\s+2\s+70000\s+sub/b\.bin$`).MatchString(meta.stdout) {
 		t.Fatalf("meta --print does not number the files:\n%s\n%s", meta.stdout, meta.stderr)
@@ -513,16 +486,7 @@ func TestSeedingIsQuietAndStopsCleanly(t *testing.T) {
 	os.WriteFile(content, randBytes(200_000), 0o644)
 	seed := startIn(t, args("seed", content, "--print-peer", "-o", filepath.Join(base, "t.torrent"),
 		"--listen", "/ip4/127.0.240.33/tcp/0", offline(t))...)
-	var mag string
-	waitFor(t, 30*time.Second, "the magnet", func() bool {
-		for _, l := range lines(seed.stdout.String()) {
-			if strings.HasPrefix(l, "magnet:?") {
-				mag = l
-				return true
-			}
-		}
-		return false
-	})
+	mag := magnetLine(t, seed)
 	get := startIn(t, args("get", mag, "--seed", "--json", "-o", filepath.Join(base, "dl"), offline(t))...)
 	waitFor(t, 30*time.Second, "completion", func() bool { return strings.Contains(get.stdout.String(), `"complete":true`) })
 	time.Sleep(2 * time.Second) // four swarm progress reports while seeding
@@ -602,16 +566,7 @@ func TestProgressOnA40ColumnTerminal(t *testing.T) {
 	os.WriteFile(content, randBytes(3<<20), 0o644)
 	seed := startIn(t, args("seed", content, "--print-peer", "-o", filepath.Join(base, "t.torrent"),
 		"--listen", "/ip4/127.0.240.35/tcp/0", offline(t))...)
-	var mag string
-	waitFor(t, 30*time.Second, "the magnet", func() bool {
-		for _, l := range lines(seed.stdout.String()) {
-			if strings.HasPrefix(l, "magnet:?") {
-				mag = l
-				return true
-			}
-		}
-		return false
-	})
+	mag := magnetLine(t, seed)
 	term, screen := openPTY(t, 40)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -659,16 +614,7 @@ func TestMetaNamesTheFileItCannotWrite(t *testing.T) {
 	os.WriteFile(content, randBytes(1000), 0o644)
 	seed := startIn(t, args("seed", content, "--print-peer", "-o", filepath.Join(base, "t.torrent"),
 		"--listen", "/ip4/127.0.240.36/tcp/0", offline(t))...)
-	var mag string
-	waitFor(t, 30*time.Second, "the magnet", func() bool {
-		for _, l := range lines(seed.stdout.String()) {
-			if strings.HasPrefix(l, "magnet:?") {
-				mag = l
-				return true
-			}
-		}
-		return false
-	})
+	mag := magnetLine(t, seed)
 	blocker := filepath.Join(base, "notadir")
 	os.WriteFile(blocker, nil, 0o644)
 	target := filepath.Join(blocker, "x.torrent")
@@ -718,16 +664,7 @@ func TestRerunAndSeedNeedNoPeers(t *testing.T) {
 	os.WriteFile(content, randBytes(300_000), 0o644)
 	seed := startIn(t, args("seed", content, "--print-peer", "-o", filepath.Join(base, "one.bin.torrent"),
 		"--listen", "/ip4/127.0.240.37/tcp/0", offline(t))...)
-	var mag string
-	waitFor(t, 30*time.Second, "the magnet", func() bool {
-		for _, l := range lines(seed.stdout.String()) {
-			if strings.HasPrefix(l, "magnet:?") {
-				mag = l
-				return true
-			}
-		}
-		return false
-	})
+	mag := magnetLine(t, seed)
 	out := filepath.Join(base, "dl")
 	if r := runIn(t, 60*time.Second, args("get", mag, "-o", out, offline(t))...); r.code != 0 {
 		t.Fatalf("first get: exit %d\n%s", r.code, r.stderr)

@@ -44,22 +44,6 @@ func writeV2Tree(t *testing.T, root string) map[string][]byte {
 	return files
 }
 
-// magnetLine waits for the magnet a seed prints.
-func magnetLine(t *testing.T, p *inproc) string {
-	t.Helper()
-	var line string
-	waitFor(t, 30*time.Second, "the magnet", func() bool {
-		for _, l := range lines(p.stdout.String()) {
-			if strings.HasPrefix(l, "magnet:?") {
-				line = l
-				return true
-			}
-		}
-		return false
-	})
-	return line
-}
-
 // libtorrentHashes is what libtorrent's create_torrent gives for src ("v2"
 // or "hybrid"): "v1hex v2hex" (v1 zero for v2-only).
 const ltCreateScript = `
