@@ -280,11 +280,18 @@ func TestWebSeedTakesOverFromTricklingPeer(t *testing.T) {
 		}
 		return nil
 	})
-	// The mirror answers once the peer holds pieces, so there is something to take over.
+	// The mirror answers once the peer holds pieces, so there is something to take over; and
+	// after 5 s in any case, so that a run in which the peer was asked for fewer blocks (a
+	// loaded machine lets the mirror reserve its run first) cannot leave the download to the
+	// trickling peer alone.
+	fallback := make(chan struct{})
+	stopFallback := time.AfterFunc(5*time.Second, func() { close(fallback) })
+	t.Cleanup(func() { stopFallback.Stop() })
 	url := serveTorrent(t, tt, func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			select {
 			case <-requested:
+			case <-fallback:
 			case <-r.Context().Done():
 				return
 			}

@@ -82,7 +82,7 @@ func FuzzScan(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		allocs := testing.AllocsPerRun(1, func() { _, _ = Scan(b, 0, 32) })
+		allocs := testing.AllocsPerRun(50, func() { _, _ = Scan(b, 0, 32) }) // averaged: a single run also counts what the runtime allocates meanwhile
 		if allocs > 1 {
 			t.Fatalf("%v allocations scanning %d bytes", allocs, len(b))
 		}

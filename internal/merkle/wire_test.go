@@ -48,7 +48,7 @@ func FuzzParseHashesMsg(f *testing.F) {
 	f.Add(AppendRequest(nil, Hash{}, HashRequest{}))
 	f.Add([]byte{1, 2, 3})
 	f.Fuzz(func(t *testing.T, p []byte) {
-		allocs := testing.AllocsPerRun(1, func() { _, _, _, _ = ParseHashesMsg(p) })
+		allocs := testing.AllocsPerRun(50, func() { _, _, _, _ = ParseHashesMsg(p) }) // averaged: one run also counts what the runtime allocates meanwhile
 		if allocs > 4 {
 			t.Fatalf("%.0f allocations for %d bytes", allocs, len(p))
 		}
