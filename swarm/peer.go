@@ -31,7 +31,7 @@ const (
 	maxWasted       = 16 << 20  // unrequested piece bytes tolerated before disconnecting
 	minOutstanding  = 16
 	maxOutstanding  = 512
-	initOutstanding = 64
+	initOutstanding = defaultReqq
 	defaultReqq     = 250
 	uploadBatch     = 8  // blocks read and sent per flush
 	refillBatch     = 16 // free request slots that trigger a refill after a block
@@ -203,6 +203,8 @@ func (s *Swarm) startPeerDir(c *peerwire.Conn, adopted, outgoing bool) {
 	}
 	s.peers[p] = struct{}{}
 	s.known[addr] = true
+	p.maxOut = s.initialPipelineLocked()
+	s.preUnchokeLocked(p)
 	s.askHashesLocked(p)
 	s.wg.Add(1)
 	s.mu.Unlock()
@@ -856,7 +858,7 @@ func (s *Swarm) fillLocked(p *peer) {
 		return
 	}
 	var batch []peerwire.Message
-	for len(p.outstanding) < p.maxOut {
+	for len(p.outstanding) < min(p.maxOut, p.pipelineCap()) {
 		idx, b, ok := s.nextBlockLocked(p)
 		if !ok {
 			break
@@ -921,6 +923,9 @@ func (s *Swarm) nextBlockLocked(p *peer) (piece, block int, ok bool) {
 		}
 		if s.onPick != nil {
 			s.onPick()
+		}
+		if p.peerChoking && len(p.pieces) >= s.chokedShareLocked(p) {
+			return 0, 0, false
 		}
 		i, endgame, ok := s.picker.Pick(func(i int) bool {
 			if !p.has.Has(i) || p.peerChoking && !p.allowedFast[i] {
