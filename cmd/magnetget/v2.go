@@ -88,7 +88,7 @@ func magnetOf(tor *torrentfile.Torrent, peers []string) string {
 }
 
 // extraSources are the peer sources of a hybrid torrent's other swarm hashes
-// (peersource takes one infohash): its peers are found, and our port
+// (seed's; one peersource.Source takes them all with Config.Also, as get does): its peers are found, and our port
 // announced, under both. Peers found under the other hash are dialled with
 // the swarm's hash; hybrid clients answer to either.
 type extraSources struct{ fs []*finder }
