@@ -16,6 +16,8 @@ import (
 
 	"github.com/magnetget/magnetget/dht/dhttest"
 	"github.com/magnetget/magnetget/internal/maddr"
+	"github.com/magnetget/magnetget/internal/realclient"
+	"github.com/magnetget/magnetget/internal/realclient/rctest"
 	"github.com/magnetget/magnetget/magnet"
 	"github.com/magnetget/magnetget/swarm"
 	"github.com/magnetget/magnetget/torrentfile"
@@ -164,5 +166,50 @@ func TestLookupHybridBothHashes(t *testing.T) {
 	}
 	if got := seen[peer(12, 51415)]; got != hex.EncodeToString(v1[:]) && got != hex.EncodeToString(v2t[:]) {
 		t.Errorf("peer announced under both hashes: found under %q\nstdout:\n%s", got, r.stdout)
+	}
+}
+
+// TestGetTakesMetadataFromLibtorrentThatDialsUs: as TestGetTakesMetadataFromPeerThatDialsUs,
+// with libtorrent as the seeder told to connect to us (it opens with an encrypted handshake
+// and sends its ut_metadata offer at once).
+func TestGetTakesMetadataFromLibtorrentThatDialsUs(t *testing.T) {
+	rctest.Require(t, realclient.LibtorrentAvailable)
+	src := t.TempDir()
+	mi, data := payload(t, src, "lt.bin", 300<<10, torrentfile.Options{})
+	tf := filepath.Join(t.TempDir(), "lt.torrent")
+	f, err := os.Create(tf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := torrentfile.Write(f, mi); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	seeder, err := realclient.StartLibtorrentSeeder(ctx, realclient.SeederConfig{Torrent: tf, DataDir: src,
+		IP: netip.MustParseAddr("127.0.216.5"), MaxLifetime: time.Minute, Logger: rctest.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer seeder.Close()
+
+	ih := mi.HashInfoBytes()
+	const client = "127.0.216.6"
+	us := netip.AddrPortFrom(netip.MustParseAddr(client), freePort(t, client))
+	out := t.TempDir()
+	p := startIn(t, args("get", "magnet:?xt=urn:btih:"+hex.EncodeToString(ih[:]), "-o", out, "--json", "--timeout", "30s",
+		"--bootstrap-file", "/dev/null", "--data-dir", t.TempDir(), "--listen", fmt.Sprintf("/ip4/%s/tcp/%d", client, us.Port()))...)
+	waitFor(t, 30*time.Second, "get looking for metadata", func() bool {
+		return strings.Contains(p.stdout.String(), `"event":"metadata"`)
+	})
+	if err := seeder.Connect(ctx, us); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.wait(t, 50*time.Second); code != 0 {
+		t.Fatalf("get: exit %d\nstderr:\n%s", code, p.stderr.String())
+	}
+	if got, err := os.ReadFile(filepath.Join(out, "lt.bin")); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("downloaded file differs (err %v)", err)
 	}
 }
