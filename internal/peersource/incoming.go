@@ -21,6 +21,11 @@ const (
 	// StopGrace is how long Stop lets handshakes under way finish (a peer that connected a
 	// moment before the metadata arrived is handed on, not cut off) before cancelling them.
 	StopGrace = time.Second
+	// PerIPWindow is how long a taken connection counts against its IP's MaxPerIP.
+	PerIPWindow = time.Minute
+	// maxIPs bounds the IPs remembered for MaxPerIP; a new one is refused while that many
+	// are within their window.
+	maxIPs = 4096
 )
 
 // AcceptConfig says which peers AcceptEarly takes, and how many.
@@ -37,8 +42,9 @@ type AcceptConfig struct {
 	// MaxHandshakes bounds the incoming connections held at once: handshaking, or handshaken
 	// and waiting to be taken from Conns; 0: DefaultMaxHandshakes. More are closed at once.
 	MaxHandshakes int
-	// MaxPerIP bounds the connections taken from one IP address until Stop (those that failed
-	// their handshake do not count); 0: DefaultMaxPerIP.
+	// MaxPerIP bounds the connections from one IP address: handshaking, waiting, or taken
+	// in the last PerIPWindow (a peer dropped by the fetch may come back, but not in a
+	// loop); those that failed their handshake do not count. 0: DefaultMaxPerIP.
 	MaxPerIP int
 	Logger   *slog.Logger // nil: discard
 }
@@ -60,7 +66,7 @@ type Early struct {
 
 	mu    sync.Mutex // guards the fields below
 	held  int        // connections handshaking or waiting to be taken
-	perIP map[netip.Addr]int
+	perIP map[netip.Addr]*ipCount
 	left  []*peerwire.Conn // handshaken, not taken before Stop
 }
 
@@ -91,7 +97,7 @@ func AcceptEarly(ctx context.Context, cfg AcceptConfig) (*Early, error) {
 	hctx, hcancel := context.WithCancel(ctx)
 	actx, cancel := context.WithCancel(hctx)
 	e := &Early{cfg: cfg, ln: dl, out: make(chan *peerwire.Conn), actx: actx, cancel: cancel, hcancel: hcancel,
-		hook: make(chan struct{}), perIP: map[netip.Addr]int{}}
+		hook: make(chan struct{}), perIP: map[netip.Addr]*ipCount{}}
 	// Unblock Accept on cancel without closing the listener.
 	context.AfterFunc(actx, func() {
 		defer close(e.hook)
@@ -151,10 +157,9 @@ func (e *Early) acceptLoop(hctx context.Context, hashes [][20]byte) {
 			ip = ta.AddrPort().Addr().Unmap()
 		}
 		e.mu.Lock()
-		ok := e.held < e.cfg.MaxHandshakes && e.perIP[ip] < e.cfg.MaxPerIP
+		ok := e.held < e.cfg.MaxHandshakes && e.admitIPLocked(ip, time.Now())
 		if ok {
 			e.held++
-			e.perIP[ip]++
 		}
 		e.mu.Unlock()
 		if !ok {
@@ -172,7 +177,9 @@ func (e *Early) handshake(ctx context.Context, nc net.Conn, ip netip.Addr, known
 	if err != nil {
 		e.mu.Lock()
 		e.held--
-		e.perIP[ip]--
+		if n := e.perIP[ip]; n != nil {
+			n.held--
+		}
 		e.mu.Unlock()
 		e.cfg.Logger.Debug("incoming handshake failed", "err", err)
 		return
@@ -182,11 +189,49 @@ func (e *Early) handshake(ctx context.Context, nc net.Conn, ip netip.Addr, known
 	case e.out <- c:
 		e.mu.Lock()
 		e.held--
+		if n := e.perIP[ip]; n != nil {
+			n.held--
+			n.taken = append(n.taken, time.Now())
+		}
 		e.mu.Unlock()
 	case <-e.actx.Done():
 		e.mu.Lock()
-		e.held--
+		e.held-- // perIP no longer matters: accepting has ended
 		e.left = append(e.left, c)
 		e.mu.Unlock()
 	}
+}
+
+// ipCount is one IP's connections for MaxPerIP.
+type ipCount struct {
+	held  int         // handshaking or waiting to be taken
+	taken []time.Time // when connections were taken, within PerIPWindow
+}
+
+// admitIPLocked reports whether one more connection from ip may be held, and counts it.
+func (e *Early) admitIPLocked(ip netip.Addr, now time.Time) bool {
+	fresh := func(n *ipCount) *ipCount {
+		n.taken = slices.DeleteFunc(n.taken, func(t time.Time) bool { return now.Sub(t) >= PerIPWindow })
+		return n
+	}
+	n := e.perIP[ip]
+	if n == nil {
+		if len(e.perIP) >= maxIPs {
+			for a, m := range e.perIP {
+				if fresh(m).held == 0 && len(m.taken) == 0 {
+					delete(e.perIP, a)
+				}
+			}
+			if len(e.perIP) >= maxIPs {
+				return false
+			}
+		}
+		n = &ipCount{}
+		e.perIP[ip] = n
+	}
+	if fresh(n).held+len(n.taken) >= e.cfg.MaxPerIP {
+		return false
+	}
+	n.held++
+	return true
 }
