@@ -912,9 +912,10 @@ func (s *Swarm) nextBlockLocked(p *peer) (piece, block int, ok bool) {
 			if len(ps.peers) < 2 {
 				continue // not shared: every unclaimed block is already requested from p
 			}
-			// End game: duplicate a block another peer owes us.
-			for b, c := range ps.claimed {
-				if !c {
+			// End game: duplicate a block another peer owes us, the last first (the owner
+			// asked for them in order, so it sends the last ones last).
+			for b := len(ps.claimed) - 1; b >= 0; b-- {
+				if !ps.claimed[b] && ps.reqs[b] < maxEndgameReqs {
 					if _, mine := p.outstanding[blockKey{uint32(i), uint32(b * blockSize)}]; !mine {
 						return i, b, true
 					}
@@ -931,7 +932,7 @@ func (s *Swarm) nextBlockLocked(p *peer) (piece, block int, ok bool) {
 			if !p.has.Has(i) || p.peerChoking && !p.allowedFast[i] {
 				return false
 			}
-			if ps := s.pieces[i]; ps != nil && (ps.verifying || ps.peers[p]) {
+			if ps := s.pieces[i]; ps != nil && (ps.verifying || ps.peers[p] || ps.unrequested == 0 && !ps.duplicable()) {
 				return false
 			}
 			return s.pickableLocked(i)
@@ -953,6 +954,21 @@ func (s *Swarm) nextBlockLocked(p *peer) (piece, block int, ok bool) {
 		p.pieces = append(p.pieces, i)
 		s.picker.Start(i)
 	}
+}
+
+// maxEndgameReqs is how many peers a block is requested from at once in end game. Asking every
+// peer for every last block made each link carry the whole remainder: with 8 peers at 8 MiB/s and
+// a second of requests queued at each, the last 5 MiB took 0.6 s instead of 0.08 s.
+const maxEndgameReqs = 2
+
+// duplicable reports whether end game may ask another peer for one of ps's blocks.
+func (ps *pieceState) duplicable() bool {
+	for b, c := range ps.claimed {
+		if !c && ps.reqs[b] < maxEndgameReqs {
+			return true
+		}
+	}
+	return false
 }
 
 // removePeer forgets a disconnected peer: its pieces return to the picker, partial ones first.
