@@ -149,7 +149,7 @@ func addSeedPeerLocked(s *Swarm) *peer {
 
 // TestEndGameAsksTwoPeersAtMost: once every block is requested, peers with room duplicate
 // blocks others owe us, but each block is asked of two peers at most (asking all eight made
-// each link carry the whole remainder), the last blocks of a piece first.
+// each link carry the whole remainder), unless the peer asking is more than twice as fast.
 func TestEndGameAsksTwoPeersAtMost(t *testing.T) {
 	tt := makeTorrent(t, "endgame", 64<<10, []testFile{{"x", 1 << 20}}, 16)
 	s, err := New(Config{InfoHash: tt.ih, Info: tt.info, Dir: t.TempDir()})
@@ -189,5 +189,16 @@ func TestEndGameAsksTwoPeersAtMost(t *testing.T) {
 	}
 	if want := maxEndgameReqs * 64; total != want {
 		t.Fatalf("%d requests in end game, want every block from %d peers (%d)", total, maxEndgameReqs, want)
+	}
+	// A peer more than twice as fast as those owing the blocks still gets them all: slow
+	// peers' duplicates must not keep the tail waiting for them.
+	for _, p := range ps {
+		p.downRate = 100 << 10
+	}
+	fast := addSeedPeerLocked(s)
+	fast.peerChoking, fast.downRate, fast.maxOut = false, 10<<20, 64
+	s.fillLocked(fast)
+	if len(fast.outstanding) != 64 {
+		t.Fatalf("a fast peer got %d of the 64 blocks slow peers owe", len(fast.outstanding))
 	}
 }
