@@ -966,6 +966,7 @@ const maxEndgameReqs = 2
 // duplicateLocked returns the block of piece i, the last first (its owners asked in order, so
 // they send the last ones last), that end game may ask p for although others owe it to us.
 func (s *Swarm) duplicateLocked(p *peer, i int, ps *pieceState) (int, bool) {
+	low := len(p.outstanding) < p.dupLowWater()
 	for b := len(ps.claimed) - 1; b >= 0; b-- {
 		if ps.claimed[b] {
 			continue
@@ -974,22 +975,43 @@ func (s *Swarm) duplicateLocked(p *peer, i int, ps *pieceState) (int, bool) {
 		if _, mine := p.outstanding[k]; mine {
 			continue
 		}
-		if ps.reqs[b] < maxEndgameReqs || fasterThanHolders(p, ps, k) {
+		if low && ps.reqs[b] < maxEndgameReqs || fasterThanHolders(p, ps, k) {
 			return b, true
 		}
 	}
 	return 0, false
 }
 
+// dupLowWater is how few requests p must have outstanding before end game asks it for blocks
+// others owe us: about two round trips of its rate. A duplicate put behind a longer queue
+// arrives after the original anyway and only takes the link from blocks still needed: with
+// 64 KiB pieces and a second of requests at each of 8 peers, end game began 0.6 s before the
+// end, and sending every block twice halved the rate for all of it.
+func (p *peer) dupLowWater() int {
+	return max(minOutstanding, int(p.rateNowLocked()*2*p.minRTT.Seconds()/blockSize))
+}
+
+// rateNowLocked is p's download rate for end-game decisions: its last measured rate, or what it
+// has sent since if that is more (a new peer has no measured rate for up to a second, and a
+// fast one finishes its share of a small torrent within it).
+func (p *peer) rateNowLocked() float64 {
+	el := time.Since(p.s.rateAt)
+	if el < 100*time.Millisecond || p.s.rateAt.IsZero() {
+		return p.downRate
+	}
+	return max(p.downRate, float64(p.downBytes-p.lastDownBytes)/el.Seconds())
+}
+
 // fasterThanHolders reports whether p downloads at least twice as fast as every peer that owes
 // us block k of ps.
 func fasterThanHolders(p *peer, ps *pieceState, k blockKey) bool {
+	r := p.rateNowLocked()
 	for q := range ps.peers {
-		if _, owes := q.outstanding[k]; owes && q != p && p.downRate < 2*q.downRate {
+		if _, owes := q.outstanding[k]; owes && q != p && r < 2*q.rateNowLocked() {
 			return false
 		}
 	}
-	return p.downRate > 0
+	return r > 0
 }
 
 // removePeer forgets a disconnected peer: its pieces return to the picker, partial ones first.

@@ -160,6 +160,7 @@ type Swarm struct {
 	dirty            bool                           // resume state changed since last save
 	fatal            error                          // a storage error that stops Run
 	rateDown, rateUp float64
+	rateAt           time.Time // start of the current rate interval (updateRates)
 	lastProgress     time.Time
 	lastDown, lastUp int64
 	web              webState // web seeds (webseed.go)
@@ -458,6 +459,9 @@ func (s *Swarm) loop(ctx, ictx context.Context) error {
 		synced                                           bool
 		saving                                           atomic.Bool
 	)
+	s.mu.Lock()
+	s.rateAt = lastRate
+	s.mu.Unlock()
 	s.dialMore()
 	for {
 		s.mu.Lock()
@@ -578,6 +582,7 @@ func (s *Swarm) updateRates(dt float64) {
 	s.rateDown = ewma(s.rateDown, float64(s.down-s.lastDown)/dt)
 	s.rateUp = ewma(s.rateUp, float64(s.up-s.lastUp)/dt)
 	s.lastDown, s.lastUp = s.down, s.up
+	s.rateAt = time.Now()
 	for p := range s.peers {
 		p.updateRate(dt)
 	}
