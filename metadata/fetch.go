@@ -105,6 +105,7 @@ const (
 // as the worker goroutine's.
 type worker struct {
 	addr    netip.AddrPort
+	in      *peerwire.Conn // a connection the peer opened (Options.Incoming); nil: dial addr
 	cancel  context.CancelFunc
 	assign  chan []int // capacity 1: at most one batch in flight
 	state   workerState
@@ -184,6 +185,7 @@ type fetcher struct {
 func (f *fetcher) loop(ctx context.Context, peers <-chan netip.AddrPort) (Result, error) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	incoming := f.o.Incoming
 	for {
 		var wake <-chan time.Time
 		if at, ok := f.nextHedge(); ok {
@@ -194,8 +196,12 @@ func (f *fetcher) loop(ctx context.Context, peers <-chan netip.AddrPort) (Result
 			return Result{}, f.noPeers()
 		}
 		var in <-chan netip.AddrPort
-		if f.dialing < f.o.Dials && len(f.workers) < f.o.MaxConns {
-			in = peers
+		var inc <-chan *peerwire.Conn
+		if len(f.workers) < f.o.MaxConns {
+			inc = incoming
+			if f.dialing < f.o.Dials {
+				in = peers
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -210,7 +216,13 @@ func (f *fetcher) loop(ctx context.Context, peers <-chan netip.AddrPort) (Result
 				continue
 			}
 			f.seen[a] = true
-			f.start(a)
+			f.start(a, nil)
+		case c, ok := <-inc:
+			if !ok {
+				incoming = nil
+				continue
+			}
+			f.start(c.RemoteAddr(), c)
 		case e := <-f.events:
 			if info := f.handle(e); info != nil {
 				return Result{Info: info, Hashes: f.hashes}, nil
@@ -241,9 +253,10 @@ func (j joinedErr) Error() string {
 
 func (j joinedErr) Unwrap() []error { return j }
 
-func (f *fetcher) start(a netip.AddrPort) {
+// start runs a worker for the peer at a: dialled, or on in when it connected to us.
+func (f *fetcher) start(a netip.AddrPort, in *peerwire.Conn) {
 	ctx, cancel := context.WithCancel(f.wctx)
-	w := &worker{addr: a, cancel: cancel, assign: make(chan []int, 1)}
+	w := &worker{addr: a, in: in, cancel: cancel, assign: make(chan []int, 1)}
 	f.workers[w] = struct{}{}
 	f.dialing++
 	f.tried++
@@ -575,7 +588,10 @@ func (f *fetcher) runWorker(ctx context.Context, w *worker) {
 	// EncryptedRetry: peers set to require encryption hang up on a plaintext handshake.
 	dopt := peerwire.Options{PeerID: f.o.PeerID, ExtHandshake: LocalExtHandshake(0), Timeout: f.o.HandshakeTimeout,
 		EncryptedRetry: true, LocalAddr: f.o.LocalAddr, V2: f.v2 != nil && [20]byte(f.v2[:20]) == f.ih}
-	c, err := peerwire.Dial(ctx, w.addr, f.ih, dopt)
+	c, err := w.in, error(nil)
+	if c == nil {
+		c, err = peerwire.Dial(ctx, w.addr, f.ih, dopt)
+	}
 	if err != nil {
 		w.broken = true
 		f.send(ctx, event{w: w, kind: evFail, err: err})

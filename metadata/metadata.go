@@ -75,6 +75,12 @@ type Options struct {
 	// when that hash is its truncation, Fetch's handshakes set the BEP 52 bit, so the
 	// connections it hands on can carry hash requests for piece layers.
 	InfoHashV2 [32]byte
+	// Incoming carries connections peers opened to us (peerwire.Accept, for ih or another
+	// hash of the same torrent) while the fetch runs: each is asked for the metadata like a
+	// dialled peer and, when it behaved, returned in Result.Conns. Nil: none. Fetch reads it
+	// only while it has room for more connections; one it did not read stays the caller's.
+	// It does not keep Fetch alive: with peers closed and nobody connected, Fetch fails.
+	Incoming <-chan *peerwire.Conn
 }
 
 func (o Options) v2() *[32]byte {

@@ -8,19 +8,36 @@ import (
 	"github.com/magnetget/magnetget/internal/peerwire"
 )
 
-// unchokeIfFreeLocked unchokes a newly interested peer at once when a regular slot is free,
-// rather than making it wait for the next rechoke.
-func (s *Swarm) unchokeIfFreeLocked(p *peer) {
-	if !p.amChoking {
-		return
-	}
+// regularUnchokedLocked counts the interested peers other than p holding a regular (not
+// optimistic) upload slot.
+func (s *Swarm) regularUnchokedLocked(p *peer) int {
 	n := 0
 	for q := range s.peers {
-		if !q.amChoking && !q.optimistic {
+		if q != p && !q.amChoking && !q.optimistic && q.peerInterested {
 			n++
 		}
 	}
-	if n < unchokeSlots {
+	return n
+}
+
+// unchokeIfFreeLocked gives a newly interested peer a regular slot at once when one is free,
+// rather than making it wait for the next rechoke. A peer we unchoked before it was interested
+// (preUnchokeLocked) is choked again if the slots filled up meanwhile.
+func (s *Swarm) unchokeIfFreeLocked(p *peer) {
+	if p.optimistic {
+		return
+	}
+	s.setChokeLocked(p, s.regularUnchokedLocked(p) >= unchokeSlots)
+}
+
+// preUnchokeLocked unchokes a new connection, in the same batch as our bitfield, when we have
+// pieces to give and a regular slot is free. Otherwise the peer's first requests wait for its
+// interested message to reach us and our unchoke to come back: a round trip, 100 ms on a long
+// link, before its first block (allowed-fast pieces go earlier, but every peer we have offers
+// the same few, BEP 6 deriving them from the address). Until it is interested the peer holds no
+// slot; the next rechoke chokes it if it never becomes interested.
+func (s *Swarm) preUnchokeLocked(p *peer) {
+	if s.picker.HaveField().Count() > 0 && s.regularUnchokedLocked(p) < unchokeSlots {
 		s.setChokeLocked(p, false)
 	}
 }
@@ -123,6 +140,7 @@ func (p *peer) updateRate(dt float64) {
 	p.upRate = ewma(p.upRate, float64(p.upBytes-p.lastUpBytes)/dt)
 	p.lastDownBytes, p.lastUpBytes = p.downBytes, p.upBytes
 	p.resizePipelineLocked()
+	p.s.trimPipelineLocked(p)
 }
 
 // checkSnubbed disconnects peers that owe us blocks but have sent none for snubTimeout.

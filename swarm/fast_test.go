@@ -40,14 +40,47 @@ func TestAllowedFastSetBEP6(t *testing.T) {
 	}
 }
 
-// TestAllowedFastServedWhileChoked: a seeder tells a new fast-extension peer its allowed-fast
-// pieces with its bitfield and serves them before any unchoke, so the first block is one round
-// trip sooner.
+// TestAllowedFastServedWhileChoked: a seeder whose upload slots are all taken tells a new
+// fast-extension peer its allowed-fast pieces with its bitfield and serves them while it
+// chokes it, so the first block is a round trip sooner. Before that, the first unchokeSlots
+// peers are unchoked in the seeder's greeting, before they say they are interested (a round
+// trip sooner still, and for every piece).
 func TestAllowedFastServedWhileChoked(t *testing.T) {
 	tt := makeTorrent(t, "fast", 16<<10, []testFile{{"f.bin", 64 * blockSize}}, 28)
 	seed := startSeeder(t, tt, "127.0.28.1", nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	for i := range unchokeSlots {
+		c, err := peerwire.Dial(ctx, seed, tt.ih, peerwire.Options{LocalAddr: netip.AddrFrom4([4]byte{127, 0, 28, byte(3 + i)})})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		for {
+			m, err := c.ReadMsg()
+			if err != nil {
+				t.Fatalf("peer %d waiting for the greeting's unchoke: %v", i, err)
+			}
+			if m.ID == peerwire.Unchoke {
+				break
+			}
+		}
+		// Interested: it keeps its slot. The seeder reads a connection's messages in order,
+		// so the block answering the request after it shows the interest was taken in.
+		if err := c.WriteMsgs(peerwire.Message{ID: peerwire.Interested}, peerwire.Message{ID: peerwire.Request, Length: blockSize}); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			m, err := c.ReadMsg()
+			if err != nil {
+				t.Fatalf("peer %d waiting for its block: %v", i, err)
+			}
+			if m.ID == peerwire.Piece {
+				break
+			}
+		}
+	}
 	c, err := peerwire.Dial(ctx, seed, tt.ih, peerwire.Options{LocalAddr: netip.MustParseAddr("127.0.28.2")})
 	if err != nil {
 		t.Fatal(err)
@@ -80,6 +113,8 @@ func TestAllowedFastServedWhileChoked(t *testing.T) {
 			t.Fatal(err)
 		}
 		switch m.ID {
+		case peerwire.Unchoke:
+			t.Fatal("unchoked although every upload slot is taken")
 		case peerwire.Reject:
 			t.Fatalf("an allowed-fast request was rejected: %v", m)
 		case peerwire.Piece:

@@ -329,14 +329,13 @@ func getAction(c *cli.Context) (err error) {
 
 	direct := resolvePeers(ctx, t.peers, log)
 	// One peer source for the torrent, from the metadata fetch to the end of
-	// the download or seed: the peers that served the metadata go on to the
-	// swarm on the same connections, and no address is dialled twice.
-	f := findPeers(ctx, set, t.ih, peerID, port, direct, t.trackers, log)
-	defer func() { f.stop() }()
-	// A hybrid's other hash gets its own source (peersource takes one hash): its
-	// peers serve the metadata and the download too, dialled under t.ih.
-	extra := startExtra(ctx, set, t.alt, peerID, port, t.trackers, peersource.Schedule{}, log)
-	defer func() { extra.stop() }()
+	// the download or seed, under every swarm hash (a hybrid's two: their
+	// peers serve the metadata and the download, dialled under t.ih): the
+	// peers that served the metadata go on to the swarm on the same
+	// connections, and no address is dialled twice.
+	f := startFinder(ctx, set, peersource.Config{InfoHash: t.ih, Also: t.alt, PeerID: peerID, Port: port,
+		Direct: direct, Trackers: t.trackers, Logger: log})
+	defer f.stop()
 	var conns []*peerwire.Conn
 	if t.info == nil {
 		ihs := hex.EncodeToString(t.ih[:])
@@ -351,15 +350,20 @@ func getAction(c *cli.Context) (err error) {
 				map[string]any{"dht_nodes": set.Stats().Nodes, "peers_found": st.Found, "trackers_answered": st.TrackersAnswered, "trackers": st.Trackers})
 		})
 		fctx, fcancel := context.WithCancel(mctx)
-		peers, mergeWait := mergePeers(fctx, append([]*finder{f}, extra.fs...))
-		r, err := metadata.Fetch(fctx, t.ih, peers,
-			metadata.Options{MaxSize: c.Int("max-metadata-size"), PeerID: peerID, Logger: log, LocalAddr: ln.localIP(), InfoHashV2: t.v2})
+		// Peers that connect to us meanwhile (our DHT announce or a tracker
+		// told them where we are: a seed that dials its leechers) are asked
+		// for the metadata too, and go on to the swarm like dialled ones.
+		early := acceptEarly(fctx, ln, t, peerID, log)
+		r, err := metadata.Fetch(fctx, t.ih, f.src.Peers(fctx),
+			metadata.Options{MaxSize: c.Int("max-metadata-size"), PeerID: peerID, Logger: log, LocalAddr: ln.localIP(), InfoHashV2: t.v2,
+				Incoming: early.conns()})
 		fcancel()
-		mergeWait()
+		left := early.stop()
 		stopStatus()
 		tried := f.tried()
 		cancel()
 		if err != nil {
+			closeAll(left)
 			switch {
 			case ctx.Err() != nil:
 				return cli.Exit("interrupted while looking for metadata ("+tried+")", 130)
@@ -370,14 +374,11 @@ func getAction(c *cli.Context) (err error) {
 		}
 		// The connections that gave the metadata speak r.Hashes.SwarmHash():
 		// the swarm joins under it and keeps them.
-		t.info, conns, t.ih = r.Info, r.Conns, r.Hashes.SwarmHash()
-		if r.Hashes.Hybrid() && len(t.alt) == 0 {
-			other := r.Hashes.V1
-			if t.ih == other {
-				other = r.Hashes.TruncatedV2()
-			}
-			t.alt = [][20]byte{other}
-			extra = startExtra(ctx, set, t.alt, peerID, port, t.trackers, peersource.Schedule{}, log)
+		t.info, conns, t.ih = r.Info, append(r.Conns, left...), r.Hashes.SwarmHash()
+		if r.Hashes.Hybrid() {
+			// A btih magnet of a hybrid: its peers are found under both hashes.
+			f.src.AddInfoHash(r.Hashes.V1)
+			f.src.AddInfoHash(r.Hashes.TruncatedV2())
 		}
 	}
 	info, tor, err := infoView(t.info)
@@ -431,10 +432,6 @@ func getAction(c *cli.Context) (err error) {
 	}
 	src.SetState(state)
 	src.Attach(sw.AddPeer, connectedPeers(sw))
-	for _, x := range extra.fs {
-		x.src.SetState(state)
-		x.src.Attach(sw.AddPeer, connectedPeers(sw))
-	}
 	rctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup
@@ -450,6 +447,11 @@ func getAction(c *cli.Context) (err error) {
 	cancel(nil)
 	wg.Wait()
 	if err == nil {
+		// Trackers told we were downloading hear "completed" before the
+		// "stopped" of our exit (bounded: a slow tracker does not hold us).
+		actx, acancel := context.WithTimeout(ctx, completedWait)
+		src.AwaitCompleted(actx)
+		acancel()
 		if tor.V1 != nil { // v2 pieces never span files
 			ev.partial(partialFiles(info, sel))
 		}
@@ -478,6 +480,43 @@ func getAction(c *cli.Context) (err error) {
 }
 
 var errStalled = errors.New("stalled")
+
+// completedWait bounds the wait for trackers' answers to "completed" when
+// the download ends.
+const completedWait = 3 * time.Second
+
+// early is the metadata phase's accepting (peersource.AcceptEarly), or
+// nothing when the listener cannot stop accepting without being closed.
+type early struct{ e *peersource.Early }
+
+// acceptEarly accepts, until stop, the peers that connect to ln for one of
+// t's swarm hashes, bounded as the swarm bounds its own accepting; their
+// connections carry our metadata handshake, as metadata.Fetch's dials do.
+func acceptEarly(ctx context.Context, ln *peerListener, t *target, peerID [20]byte, log *slog.Logger) early {
+	o := peerwire.Options{PeerID: peerID, ExtHandshake: metadata.LocalExtHandshake(0),
+		V2: t.v2 != [32]byte{} && [20]byte(t.v2[:20]) == t.ih}
+	e, err := peersource.AcceptEarly(ctx, peersource.AcceptConfig{Listener: ln.Listener,
+		Hashes: append([][20]byte{t.ih}, t.alt...), Options: o, Logger: log})
+	if err != nil {
+		log.Debug("not accepting peers before the download starts", "err", err)
+	}
+	return early{e}
+}
+
+func (e early) conns() <-chan *peerwire.Conn {
+	if e.e == nil {
+		return nil
+	}
+	return e.e.Conns()
+}
+
+// stop ends the accepting; it returns the connections nobody took yet.
+func (e early) stop() []*peerwire.Conn {
+	if e.e == nil {
+		return nil
+	}
+	return e.e.Stop()
+}
 
 // stallWatch cancels the download with errStalled when no byte has been
 // verified for d and the download is not complete.

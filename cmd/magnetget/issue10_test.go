@@ -107,6 +107,7 @@ func runSwarm(t *testing.T, cfg swarm.Config, listen string) (*swarm.Swarm, *cou
 type recordingTracker struct {
 	mu     sync.Mutex
 	events []string
+	hashes [][20]byte // info_hash of each announce
 	from   []netip.Addr
 	peers  []netip.AddrPort
 	srv    *httptest.Server
@@ -118,6 +119,7 @@ func newRecordingTracker(t *testing.T, peers ...netip.AddrPort) *recordingTracke
 		ap, _ := netip.ParseAddrPort(r.RemoteAddr)
 		rt.mu.Lock()
 		rt.events = append(rt.events, r.URL.Query().Get("event"))
+		rt.hashes = append(rt.hashes, [20]byte([]byte(r.URL.Query().Get("info_hash") + strings.Repeat("\x00", 20))[:20]))
 		rt.from = append(rt.from, ap.Addr().Unmap())
 		rt.mu.Unlock()
 		var compact []byte

@@ -6,6 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -30,8 +33,11 @@ func lookupCommand() *cli.Command {
 }
 
 type lookupLine struct {
-	Peer      string `json:"peer"`
-	From      string `json:"from"`
+	Peer string `json:"peer"`
+	From string `json:"from"`
+	// InfoHash is the swarm hash whose lookup found the peer first (a hybrid
+	// magnet's btih or truncated btmh), 40 hex.
+	InfoHash  string `json:"infohash"`
 	ElapsedMS int64  `json:"elapsed_ms"`
 }
 
@@ -43,8 +49,10 @@ func lookupAction(c *cli.Context) error {
 	if err != nil {
 		return usageError("%v", err)
 	}
-	// A v2-only magnet's swarm is announced under its infohash truncated to 20 bytes (BEP 52).
-	ih := m.SwarmHashes()[0]
+	// Every swarm hash: a hybrid's peers may be announced under its v1 infohash
+	// or its v2 one truncated to 20 bytes (BEP 52), which is also a v2-only
+	// magnet's only one.
+	hashes := m.SwarmHashes()
 	log := logger(c)
 	ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
 	defer cancel()
@@ -58,23 +66,14 @@ func lookupAction(c *cli.Context) error {
 	}
 	defer set.Close()
 
-	found, max := 0, c.Int("max-peers")
-	enc := json.NewEncoder(c.App.Writer)
+	p := &peerPrinter{enc: json.NewEncoder(c.App.Writer), json: c.Bool("json"), w: c.App.Writer,
+		max: c.Int("max-peers"), start: start, seen: map[netip.AddrPort]bool{}}
 	// A lookup that finds nobody is repeated (2 s, 4 s, ... apart, at most
 	// 30 s) until --timeout: a cold table, dead nodes or a swarm that has just
 	// announced can make the first walk come back empty.
 	for wait := 2 * time.Second; ; wait = min(2*wait, 30*time.Second) {
-		err := set.Lookup(ctx, ih, func(r dht.PeerResult) bool {
-			found++
-			peer := maddr.FromAddrPort(r.Peer, "tcp").String()
-			if c.Bool("json") {
-				_ = enc.Encode(lookupLine{Peer: peer, From: maddr.FromAddrPort(r.From, "udp").String(), ElapsedMS: time.Since(start).Milliseconds()})
-			} else {
-				fmt.Fprintln(c.App.Writer, peer)
-			}
-			return max <= 0 || found < max
-		})
-		if found > 0 {
+		err := lookupAll(ctx, set, hashes, p)
+		if p.found() > 0 {
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -86,11 +85,78 @@ func lookupAction(c *cli.Context) error {
 		case <-time.After(wait):
 		}
 	}
-	ihs := hex.EncodeToString(ih[:])
+	ihs := hex.EncodeToString(hashes[0][:])
+	if len(hashes) > 1 {
+		ihs += " or " + hex.EncodeToString(hashes[1][:])
+	}
 	switch {
 	case c.Context.Err() != nil:
 		return cli.Exit(fmt.Sprintf("interrupted: no peers found for %s", ihs), 130)
 	default:
 		return cli.Exit(fmt.Sprintf("no peers found for %s within %v (%d DHT nodes known)", ihs, c.Duration("timeout"), set.Stats().Nodes), 1)
 	}
+}
+
+// lookupAll looks every hash up at once, printing each peer once, until the
+// walks end, ctx ends or p has printed enough.
+func lookupAll(ctx context.Context, set *dhtSet, hashes [][20]byte, p *peerPrinter) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make([]error, len(hashes))
+	var wg sync.WaitGroup
+	for i, ih := range hashes {
+		wg.Go(func() {
+			errs[i] = set.Lookup(ctx, ih, func(r dht.PeerResult) bool {
+				if !p.print(ih, r) {
+					cancel() // enough: the other walk stops too
+					return false
+				}
+				return true
+			})
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// peerPrinter prints the peers of one lookup command, each address once
+// whichever hash found it.
+type peerPrinter struct {
+	enc   *json.Encoder
+	json  bool
+	w     io.Writer
+	max   int // 0: no limit
+	start time.Time
+
+	mu   sync.Mutex // guards seen, n and the writes
+	seen map[netip.AddrPort]bool
+	n    int
+}
+
+// print prints r's peer unless printed already; false: enough printed.
+func (p *peerPrinter) print(ih [20]byte, r dht.PeerResult) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.max > 0 && p.n >= p.max {
+		return false
+	}
+	a := netip.AddrPortFrom(r.Peer.Addr().Unmap(), r.Peer.Port())
+	if !p.seen[a] {
+		p.seen[a] = true
+		p.n++
+		peer := maddr.FromAddrPort(a, "tcp").String()
+		if p.json {
+			_ = p.enc.Encode(lookupLine{Peer: peer, From: maddr.FromAddrPort(r.From, "udp").String(),
+				InfoHash: hex.EncodeToString(ih[:]), ElapsedMS: time.Since(p.start).Milliseconds()})
+		} else {
+			fmt.Fprintln(p.w, peer)
+		}
+	}
+	return p.max <= 0 || p.n < p.max
+}
+
+func (p *peerPrinter) found() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.n
 }

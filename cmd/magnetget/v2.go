@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"log/slog"
-	"net/netip"
-	"sync"
 
 	"github.com/anacrolix/torrent/metainfo"
 
@@ -90,7 +88,7 @@ func magnetOf(tor *torrentfile.Torrent, peers []string) string {
 }
 
 // extraSources are the peer sources of a hybrid torrent's other swarm hashes
-// (peersource takes one infohash): its peers are found, and our port
+// (seed's; one peersource.Source takes them all with Config.Also, as get does): its peers are found, and our port
 // announced, under both. Peers found under the other hash are dialled with
 // the swarm's hash; hybrid clients answer to either.
 type extraSources struct{ fs []*finder }
@@ -108,27 +106,4 @@ func (x *extraSources) stop() {
 	for _, f := range x.fs {
 		f.stop()
 	}
-}
-
-// mergePeers streams the addresses of several sources' Peers as one, until ctx
-// ends; wait waits for the forwarders (call it after ending ctx).
-func mergePeers(ctx context.Context, fs []*finder) (<-chan netip.AddrPort, func()) {
-	if len(fs) == 1 {
-		return fs[0].src.Peers(ctx), func() {}
-	}
-	out := make(chan netip.AddrPort)
-	var wg sync.WaitGroup
-	for _, f := range fs {
-		in := f.src.Peers(ctx)
-		wg.Go(func() {
-			for a := range in {
-				select {
-				case out <- a:
-				case <-ctx.Done():
-				}
-			}
-		})
-	}
-	go func() { wg.Wait(); close(out) }()
-	return out, wg.Wait
 }

@@ -1,9 +1,12 @@
 // Package peersource is one torrent's supply of peers, from the metadata fetch to the end of the
-// download or seed: one DHT lookup stream (re-run on a schedule with back-off, announcing our
-// port when we listen), the magnet's x.pe peers, one tracker session (started once, completed
-// once, stopped at the end), and the addresses the swarm learns by PEX. Each address is dialled
-// once per torrent: a second dial, of a peer that dropped or could not be reached, waits a
-// back-off that doubles with every dial.
+// download or seed: one DHT lookup stream per swarm hash (re-run on a schedule with back-off,
+// announcing our port when we listen), the magnet's x.pe peers, one tracker session per swarm
+// hash (started once, completed once, stopped at the end), the addresses the swarm learns by PEX,
+// and the peers that connect to us before the swarm runs (AcceptEarly). A hybrid (v1+v2)
+// torrent has two swarm hashes (the v1 infohash and the truncated v2 one): one Source serves
+// both, so an address found under both is still one address. Each address is dialled once per
+// torrent: a second dial, of a peer that dropped or could not be reached, waits a back-off that
+// doubles with every dial.
 //
 // The source hands addresses out in two phases. While the metadata is fetched, Peers streams
 // them (every address taken from the stream counts as a dial: metadata.Fetch dials what it
@@ -86,7 +89,11 @@ const MaxKnown = 20000
 // Config is one torrent's sources.
 type Config struct {
 	InfoHash [20]byte
-	PeerID   [20]byte
+	// Also lists the torrent's other swarm hashes (a hybrid's other one; see AddInfoHash for
+	// one learned later): looked up, announced and told to trackers like InfoHash, their
+	// peers dialled (under whichever hash the caller dials) from the same registry.
+	Also   [][20]byte
+	PeerID [20]byte
 	// Port is our peer listen port: announced to the DHT and to trackers. 0: we do not listen
 	// (meta): no DHT announce, and trackers are told 6881.
 	Port uint16
@@ -110,6 +117,19 @@ type Stats struct {
 	TrackerErr       string // the last tracker error, "" when none
 }
 
+// tkey is one tracker under one swarm hash.
+type tkey struct {
+	url string
+	ih  [20]byte
+}
+
+// tstate is what a tracker has been told under one hash (from Client.OnAnnounce).
+type tstate struct {
+	started   bool // a "started" announce succeeded
+	hadLeft   bool // an announce that succeeded said we were still downloading
+	completed bool // a "completed" announce was sent (answered or failed)
+}
+
 type entry struct {
 	dials  int       // dials made (or handed to metadata.Fetch)
 	handed time.Time // when last handed to the swarm, zero when dialled since
@@ -125,11 +145,17 @@ type Source struct {
 	tc  *trackers.Client
 
 	state atomic.Pointer[func() trackers.Request]
-	sess  atomic.Pointer[trackers.Session]
 	kick  chan struct{} // wakes the Peers pump; buffered 1
 	quit  chan struct{} // closed when Run ends: Peers streams end too
 
 	mu        sync.Mutex // guards the fields below; never held across a call out
+	hashes    [][20]byte // swarm hashes: InfoHash, Also, AddInfoHash
+	sessions  []*trackers.Session
+	runCtx    context.Context // Run's, once it started
+	running   bool            // Run started
+	closing   bool            // Run's ctx ended: AddInfoHash starts nothing (no hwg.Add after hwg.Wait)
+	tstates   map[tkey]*tstate
+	changed   chan struct{} // closed and replaced when a tstate changes
 	reg       map[netip.AddrPort]*entry
 	queue     []netip.AddrPort // learned, not yet handed out
 	add       func(netip.AddrPort)
@@ -141,6 +167,7 @@ type Source struct {
 	lookups atomic.Int64
 	found   atomic.Int64
 	wg      sync.WaitGroup // Peers pumps
+	hwg     sync.WaitGroup // Run's loops: one per hash, the redial scan
 }
 
 // New makes a source; nothing starts until Run.
@@ -151,6 +178,14 @@ func New(cfg Config) *Source {
 		quit:     make(chan struct{}),
 		reg:      map[netip.AddrPort]*entry{},
 		answered: map[string]bool{},
+		tstates:  map[tkey]*tstate{},
+		changed:  make(chan struct{}),
+		hashes:   [][20]byte{cfg.InfoHash},
+	}
+	for _, ih := range cfg.Also {
+		if !slices.Contains(s.hashes, ih) {
+			s.hashes = append(s.hashes, ih)
+		}
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -177,27 +212,66 @@ func New(cfg Config) *Source {
 // until then they say Left 1 (looking for metadata). Call Update when the download completes.
 func (s *Source) SetState(fn func() trackers.Request) { s.state.Store(&fn) }
 
-// Update tells the trackers the state changed (see trackers.Session.Update).
+// Update tells the trackers the state changed (see trackers.Session.Update), under every hash.
 func (s *Source) Update() {
-	if ss := s.sess.Load(); ss != nil {
-		ss.Update()
+	s.mu.Lock()
+	ss := slices.Clone(s.sessions)
+	s.mu.Unlock()
+	for _, x := range ss {
+		x.Update()
 	}
 }
 
-// Run finds peers until ctx ends: the DHT lookup stream and the tracker session. At the end the
-// trackers get "stopped". It returns when everything it and Peers started has ended.
+// AddInfoHash adds a swarm hash learned late (a btih magnet whose metadata turns out to be a
+// hybrid's): it is looked up, announced and told to trackers from now on, as Config.Also.
+func (s *Source) AddInfoHash(ih [20]byte) {
+	s.mu.Lock()
+	if slices.Contains(s.hashes, ih) {
+		s.mu.Unlock()
+		return
+	}
+	s.hashes = append(s.hashes, ih)
+	ctx, live := s.runCtx, s.running && !s.closing
+	if live {
+		s.hwg.Add(1) // under mu, before Run sets closing: it happens before Run's hwg.Wait
+	}
+	s.mu.Unlock()
+	if live {
+		go func() {
+			defer s.hwg.Done()
+			s.runHash(ctx, ih)
+		}()
+	}
+}
+
+// Run finds peers until ctx ends: the DHT lookup stream and the tracker session of each swarm
+// hash. At the end the trackers get "stopped". It returns when everything it and Peers started
+// has ended. Call it once.
 func (s *Source) Run(ctx context.Context) {
-	var wg sync.WaitGroup
-	if s.cfg.DHT != nil {
-		wg.Go(func() { s.dhtLoop(ctx) })
+	s.mu.Lock()
+	if s.running || s.ended {
+		s.mu.Unlock()
+		return
 	}
-	if len(s.cfg.Trackers) > 0 {
-		ss := s.tc.Session(s.cfg.Trackers, s.request, s.offer)
-		s.sess.Store(ss)
-		wg.Go(func() { ss.Run(ctx) })
+	s.running, s.runCtx = true, ctx
+	hs := slices.Clone(s.hashes)
+	s.hwg.Add(len(hs) + 1)
+	s.mu.Unlock()
+	for _, ih := range hs {
+		go func() {
+			defer s.hwg.Done()
+			s.runHash(ctx, ih)
+		}()
 	}
-	wg.Go(func() { s.redialLoop(ctx) })
-	wg.Wait()
+	go func() {
+		defer s.hwg.Done()
+		s.redialLoop(ctx)
+	}()
+	<-ctx.Done()
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	s.hwg.Wait()
 	s.mu.Lock()
 	s.ended = true
 	s.mu.Unlock()
@@ -205,12 +279,28 @@ func (s *Source) Run(ctx context.Context) {
 	s.wg.Wait()
 }
 
-func (s *Source) request() trackers.Request {
+// runHash runs the DHT lookup stream and the tracker session of one swarm hash until ctx ends.
+func (s *Source) runHash(ctx context.Context, ih [20]byte) {
+	var wg sync.WaitGroup
+	if s.cfg.DHT != nil {
+		wg.Go(func() { s.dhtLoop(ctx, ih) })
+	}
+	if len(s.cfg.Trackers) > 0 {
+		ss := s.tc.Session(s.cfg.Trackers, func() trackers.Request { return s.request(ih) }, s.offer)
+		s.mu.Lock()
+		s.sessions = append(s.sessions, ss)
+		s.mu.Unlock()
+		wg.Go(func() { ss.Run(ctx) })
+	}
+	wg.Wait()
+}
+
+func (s *Source) request(ih [20]byte) trackers.Request {
 	r := trackers.Request{Left: 1}
 	if fn := s.state.Load(); fn != nil {
 		r = (*fn)()
 	}
-	r.InfoHash, r.PeerID, r.Port = s.cfg.InfoHash, s.cfg.PeerID, s.cfg.Port
+	r.InfoHash, r.PeerID, r.Port = ih, s.cfg.PeerID, s.cfg.Port
 	if r.Port == 0 {
 		r.Port = 6881 // some trackers refuse port 0; we accept nothing anyway
 	}
@@ -223,22 +313,62 @@ func (s *Source) noteAnnounce(url string, r trackers.Request, _ trackers.Respons
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	k := tkey{url, r.InfoHash}
+	ts := s.tstates[k]
+	if ts == nil {
+		ts = &tstate{}
+		s.tstates[k] = ts
+	}
+	if r.Event == trackers.Completed && !errors.Is(err, context.Canceled) {
+		ts.completed = true
+	}
 	if err == nil {
 		s.answered[url] = true
+		ts.started = ts.started || r.Event == trackers.Started
+		ts.hadLeft = ts.hadLeft || r.Left > 0
 	} else if !errors.Is(err, context.Canceled) {
 		s.lastErr = err.Error()
+	}
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// AwaitCompleted waits until every tracker that was told, under any hash, that we were still
+// downloading has been sent "completed" (answered or failed), or until ctx ends; it reports
+// whether they all were. Call it after the download completed (and Update), before ending Run:
+// a command that exits on completion would otherwise cut the "completed" announces short,
+// since Run's end sends "stopped" at once. Bound ctx: a tracker may be slow to answer.
+func (s *Source) AwaitCompleted(ctx context.Context) bool {
+	for {
+		s.mu.Lock()
+		done := true
+		for _, ts := range s.tstates {
+			if ts.started && ts.hadLeft && !ts.completed {
+				done = false
+			}
+		}
+		ch := s.changed
+		s.mu.Unlock()
+		if done {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-ch:
+		}
 	}
 }
 
 // dhtLoop looks the infohash up again and again, announcing our port when we listen. A lookup
 // that finds nobody is repeated (at most IdleLookupWait later) rather than given up.
-func (s *Source) dhtLoop(ctx context.Context) {
+func (s *Source) dhtLoop(ctx context.Context, ih [20]byte) {
 	wait := s.sc.FirstLookupWait
 	var announced time.Time
 	everFound := false
 	for {
 		n := 0
-		err := s.cfg.DHT.Lookup(ctx, s.cfg.InfoHash, func(r dht.PeerResult) bool {
+		err := s.cfg.DHT.Lookup(ctx, ih, func(r dht.PeerResult) bool {
 			n++
 			s.offer(r.Peer)
 			return true
@@ -252,7 +382,7 @@ func (s *Source) dhtLoop(ctx context.Context) {
 		}
 		everFound = everFound || n > 0
 		if s.cfg.Port != 0 && (announced.IsZero() || time.Since(announced) >= s.sc.AnnounceEvery) {
-			if err := s.cfg.DHT.Announce(ctx, s.cfg.InfoHash, int(s.cfg.Port)); err != nil {
+			if err := s.cfg.DHT.Announce(ctx, ih, int(s.cfg.Port)); err != nil {
 				if ctx.Err() != nil {
 					return
 				}
