@@ -16,8 +16,12 @@ type guardedConn struct {
 	net.PacketConn
 
 	// filter, when set (before the library starts reading), sees every packet first and
-	// reports whether the library should get it; see inbound.go.
-	filter func(b []byte, from netip.AddrPort) bool
+	// reports whether the library should get it, and its length after any rewrite in place;
+	// see inbound.go.
+	filter func(b []byte, from netip.AddrPort) (int, bool)
+	// out, when set, rewrites every packet the library writes (txid.go). Our own replies do
+	// not pass here: the node writes them on the socket directly.
+	out func(b []byte, to netip.AddrPort) []byte
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -52,8 +56,11 @@ func (c *guardedConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	for {
 		n, addr, err := c.PacketConn.ReadFrom(b)
 		if err == nil {
-			if c.filter != nil && !c.filter(b[:n], addrPortOf(addr)) {
-				continue
+			if c.filter != nil {
+				var ok bool
+				if n, ok = c.filter(b[:n], addrPortOf(addr)); !ok {
+					continue
+				}
 			}
 			return n, addr, nil
 		}
@@ -78,6 +85,20 @@ func (c *guardedConn) ReadFrom(b []byte) (int, net.Addr, error) {
 		}
 		backoff = min(2*backoff, 100*time.Millisecond)
 	}
+}
+
+// WriteTo writes a packet of the library's, rewritten by out. It reports len(b) written when the
+// rewritten packet went out whole: the library treats any other count as a short write.
+func (c *guardedConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	if c.out == nil {
+		return c.PacketConn.WriteTo(b, addr)
+	}
+	p := c.out(b, addrPortOf(addr))
+	n, err := c.PacketConn.WriteTo(p, addr)
+	if err == nil && n == len(p) {
+		n = len(b)
+	}
+	return n, err
 }
 
 // Close closes the socket once; the library's own (asynchronous) Close call lands here too.

@@ -114,15 +114,17 @@ func (n *Node) handleQuery(m *krpc.Msg, from netip.AddrPort) {
 		ih := m.A.InfoHash
 		n.emit(event{ih: ih, addr: from})
 		body.Token = n.tokens.issue(from.Addr(), ih)
-		for _, p := range n.peers.get(ih, n.valuesFor(from)) {
+		values, nodes := n.replyShape(from)
+		for _, p := range n.peers.get(ih, values) {
 			if p.Addr().Is4() == n.isV6() {
 				continue
 			}
 			body.Values = append(body.Values, compactAddr(p))
 		}
-		if len(body.Values) == 0 {
-			n.setNodes(&body, ih, from)
-		}
+		// Nodes too, whatever the values (as libtorrent does): the peers we hold may be long
+		// gone, and a client whose only contact is us (aria2 with us as its entry point) can
+		// walk on toward the nodes that know live ones only through these.
+		n.setNodesN(&body, ih, from, nodes(len(body.Values)))
 	case "announce_peer":
 		if !n.tokens.valid(m.A.Token, from.Addr(), m.A.InfoHash) {
 			n.sendError(from, m.T, krpc.ErrorCodeProtocolError, "bad token")
@@ -163,35 +165,48 @@ func (n *Node) handleQuery(m *krpc.Msg, from netip.AddrPort) {
 }
 
 // Reply size. A get_peers query is about 100 bytes; values are 8 bytes each on IPv4 (a 6-byte
-// compact string with its "6:" prefix) and 21 on IPv6.
+// compact string with its "6:" prefix) and 21 on IPv6; nodes 26 and 38.
 const (
 	// maxReplyValues keeps a reply to a source whose address is proven (it answered one of our
-	// queries) under about 1 KiB, inside any MTU: libtorrent's figure of 50 for IPv4.
-	maxReplyValues4, maxReplyValues6 = 50, 32
-	// unverifiedValues bounds values to any other source, whose address may be spoofed, so the
-	// reply is no larger than a find_node reply (8 nodes, 208 or 304 bytes): about 3x the query.
+	// queries), values and replyNodes nodes together, under about 1 KiB, inside any MTU:
+	// libtorrent's figure of 50 for IPv4.
+	maxReplyValues4, maxReplyValues6 = 50, 24
+	// unverifiedValues bounds values to any other source, whose address may be spoofed, to
+	// about 3x the query. Values and nodes share that budget: nodes fill what values leave.
 	unverifiedValues4, unverifiedValues6 = 16, 8
+	valueBytes4, valueBytes6             = 8, 21
+	nodeBytes4, nodeBytes6               = 26, 38
 )
 
-// valuesFor is how many peers a get_peers reply to from may carry.
-func (n *Node) valuesFor(from netip.AddrPort) int {
+// replyShape is how many peers a get_peers reply to from may carry, and how many nodes beside
+// the values it found.
+func (n *Node) replyShape(from netip.AddrPort) (values int, nodes func(values int) int) {
 	verified := n.nodes.answered(from)
-	switch {
-	case n.isV6() && verified:
-		return maxReplyValues6
-	case n.isV6():
-		return unverifiedValues6
-	case verified:
-		return maxReplyValues4
-	default:
-		return unverifiedValues4
+	if verified {
+		if n.isV6() {
+			return maxReplyValues6, func(int) int { return replyNodes }
+		}
+		return maxReplyValues4, func(int) int { return replyNodes }
 	}
+	budget, vb, nb := unverifiedValues4*valueBytes4, valueBytes4, nodeBytes4
+	if n.isV6() {
+		budget, vb, nb = unverifiedValues6*valueBytes6, valueBytes6, nodeBytes6
+	}
+	return budget / vb, func(v int) int { return min(replyNodes, (budget-v*vb)/nb) }
 }
 
 // setNodes fills the nodes (or nodes6) field with the answered nodes nearest target.
 func (n *Node) setNodes(body *replyBody, target [20]byte, exclude netip.AddrPort) {
+	n.setNodesN(body, target, exclude, replyNodes)
+}
+
+// setNodesN is setNodes with at most k nodes.
+func (n *Node) setNodesN(body *replyBody, target [20]byte, exclude netip.AddrPort, k int) {
+	if k <= 0 {
+		return
+	}
 	v6 := n.isV6()
-	ns := n.nodes.closest(target, replyNodes, func(ap netip.AddrPort) bool { return ap.Addr().Is4() != v6 && ap != exclude })
+	ns := n.nodes.closest(target, k, func(ap netip.AddrPort) bool { return ap.Addr().Is4() != v6 && ap != exclude })
 	entries := make([]nodeEntry, len(ns))
 	for i, tn := range ns {
 		entries[i] = nodeEntry{tn.ID, tn.Addr}

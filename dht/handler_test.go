@@ -1,8 +1,10 @@
 package dht
 
 import (
+	"context"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -136,5 +138,62 @@ func TestAnnounceNeedsToken(t *testing.T) {
 	}
 	if gp.ClientId != ClientVersion {
 		t.Errorf("reply v %q, want %q", gp.ClientId, ClientVersion)
+	}
+}
+
+// Issue 10's stuck aria2: a client whose only contact is our node (its DHT entry point) asks us
+// for peers of a torrent that someone, since gone, announced to us. The answer must name nodes
+// beside that dead peer, or the client can never walk on to the nodes that know the live seed
+// (aria2 asked again every 5 s for two minutes and got the dead peer alone each time).
+func TestGetPeersWithValuesLeadsOn(t *testing.T) {
+	ih := [20]byte{'e', 'n', 't', 'r', 'y'}
+	seed := netip.MustParseAddrPort("127.0.10.50:5050")
+	holder, err := New(Config{Addr: netip.MustParseAddrPort("127.0.10.1:0"), Rate: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	holder.peers.add(ih, seed)
+	entry, err := New(Config{Addr: netip.MustParseAddrPort("127.0.10.2:0"), Rate: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer entry.Close()
+	if _, err := entry.FindNode(context.Background(), holder.Addr(), holder.ID()); err != nil {
+		t.Fatalf("entry never reached the holder: %v", err)
+	}
+	// A peer announces itself to the entry node with a real token, and goes away.
+	gone := newRawPeer(t, "127.0.10.9")
+	tok := *gone.query(entry.Addr(), "get_peers", ihArg(ih)).R.Token
+	if m := gone.query(entry.Addr(), "announce_peer", tokenArgs(ih, 1, tok)); m.R == nil {
+		t.Fatalf("announce: %+v", m)
+	}
+	gone.c.Close()
+
+	for _, verified := range []bool{false, true} {
+		client, err := New(Config{Addr: netip.MustParseAddrPort("127.0.10.3:0"), Rate: -1, ResendDelay: 300 * time.Millisecond, Bootstrap: []netip.AddrPort{entry.Addr()}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if verified {
+			// As aria2's first query (a ping) gets it verified before its first get_peers.
+			if _, err := entry.FindNode(context.Background(), client.Addr(), client.ID()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		var found []netip.AddrPort
+		err = client.Lookup(ctx, ih, func(pr PeerResult) bool {
+			found = append(found, pr.Peer)
+			return true
+		})
+		cancel()
+		client.Close()
+		if err != nil {
+			t.Fatalf("verified %v: lookup: %v", verified, err)
+		}
+		if !slices.Contains(found, seed) {
+			t.Fatalf("verified %v: a client entering through our node found %v, never the live seed %v", verified, found, seed)
+		}
 	}
 }

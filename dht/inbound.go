@@ -25,7 +25,9 @@ import (
 //   - queries never reach the library: the node answers them itself (handler.go), after a
 //     per-source and a global reply budget, so only answers to our own transactions ever touch
 //     the library's routing table;
-//   - responses and errors go to the library, which matches them to a transaction it sent.
+//   - responses and errors go to the library, which matches them to a transaction it sent, but
+//     only those whose transaction id carries our MAC for the address they came from (txid.go):
+//     the library's own ids are a guessable counter.
 
 const (
 	// maxPacket bounds an accepted KRPC datagram. The largest messages real nodes send are
@@ -47,14 +49,15 @@ const (
 	maxSources = 4096
 )
 
-// inbound is the socket filter (see guardedConn): it reports whether the library should see b.
-func (n *Node) inbound(b []byte, from netip.AddrPort) bool {
+// inbound is the socket filter (see guardedConn): it reports whether the library should see b,
+// and b's length after the transaction id was restored in place.
+func (n *Node) inbound(b []byte, from netip.AddrPort) (int, bool) {
 	if !n.ready.Load() {
-		return false // New is still building the node; nothing is awaited yet
+		return 0, false // New is still building the node; nothing is awaited yet
 	}
 	if len(b) > maxPacket {
 		n.packetsDropped.Add(1)
-		return false
+		return 0, false
 	}
 	var y, q []byte
 	end, err := bencscan.Dict(b, 0, maxPacketDepth, func(key, val []byte) bool {
@@ -68,17 +71,22 @@ func (n *Node) inbound(b []byte, from netip.AddrPort) bool {
 	})
 	if err != nil {
 		n.packetsDropped.Add(1)
-		return false
+		return 0, false
 	}
 	switch string(y) {
 	case "1:r", "1:e":
-		return true
+		k, ok := n.txids.incoming(b[:end], from)
+		if !ok {
+			n.answersDropped.Add(1)
+			return 0, false
+		}
+		return k, true
 	case "1:q":
 		n.serveQuery(b[:end], q, from)
 	default:
 		n.packetsDropped.Add(1)
 	}
-	return false
+	return 0, false
 }
 
 // serveQuery counts, budgets, decodes and answers one query. It runs on the socket's read loop,

@@ -99,6 +99,10 @@ type Stats struct {
 	// unanswered because their source or the node was over its reply rate; PacketsDropped the
 	// packets refused before decoding (too long, malformed bencode, not KRPC).
 	RepliesSent, RepliesDropped, PacketsDropped int64
+	// AnswersDropped counts answers (responses and errors) to no query of ours: their
+	// transaction id does not carry our MAC for the address they came from (forged, or late
+	// beyond recognition).
+	AnswersDropped int64
 	// QueriesInByType counts received queries by method: ping, find_node, get_peers,
 	// announce_peer, sample_infohashes, and "other".
 	QueriesInByType map[string]int64
@@ -128,6 +132,7 @@ type Node struct {
 	sources      *sourceLimiter
 	peers        *peerStore
 	tokens       *tokens
+	txids        *txids
 	nodes        *tracker
 	saved        []routing.Node // loaded from StateFile: traversal seeds beside the table
 	events       chan event     // for OnAnnounce/OnGetPeers, delivered by one goroutine
@@ -141,6 +146,7 @@ type Node struct {
 	repliesSent    atomic.Int64
 	repliesDropped atomic.Int64
 	packetsDropped atomic.Int64
+	answersDropped atomic.Int64
 	queriesByType  [len(queryTypes)]atomic.Int64
 	eventsDropped  atomic.Int64
 
@@ -245,6 +251,8 @@ func New(cfg Config) (*Node, error) {
 	n.addr = addrPortOf(pc.LocalAddr())
 	n.conn = newGuardedConn(pc)
 	n.conn.filter = n.inbound
+	n.txids = newTxids()
+	n.conn.out = n.txids.outgoing
 	v6 := n.addr.Addr().Is6() && !n.addr.Addr().Is4In6()
 	// Keep saved nodes of our family only: an IPv4 socket cannot reach IPv6 nodes.
 	n.saved = sameFamily(n.saved, v6)
@@ -399,6 +407,7 @@ func (n *Node) Stats() Stats {
 		RepliesSent:     n.repliesSent.Load(),
 		RepliesDropped:  n.repliesDropped.Load(),
 		PacketsDropped:  n.packetsDropped.Load(),
+		AnswersDropped:  n.answersDropped.Load(),
 		QueriesInByType: make(map[string]int64, len(queryTypes)),
 	}
 	for i, q := range queryTypes {
