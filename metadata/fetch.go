@@ -583,23 +583,25 @@ func (f *fetcher) newAttempt() *attempt {
 }
 
 // keep returns the connections to hand on: peers still open, not broken mid-message, that
-// announced the verified size and were not left under suspicion, and the incoming peers
+// announced the verified size and were not left under suspicion, then the incoming peers
 // without ut_metadata. The rest are closed.
 func (f *fetcher) keep(size int) []*peerwire.Conn {
 	var conns []*peerwire.Conn
-	for w := range f.spares {
-		if w.broken || w.conn.SetDeadline(time.Time{}) != nil {
-			w.close()
-			continue
-		}
-		conns = append(conns, w.conn)
-	}
 	for w := range f.workers {
 		if w.conn == nil || w.broken || w.suspect || w.size != size || w.state == stConnecting {
 			w.close()
 			continue
 		}
 		if err := w.conn.SetDeadline(time.Time{}); err != nil {
+			w.close()
+			continue
+		}
+		conns = append(conns, w.conn)
+	}
+	// Last: a caller that asks the peers for more (piece layers) asks those with the metadata
+	// first.
+	for w := range f.spares {
+		if w.broken || w.conn.SetDeadline(time.Time{}) != nil {
 			w.close()
 			continue
 		}
