@@ -298,11 +298,12 @@ func fetchOne(c *cli.Context, set *dhtSet, ln *peerListener, in metaIncoming, pe
 	defer cancel()
 	log := logger(c)
 	direct := resolvePeers(ctx, m.Peers, log)
-	// One source for every swarm hash of the target (a hybrid's two),
-	// announcing the port we listen on.
+	// Peers that connect for the target are taken before anyone is told
+	// where we are: one source for every swarm hash of the target (a
+	// hybrid's two), announcing the port we listen on.
+	conns, remove := in.add(append([][20]byte{ih}, also...))
 	f := startFinder(ctx, set, peersource.Config{InfoHash: ih, Also: also, PeerID: peerID, Port: ln.bound().Port(),
 		Direct: direct, Trackers: m.Trackers, Logger: log})
-	conns, remove := in.add(append([][20]byte{ih}, also...))
 	fctx, fcancel := context.WithCancel(ctx)
 	opts := metadata.Options{MaxSize: c.Int("max-metadata-size"), PeerID: peerID, Logger: log, LocalAddr: ln.localIP(), InfoHashV2: m.InfoHashV2,
 		Incoming: conns}
