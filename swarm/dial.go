@@ -86,22 +86,6 @@ func (s *Swarm) doneConnectingLocked(ip netip.Addr) {
 // acceptLoop handshakes incoming connections from cfg.Listener, within the slots, per-IP and
 // handshake budgets of admit.go: a connection beyond them is closed at once.
 func (s *Swarm) acceptLoop(ctx context.Context) {
-	ln := s.cfg.Listener
-	// Unblock Accept on cancel without closing a listener we do not own, when we can.
-	type deadliner interface{ SetDeadline(time.Time) error }
-	stop := context.AfterFunc(ctx, func() {
-		if d, ok := ln.(deadliner); ok {
-			_ = d.SetDeadline(time.Unix(1, 0))
-		} else {
-			_ = ln.Close()
-		}
-	})
-	defer stop()
-	defer func() {
-		if d, ok := ln.(deadliner); ok {
-			_ = d.SetDeadline(time.Time{})
-		}
-	}()
 	// Answer MSE-first clients (libtorrent, aria2) at once instead of making them retry in
 	// plaintext. Someone who connects must send a handshake promptly.
 	o := s.opts
@@ -114,23 +98,7 @@ func (s *Swarm) acceptLoop(ctx context.Context) {
 	}
 	o.Timeout = handshakeTimeout
 	known := s.ourHash
-	var delay time.Duration
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// Temporary failure (e.g. out of file descriptors): back off, bounded.
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			select {
-			case <-time.After(delay):
-			case <-ctx.Done():
-				return
-			}
-			continue
-		}
-		delay = 0
+	peerwire.ServeListener(ctx, s.cfg.Listener, func(nc net.Conn) {
 		ip := addrPortOf(nc.RemoteAddr()).Addr()
 		var closing []*peerwire.Conn
 		s.mu.Lock()
@@ -144,7 +112,7 @@ func (s *Swarm) acceptLoop(ctx context.Context) {
 		closeAll(closing)
 		if !ok {
 			_ = nc.Close()
-			continue
+			return
 		}
 		s.wg.Add(1)
 		go func() {
@@ -162,7 +130,7 @@ func (s *Swarm) acceptLoop(ctx context.Context) {
 			s.log.Debug("incoming peer", "addr", c.RemoteAddr(), "crypto", c.Crypto())
 			s.startPeerDir(c, false, false)
 		}()
-	}
+	})
 }
 
 // handshakeBudget is how many incoming handshakes may run at once: maxHandshakes, and never

@@ -912,13 +912,10 @@ func (s *Swarm) nextBlockLocked(p *peer) (piece, block int, ok bool) {
 			if len(ps.peers) < 2 {
 				continue // not shared: every unclaimed block is already requested from p
 			}
-			// End game: duplicate a block another peer owes us.
-			for b, c := range ps.claimed {
-				if !c {
-					if _, mine := p.outstanding[blockKey{uint32(i), uint32(b * blockSize)}]; !mine {
-						return i, b, true
-					}
-				}
+			// End game: duplicate a block another peer owes us, the last first (the owner
+			// asked for them in order, so it sends the last ones last).
+			if b, ok := s.duplicateLocked(p, i, ps); ok {
+				return i, b, true
 			}
 		}
 		if s.onPick != nil {
@@ -933,6 +930,10 @@ func (s *Swarm) nextBlockLocked(p *peer) (piece, block int, ok bool) {
 			}
 			if ps := s.pieces[i]; ps != nil && (ps.verifying || ps.peers[p]) {
 				return false
+			} else if ps != nil && ps.unrequested == 0 {
+				if _, ok := s.duplicateLocked(p, i, ps); !ok {
+					return false
+				}
 			}
 			return s.pickableLocked(i)
 		})
@@ -953,6 +954,42 @@ func (s *Swarm) nextBlockLocked(p *peer) (piece, block int, ok bool) {
 		p.pieces = append(p.pieces, i)
 		s.picker.Start(i)
 	}
+}
+
+// maxEndgameReqs is how many peers a block is requested from at once in end game, unless a
+// peer at least twice as fast as all of them asks (slow peers must not take the duplicates a
+// fast one would deliver first). Asking every peer for every last block made each link carry the
+// whole remainder: with 8 peers at 8 MiB/s and a second of requests queued at each, the last
+// 5 MiB took 0.6 s instead of 0.08 s.
+const maxEndgameReqs = 2
+
+// duplicateLocked returns the block of piece i, the last first (its owners asked in order, so
+// they send the last ones last), that end game may ask p for although others owe it to us.
+func (s *Swarm) duplicateLocked(p *peer, i int, ps *pieceState) (int, bool) {
+	for b := len(ps.claimed) - 1; b >= 0; b-- {
+		if ps.claimed[b] {
+			continue
+		}
+		k := blockKey{uint32(i), uint32(b * blockSize)}
+		if _, mine := p.outstanding[k]; mine {
+			continue
+		}
+		if ps.reqs[b] < maxEndgameReqs || fasterThanHolders(p, ps, k) {
+			return b, true
+		}
+	}
+	return 0, false
+}
+
+// fasterThanHolders reports whether p downloads at least twice as fast as every peer that owes
+// us block k of ps.
+func fasterThanHolders(p *peer, ps *pieceState, k blockKey) bool {
+	for q := range ps.peers {
+		if _, owes := q.outstanding[k]; owes && q != p && p.downRate < 2*q.downRate {
+			return false
+		}
+	}
+	return p.downRate > 0
 }
 
 // removePeer forgets a disconnected peer: its pieces return to the picker, partial ones first.

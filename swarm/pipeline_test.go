@@ -82,18 +82,7 @@ func TestPipelineTrimsSlowPeer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	newPeer := func() *peer {
-		n := s.layout.NumPieces()
-		p := &peer{s: s, has: picker.NewBitfield(n), outstanding: make(map[blockKey]request),
-			allowedFast: make(map[int]bool), qsig: make(chan struct{}, 1), amInterested: true, slowStart: true}
-		for i := range n {
-			p.has.Set(i)
-			s.picker.PeerHas(i)
-		}
-		p.maxOut = s.initialPipelineLocked()
-		s.peers[p] = struct{}{}
-		return p
-	}
+	newPeer := func() *peer { return addSeedPeerLocked(s) }
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	slow := newPeer()
@@ -140,5 +129,76 @@ func TestPipelineTrimsSlowPeer(t *testing.T) {
 	}
 	if len(fast.outstanding) == 0 {
 		t.Fatal("nothing left for a second peer")
+	}
+}
+
+// addSeedPeerLocked adds to s a connectionless peer that has every piece and wants some, with
+// a new connection's first pipeline; its messages stay in its queue.
+func addSeedPeerLocked(s *Swarm) *peer {
+	n := s.layout.NumPieces()
+	p := &peer{s: s, has: picker.NewBitfield(n), outstanding: make(map[blockKey]request),
+		allowedFast: make(map[int]bool), qsig: make(chan struct{}, 1), amInterested: true, slowStart: true}
+	for i := range n {
+		p.has.Set(i)
+		s.picker.PeerHas(i)
+	}
+	p.maxOut = s.initialPipelineLocked()
+	s.peers[p] = struct{}{}
+	return p
+}
+
+// TestEndGameAsksTwoPeersAtMost: once every block is requested, peers with room duplicate
+// blocks others owe us, but each block is asked of two peers at most (asking all eight made
+// each link carry the whole remainder), unless the peer asking is more than twice as fast.
+func TestEndGameAsksTwoPeersAtMost(t *testing.T) {
+	tt := makeTorrent(t, "endgame", 64<<10, []testFile{{"x", 1 << 20}}, 16)
+	s, err := New(Config{InfoHash: tt.ih, Info: tt.info, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ps []*peer
+	for range 8 {
+		p := addSeedPeerLocked(s)
+		p.peerChoking = false
+		ps = append(ps, p)
+	}
+	for _, p := range ps {
+		s.fillLocked(p) // 64 blocks among 8 peers: the first ones take them all
+	}
+	// Each peer, given room, asks for duplicates.
+	for _, p := range ps {
+		p.maxOut = 64
+		s.fillLocked(p)
+	}
+	total := 0
+	for i, st := range s.pieces {
+		if st == nil {
+			continue
+		}
+		for b, n := range st.reqs {
+			total += n
+			if n > maxEndgameReqs {
+				t.Fatalf("piece %d block %d requested from %d peers", i, b, n)
+			}
+			if n == 0 {
+				t.Fatalf("piece %d block %d requested from nobody", i, b)
+			}
+		}
+	}
+	if want := maxEndgameReqs * 64; total != want {
+		t.Fatalf("%d requests in end game, want every block from %d peers (%d)", total, maxEndgameReqs, want)
+	}
+	// A peer more than twice as fast as those owing the blocks still gets them all: slow
+	// peers' duplicates must not keep the tail waiting for them.
+	for _, p := range ps {
+		p.downRate = 100 << 10
+	}
+	fast := addSeedPeerLocked(s)
+	fast.peerChoking, fast.downRate, fast.maxOut = false, 10<<20, 64
+	s.fillLocked(fast)
+	if len(fast.outstanding) != 64 {
+		t.Fatalf("a fast peer got %d of the 64 blocks slow peers owe", len(fast.outstanding))
 	}
 }
