@@ -57,12 +57,10 @@ type AcceptConfig struct {
 // can serve several torrents at once (Add: meta fetches several), each on its own channel.
 type Early struct {
 	cfg     AcceptConfig
-	ln      interface{ SetDeadline(time.Time) error }
 	out     chan *peerwire.Conn
 	actx    context.Context    // accepting and offering on out; ends at Stop
 	cancel  context.CancelFunc // ends actx
 	hcancel context.CancelFunc // ends the handshakes under way
-	hook    chan struct{}      // closed when the cancel hook has set the listener's deadline
 	loop    sync.WaitGroup     // the accept loop
 	wg      sync.WaitGroup     // handshakes
 
@@ -86,8 +84,8 @@ var ErrNoDeadline = errors.New("peersource: listener has no SetDeadline")
 // AcceptEarly starts accepting on cfg.Listener until Stop (or ctx ends). Each peer that
 // completes a handshake for one of cfg.Hashes is offered on Conns.
 func AcceptEarly(ctx context.Context, cfg AcceptConfig) (*Early, error) {
-	dl, ok := cfg.Listener.(interface{ SetDeadline(time.Time) error })
-	if !ok {
+	// Accepting must stop without closing the listener: the swarm accepts on it next.
+	if _, ok := cfg.Listener.(interface{ SetDeadline(time.Time) error }); !ok {
 		return nil, ErrNoDeadline
 	}
 	if cfg.MaxHandshakes <= 0 {
@@ -104,18 +102,13 @@ func AcceptEarly(ctx context.Context, cfg AcceptConfig) (*Early, error) {
 	}
 	hctx, hcancel := context.WithCancel(ctx)
 	actx, cancel := context.WithCancel(hctx)
-	e := &Early{cfg: cfg, ln: dl, out: make(chan *peerwire.Conn), actx: actx, cancel: cancel, hcancel: hcancel,
-		hook: make(chan struct{}), perIP: map[netip.Addr]*ipCount{}, routes: map[[20]byte]*route{}}
+	e := &Early{cfg: cfg, out: make(chan *peerwire.Conn), actx: actx, cancel: cancel, hcancel: hcancel,
+		perIP: map[netip.Addr]*ipCount{}, routes: map[[20]byte]*route{}}
 	main := &route{out: e.out, done: actx.Done(), keep: true}
 	for _, ih := range cfg.Hashes {
 		e.routes[ih] = main
 	}
 	e.cfg.Options.InfoHashes = e.hashes
-	// Unblock Accept on cancel without closing the listener.
-	context.AfterFunc(actx, func() {
-		defer close(e.hook)
-		_ = dl.SetDeadline(time.Unix(1, 0))
-	})
 	e.loop.Go(func() { e.acceptLoop(hctx) })
 	return e, nil
 }
@@ -177,9 +170,7 @@ func (e *Early) Conns() <-chan *peerwire.Conn { return e.out }
 // close them).
 func (e *Early) Stop() []*peerwire.Conn {
 	e.cancel()
-	<-e.hook
-	e.loop.Wait()
-	_ = e.ln.SetDeadline(time.Time{})
+	e.loop.Wait() // ServeListener has cleared the listener's deadline
 	t := time.AfterFunc(StopGrace, e.hcancel)
 	e.wg.Wait()
 	t.Stop()
@@ -191,26 +182,10 @@ func (e *Early) Stop() []*peerwire.Conn {
 	return left
 }
 
-// acceptLoop accepts until actx ends; the handshakes it starts run under hctx.
+// acceptLoop accepts until actx ends (peerwire.ServeListener: the listener stays open); the
+// handshakes it starts run under hctx.
 func (e *Early) acceptLoop(hctx context.Context) {
-	ctx := e.actx
-	var delay time.Duration
-	for {
-		nc, err := e.cfg.Listener.Accept()
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// Temporary failure (out of file descriptors, say): back off, bounded.
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			select {
-			case <-time.After(delay):
-			case <-ctx.Done():
-				return
-			}
-			continue
-		}
-		delay = 0
+	peerwire.ServeListener(e.actx, e.cfg.Listener, func(nc net.Conn) {
 		ip := netip.Addr{}
 		if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 			ip = ta.AddrPort().Addr().Unmap()
@@ -224,10 +199,10 @@ func (e *Early) acceptLoop(hctx context.Context) {
 		if !ok {
 			e.cfg.Logger.Debug("incoming peer refused: too many at once", "ip", ip)
 			_ = nc.Close()
-			continue
+			return
 		}
 		e.wg.Go(func() { e.handshake(hctx, nc, ip) })
-	}
+	})
 }
 
 // handshake runs one incoming handshake (until ctx ends) and offers the connection until Stop
