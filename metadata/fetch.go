@@ -61,6 +61,11 @@ func (o Options) withDefaults() Options {
 // every peer failed (an error wrapping ErrNoPeers and the last peer errors). No goroutine it
 // started outlives it.
 //
+// A peer that connected to us (Options.Incoming) and does not offer ut_metadata (or gave no
+// metadata_size: a leecher that has no metadata either) is not asked for anything but kept for
+// the swarm, which may get pieces from it or give it some: it is in Result.Conns, at most
+// MaxConns of them; it does not keep Fetch alive.
+//
 // A peer is dropped when it cannot be reached, does not offer ut_metadata, announces a
 // metadata_size above MaxSize, breaks the protocol, times out, rejects repeatedly, or alone sent a
 // copy that fails the hash. Peers announcing a size other than the one being assembled wait:
@@ -78,6 +83,7 @@ func Fetch(ctx context.Context, ih [20]byte, peers <-chan netip.AddrPort, o Opti
 		events:  make(chan event, o.MaxConns),
 		workers: map[*worker]struct{}{},
 		seen:    map[netip.AddrPort]bool{},
+		spares:  map[*worker]struct{}{},
 	}
 	res, err := f.loop(ctx, peers)
 	cancel()
@@ -86,10 +92,13 @@ func Fetch(ctx context.Context, ih [20]byte, peers <-chan netip.AddrPort, o Opti
 		for w := range f.workers {
 			w.close()
 		}
+		for w := range f.spares {
+			w.close()
+		}
 		return Result{}, err
 	}
 	res.Conns = f.keep(len(res.Info))
-	f.log.Debug("metadata fetched", "size", len(res.Info), "peers_tried", f.tried, "conns", len(res.Conns))
+	f.log.Debug("metadata fetched", "size", len(res.Info), "peers_tried", f.tried, "conns", len(res.Conns), "without_ut_metadata", len(f.spares))
 	return res, nil
 }
 
@@ -134,6 +143,7 @@ const (
 	evReady  evKind = iota // connected; conn and size set
 	evPieces               // batch done; pieces and rejected set
 	evFail                 // worker gave up; err set, pieces may hold what arrived first
+	evSpare                // an incoming peer without ut_metadata, kept for the swarm; conn and err set
 )
 
 type event struct {
@@ -175,6 +185,7 @@ type fetcher struct {
 
 	// Owned by the coordinator.
 	workers  map[*worker]struct{} // alive: connecting, idle or busy
+	spares   map[*worker]struct{} // incoming peers without ut_metadata, kept for the swarm; at most MaxConns
 	dialing  int
 	seen     map[netip.AddrPort]bool
 	tried    int
@@ -283,10 +294,15 @@ func (f *fetcher) drop(w *worker, err error) {
 	w.batch, w.batchOf = nil, nil
 	if err != nil {
 		f.log.Debug("peer dropped", "peer", w.addr, "err", err)
-		f.lastErrs = append(f.lastErrs, err)
-		if len(f.lastErrs) > lastErrs {
-			f.lastErrs = f.lastErrs[1:]
-		}
+		f.noteErr(err)
+	}
+}
+
+// noteErr keeps err among the last peer errors, for ErrNoPeers.
+func (f *fetcher) noteErr(err error) {
+	f.lastErrs = append(f.lastErrs, err)
+	if len(f.lastErrs) > lastErrs {
+		f.lastErrs = f.lastErrs[1:]
 	}
 }
 
@@ -312,6 +328,18 @@ func (f *fetcher) handle(e event) []byte {
 		f.dialing--
 		w.state, w.conn, w.size = stIdle, e.conn, e.size
 		f.log.Debug("peer ready", "peer", w.addr, "metadata_size", e.size, "client", e.conn.PeerExt().V)
+		return nil
+	case evSpare:
+		f.dialing--
+		delete(f.workers, w)
+		f.noteErr(e.err)
+		if len(f.spares) >= f.o.MaxConns {
+			w.close()
+			return nil
+		}
+		w.conn = e.conn
+		f.spares[w] = struct{}{}
+		f.log.Debug("peer without ut_metadata kept for the swarm", "peer", w.addr, "client", e.conn.PeerExt().V)
 		return nil
 	case evFail:
 		var info []byte
@@ -555,7 +583,8 @@ func (f *fetcher) newAttempt() *attempt {
 }
 
 // keep returns the connections to hand on: peers still open, not broken mid-message, that
-// announced the verified size and were not left under suspicion. The rest are closed.
+// announced the verified size and were not left under suspicion, then the incoming peers
+// without ut_metadata. The rest are closed.
 func (f *fetcher) keep(size int) []*peerwire.Conn {
 	var conns []*peerwire.Conn
 	for w := range f.workers {
@@ -564,6 +593,15 @@ func (f *fetcher) keep(size int) []*peerwire.Conn {
 			continue
 		}
 		if err := w.conn.SetDeadline(time.Time{}); err != nil {
+			w.close()
+			continue
+		}
+		conns = append(conns, w.conn)
+	}
+	// Last: a caller that asks the peers for more (piece layers) asks those with the metadata
+	// first.
+	for w := range f.spares {
+		if w.broken || w.conn.SetDeadline(time.Time{}) != nil {
 			w.close()
 			continue
 		}
@@ -608,6 +646,17 @@ func (f *fetcher) runWorker(ctx context.Context, w *worker) {
 		}
 	}()
 	size, err := p.awaitExt(ctx)
+	if err != nil && w.in != nil && errors.Is(err, ErrNoMetadataExt) && !p.overflow {
+		// It connected to us for this torrent: it may have pieces, or want ours. Keep it,
+		// untouched, for the swarm.
+		if !f.send(ctx, event{w: w, kind: evSpare, conn: c, err: err}) {
+			return
+		}
+		handedOn = true
+		<-ctx.Done()
+		c.Unread(p.stash...)
+		return
+	}
 	if err != nil {
 		w.broken = true
 		f.send(ctx, event{w: w, kind: evFail, err: err})

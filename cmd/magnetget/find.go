@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net/netip"
 	"strings"
 	"sync"
@@ -24,12 +23,6 @@ type finder struct {
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-}
-
-// findPeers starts the peer source for ih. port is our peer listen port (0:
-// not listening, as meta). stop ends it: the trackers get "stopped".
-func findPeers(ctx context.Context, set *dhtSet, ih, peerID [20]byte, port uint16, direct []netip.AddrPort, urls []string, log *slog.Logger) *finder {
-	return startFinder(ctx, set, peersource.Config{InfoHash: ih, PeerID: peerID, Port: port, Direct: direct, Trackers: urls, Logger: log})
 }
 
 // startFinder starts the source cfg describes on set, with trackers

@@ -108,6 +108,8 @@ type recordingTracker struct {
 	mu     sync.Mutex
 	events []string
 	hashes [][20]byte // info_hash of each announce
+	left   []string   // left of each announce
+	port   []string   // port of each announce
 	from   []netip.Addr
 	peers  []netip.AddrPort
 	srv    *httptest.Server
@@ -120,6 +122,8 @@ func newRecordingTracker(t *testing.T, peers ...netip.AddrPort) *recordingTracke
 		rt.mu.Lock()
 		rt.events = append(rt.events, r.URL.Query().Get("event"))
 		rt.hashes = append(rt.hashes, [20]byte([]byte(r.URL.Query().Get("info_hash") + strings.Repeat("\x00", 20))[:20]))
+		rt.left = append(rt.left, r.URL.Query().Get("left"))
+		rt.port = append(rt.port, r.URL.Query().Get("port"))
 		rt.from = append(rt.from, ap.Addr().Unmap())
 		rt.mu.Unlock()
 		var compact []byte

@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -17,7 +19,8 @@ import (
 	"github.com/anacrolix/torrent/metainfo"
 	"github.com/urfave/cli/v2"
 
-	"github.com/magnetget/magnetget/dht"
+	"github.com/magnetget/magnetget/internal/peersource"
+	"github.com/magnetget/magnetget/internal/peerwire"
 	"github.com/magnetget/magnetget/magnet"
 	"github.com/magnetget/magnetget/metadata"
 	"github.com/magnetget/magnetget/torrentfile"
@@ -139,12 +142,19 @@ func metaAction(c *cli.Context) error {
 		mags[i] = m
 	}
 	log := logger(c)
-	// A meta run is short-lived: read-only (BEP 43), so nobody keeps it in a table.
-	set, err := joinDHT(c.Context, c, log, dht.Config{ReadOnly: true}, true)
+	// A meta run is short-lived: read-only (BEP 43), so nobody keeps it in a
+	// table. It listens on --listen as get does, and says so to trackers and
+	// the DHT: a seed that dials the peers it is told of (one that cannot
+	// accept connections itself) gives us the metadata too.
+	set, ln, err := joinPeerNet(c.Context, c, log, true)
 	if err != nil {
 		return err
 	}
 	defer set.Close()
+	defer ln.Close()
+	peerID := newPeerID()
+	in := acceptMeta(c.Context, ln, mags, peerID, log)
+	defer in.stop()
 
 	jobs := max(c.Int("jobs"), 1)
 	results := make(chan metaResult)
@@ -161,7 +171,7 @@ func metaAction(c *cli.Context) error {
 			}
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			results <- fetchOne(c, set, t.text, mags[i], &writeMu)
+			results <- fetchOne(c, set, ln, in, peerID, t.text, mags[i], &writeMu)
 		}()
 	}
 	go func() { wg.Wait(); close(results) }()
@@ -232,11 +242,43 @@ func printMeta(w io.Writer, r metaResult) {
 	}
 }
 
+// metaIncoming is meta's accepting of the peers that connect to us, for
+// every target at once (peersource.Early.Add per target); nil e when the
+// listener cannot stop accepting without being closed.
+type metaIncoming struct{ e *peersource.Early }
+
+func acceptMeta(ctx context.Context, ln *peerListener, mags []*magnet.Magnet, peerID [20]byte, log *slog.Logger) metaIncoming {
+	// The v2 bit when any target is v2: the piece layers of a v2 .torrent
+	// come by hash requests, on these connections too.
+	v2 := slices.ContainsFunc(mags, func(m *magnet.Magnet) bool { return m != nil && m.HasV2 })
+	o := peerwire.Options{PeerID: peerID, ExtHandshake: metadata.LocalExtHandshake(0), V2: v2}
+	e, err := peersource.AcceptEarly(ctx, peersource.AcceptConfig{Listener: ln.Listener, Options: o, Logger: log})
+	if err != nil {
+		log.Debug("not accepting peers", "err", err)
+	}
+	return metaIncoming{e}
+}
+
+// add takes the peers that connect for hashes until remove.
+func (in metaIncoming) add(hashes [][20]byte) (<-chan *peerwire.Conn, func()) {
+	if in.e == nil {
+		return nil, func() {}
+	}
+	return in.e.Add(hashes)
+}
+
+// stop ends the accepting; meta has no swarm to hand anything to.
+func (in metaIncoming) stop() {
+	if in.e != nil {
+		closeAll(in.e.Stop())
+	}
+}
+
 // fetchOne resolves one magnet to a written .torrent.
-func fetchOne(c *cli.Context, set *dhtSet, target string, m *magnet.Magnet, writeMu *sync.Mutex) metaResult {
+func fetchOne(c *cli.Context, set *dhtSet, ln *peerListener, in metaIncoming, peerID [20]byte, target string, m *magnet.Magnet, writeMu *sync.Mutex) metaResult {
 	start := time.Now()
 	res := metaResult{Target: target, InfoHash: hex.EncodeToString(m.InfoHash[:])}
-	ih := m.InfoHash
+	ih, also := m.InfoHash, [][20]byte(nil)
 	if m.HasV2 {
 		res.InfoHashV2 = hex.EncodeToString(m.InfoHashV2[:])
 		if !m.HasV1 {
@@ -245,7 +287,7 @@ func fetchOne(c *cli.Context, set *dhtSet, target string, m *magnet.Magnet, writ
 		// Under the truncated v2 hash: those peers also answer hash
 		// requests, for the piece layers the .torrent carries.
 		hs := m.SwarmHashes()
-		ih = hs[len(hs)-1]
+		ih, also = hs[len(hs)-1], hs[:len(hs)-1]
 	}
 	fail := func(err error) metaResult {
 		res.Error = userMessage(err)
@@ -256,12 +298,18 @@ func fetchOne(c *cli.Context, set *dhtSet, target string, m *magnet.Magnet, writ
 	defer cancel()
 	log := logger(c)
 	direct := resolvePeers(ctx, m.Peers, log)
-	peerID := newPeerID()
-	f := findPeers(ctx, set, ih, peerID, 0, direct, m.Trackers, log)
+	// Peers that connect for the target are taken before anyone is told
+	// where we are: one source for every swarm hash of the target (a
+	// hybrid's two), announcing the port we listen on.
+	conns, remove := in.add(append([][20]byte{ih}, also...))
+	f := startFinder(ctx, set, peersource.Config{InfoHash: ih, Also: also, PeerID: peerID, Port: ln.bound().Port(),
+		Direct: direct, Trackers: m.Trackers, Logger: log})
 	fctx, fcancel := context.WithCancel(ctx)
-	opts := metadata.Options{MaxSize: c.Int("max-metadata-size"), PeerID: peerID, Logger: log, LocalAddr: set.localIP(), InfoHashV2: m.InfoHashV2}
+	opts := metadata.Options{MaxSize: c.Int("max-metadata-size"), PeerID: peerID, Logger: log, LocalAddr: ln.localIP(), InfoHashV2: m.InfoHashV2,
+		Incoming: conns}
 	r, err := metadata.Fetch(fctx, ih, f.src.Peers(fctx), opts)
 	fcancel()
+	remove()
 	f.stop()
 	defer closeAll(r.Conns)
 	if err != nil {

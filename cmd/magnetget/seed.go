@@ -104,17 +104,25 @@ func seedAction(c *cli.Context) error {
 	for _, tier := range mi.UpvertedAnnounceList() {
 		urls = append(urls, tier...)
 	}
-	// The seed looks its torrent up too: a leecher that cannot accept
-	// connections is reached only when we dial it.
-	sched := peersource.Schedule{AnnounceEvery: c.Duration("announce-interval")}
-	f := startFinder(ctx, set, peersource.Config{InfoHash: ih, PeerID: peerID, Port: tcpAddr.Port(), Trackers: urls,
-		Schedule: sched, Logger: log})
-	defer f.stop()
 	var (
 		mu    sync.Mutex // guards last and meter
 		last  swarm.Progress
 		meter activeMeter
 	)
+	state := func() trackers.Request {
+		mu.Lock()
+		p := last
+		mu.Unlock()
+		return trackers.Request{Uploaded: p.Up, Left: p.Total - p.Done}
+	}
+	// One peer source for every swarm hash (a hybrid's two), the seed's
+	// own lookups included: a leecher that cannot accept connections is
+	// reached only when we dial it. Its announces say what we have from
+	// the first one on.
+	sched := peersource.Schedule{AnnounceEvery: c.Duration("announce-interval")}
+	f := startFinder(ctx, set, peersource.Config{InfoHash: ih, Also: hashes[1:], PeerID: peerID, Port: tcpAddr.Port(),
+		Trackers: urls, Schedule: sched, State: state, Logger: log})
+	defer f.stop()
 	started := time.Now()
 	sw, err := swarm.New(swarm.Config{
 		InfoHash: ih, Info: mi.InfoBytes, PieceLayers: tor.PieceLayers, Dir: dataDir, PeerID: peerID, Listener: ln,
@@ -148,20 +156,7 @@ func seedAction(c *cli.Context) error {
 		defer stop()
 		fmt.Fprintf(c.App.ErrWriter, "status on http://%s/metrics\n", addr)
 	}
-	state := func() trackers.Request {
-		mu.Lock()
-		p := last
-		mu.Unlock()
-		return trackers.Request{Uploaded: p.Up, Left: p.Total - p.Done}
-	}
-	f.src.SetState(state)
 	f.src.Attach(sw.AddPeer, connectedPeers(sw))
-	extra := startExtra(ctx, set, hashes[1:], peerID, tcpAddr.Port(), urls, sched, log)
-	defer extra.stop()
-	for _, x := range extra.fs {
-		x.src.SetState(state)
-		x.src.Attach(sw.AddPeer, connectedPeers(sw))
-	}
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup

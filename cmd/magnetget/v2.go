@@ -1,12 +1,8 @@
 package main
 
 import (
-	"context"
-	"log/slog"
-
 	"github.com/anacrolix/torrent/metainfo"
 
-	"github.com/magnetget/magnetget/internal/peersource"
 	"github.com/magnetget/magnetget/magnet"
 	"github.com/magnetget/magnetget/torrentfile"
 )
@@ -85,25 +81,4 @@ func magnetOf(tor *torrentfile.Torrent, peers []string) string {
 	}
 	m.WebSeeds = tor.Meta.UrlList
 	return m.String()
-}
-
-// extraSources are the peer sources of a hybrid torrent's other swarm hashes
-// (seed's; one peersource.Source takes them all with Config.Also, as get does): its peers are found, and our port
-// announced, under both. Peers found under the other hash are dialled with
-// the swarm's hash; hybrid clients answer to either.
-type extraSources struct{ fs []*finder }
-
-func startExtra(ctx context.Context, set *dhtSet, hashes [][20]byte, peerID [20]byte, port uint16, urls []string, sc peersource.Schedule, log *slog.Logger) *extraSources {
-	x := &extraSources{}
-	for _, ih := range hashes {
-		x.fs = append(x.fs, startFinder(ctx, set, peersource.Config{InfoHash: ih, PeerID: peerID, Port: port, Trackers: urls, Schedule: sc, Logger: log}))
-	}
-	return x
-}
-
-// stop ends the sources and waits for them.
-func (x *extraSources) stop() {
-	for _, f := range x.fs {
-		f.stop()
-	}
 }

@@ -33,8 +33,9 @@ type AcceptConfig struct {
 	// Listener is the peer listener. It must have SetDeadline (a *net.TCPListener has), so
 	// that accepting stops without closing it: the swarm accepts on it next.
 	Listener net.Listener
-	// Hashes are the infohashes we answer to (a hybrid's two swarm hashes); an encrypted (MSE)
-	// handshake is tried against each.
+	// Hashes are the infohashes we answer to (a hybrid's two swarm hashes), their peers
+	// offered on Conns; an encrypted (MSE) handshake is tried against each. Early.Add adds
+	// others, for a while.
 	Hashes [][20]byte
 	// Options is our side of the handshake (peer id, extension handshake); a zero Timeout is
 	// HandshakeTimeout.
@@ -52,22 +53,29 @@ type AcceptConfig struct {
 // Early accepts the peers that connect to us before the swarm runs, while the metadata is
 // fetched: peers told where we are by our DHT announce or a tracker, such as a seed that dials
 // its leechers. Their connections are the same peer-wire connections the swarm takes, so the
-// ones that served the metadata, and the ones nobody took (Stop), are handed on to it.
+// ones that served the metadata, and the ones nobody took (Stop), are handed on to it. One Early
+// can serve several torrents at once (Add: meta fetches several), each on its own channel.
 type Early struct {
 	cfg     AcceptConfig
-	ln      interface{ SetDeadline(time.Time) error }
 	out     chan *peerwire.Conn
 	actx    context.Context    // accepting and offering on out; ends at Stop
 	cancel  context.CancelFunc // ends actx
 	hcancel context.CancelFunc // ends the handshakes under way
-	hook    chan struct{}      // closed when the cancel hook has set the listener's deadline
 	loop    sync.WaitGroup     // the accept loop
 	wg      sync.WaitGroup     // handshakes
 
-	mu    sync.Mutex // guards the fields below
-	held  int        // connections handshaking or waiting to be taken
-	perIP map[netip.Addr]*ipCount
-	left  []*peerwire.Conn // handshaken, not taken before Stop
+	mu     sync.Mutex // guards the fields below
+	held   int        // connections handshaking or waiting to be taken
+	perIP  map[netip.Addr]*ipCount
+	left   []*peerwire.Conn // handshaken, not taken before Stop
+	routes map[[20]byte]*route
+}
+
+// route is where the connections for some infohashes go.
+type route struct {
+	out  chan *peerwire.Conn
+	done <-chan struct{} // closed when nobody takes from out any more
+	keep bool            // connections not taken by done are handed back by Stop (else closed)
 }
 
 // ErrNoDeadline: the listener cannot stop accepting without being closed.
@@ -76,8 +84,8 @@ var ErrNoDeadline = errors.New("peersource: listener has no SetDeadline")
 // AcceptEarly starts accepting on cfg.Listener until Stop (or ctx ends). Each peer that
 // completes a handshake for one of cfg.Hashes is offered on Conns.
 func AcceptEarly(ctx context.Context, cfg AcceptConfig) (*Early, error) {
-	dl, ok := cfg.Listener.(interface{ SetDeadline(time.Time) error })
-	if !ok {
+	// Accepting must stop without closing the listener: the swarm accepts on it next.
+	if _, ok := cfg.Listener.(interface{ SetDeadline(time.Time) error }); !ok {
 		return nil, ErrNoDeadline
 	}
 	if cfg.MaxHandshakes <= 0 {
@@ -92,19 +100,64 @@ func AcceptEarly(ctx context.Context, cfg AcceptConfig) (*Early, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	hashes := slices.Clone(cfg.Hashes)
-	cfg.Options.InfoHashes = func() [][20]byte { return hashes }
 	hctx, hcancel := context.WithCancel(ctx)
 	actx, cancel := context.WithCancel(hctx)
-	e := &Early{cfg: cfg, ln: dl, out: make(chan *peerwire.Conn), actx: actx, cancel: cancel, hcancel: hcancel,
-		hook: make(chan struct{}), perIP: map[netip.Addr]*ipCount{}}
-	// Unblock Accept on cancel without closing the listener.
-	context.AfterFunc(actx, func() {
-		defer close(e.hook)
-		_ = dl.SetDeadline(time.Unix(1, 0))
-	})
-	e.loop.Go(func() { e.acceptLoop(hctx, hashes) })
+	e := &Early{cfg: cfg, out: make(chan *peerwire.Conn), actx: actx, cancel: cancel, hcancel: hcancel,
+		perIP: map[netip.Addr]*ipCount{}, routes: map[[20]byte]*route{}}
+	main := &route{out: e.out, done: actx.Done(), keep: true}
+	for _, ih := range cfg.Hashes {
+		e.routes[ih] = main
+	}
+	e.cfg.Options.InfoHashes = e.hashes
+	e.loop.Go(func() { e.acceptLoop(hctx) })
 	return e, nil
+}
+
+// hashes lists the infohashes answered now (for the MSE responder).
+func (e *Early) hashes() [][20]byte {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([][20]byte, 0, len(e.routes))
+	for ih := range e.routes {
+		out = append(out, ih)
+	}
+	return out
+}
+
+// known reports whether ih is answered now.
+func (e *Early) known(ih [20]byte) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.routes[ih] != nil
+}
+
+// Add answers the peers that connect for hashes too (another torrent's; hashes already answered
+// are left as they are), until remove is called or Stop, and offers their connections on conns
+// rather than on Conns. A connection read from conns is the reader's; those nobody took by then
+// are closed.
+func (e *Early) Add(hashes [][20]byte) (conns <-chan *peerwire.Conn, remove func()) {
+	done := make(chan struct{})
+	r := &route{out: make(chan *peerwire.Conn), done: done}
+	var mine [][20]byte
+	e.mu.Lock()
+	for _, ih := range hashes {
+		if e.routes[ih] == nil {
+			e.routes[ih] = r
+			mine = append(mine, ih)
+		}
+	}
+	e.mu.Unlock()
+	var once sync.Once
+	return r.out, func() {
+		once.Do(func() {
+			e.mu.Lock()
+			for _, ih := range mine {
+				delete(e.routes, ih)
+			}
+			e.mu.Unlock()
+			close(done)
+		})
+	}
 }
 
 // Conns streams handshaken incoming connections (for metadata.Options.Incoming). A connection
@@ -117,9 +170,7 @@ func (e *Early) Conns() <-chan *peerwire.Conn { return e.out }
 // close them).
 func (e *Early) Stop() []*peerwire.Conn {
 	e.cancel()
-	<-e.hook
-	e.loop.Wait()
-	_ = e.ln.SetDeadline(time.Time{})
+	e.loop.Wait() // ServeListener has cleared the listener's deadline
 	t := time.AfterFunc(StopGrace, e.hcancel)
 	e.wg.Wait()
 	t.Stop()
@@ -131,27 +182,10 @@ func (e *Early) Stop() []*peerwire.Conn {
 	return left
 }
 
-// acceptLoop accepts until actx ends; the handshakes it starts run under hctx.
-func (e *Early) acceptLoop(hctx context.Context, hashes [][20]byte) {
-	ctx := e.actx
-	known := func(ih [20]byte) bool { return slices.Contains(hashes, ih) }
-	var delay time.Duration
-	for {
-		nc, err := e.cfg.Listener.Accept()
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// Temporary failure (out of file descriptors, say): back off, bounded.
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			select {
-			case <-time.After(delay):
-			case <-ctx.Done():
-				return
-			}
-			continue
-		}
-		delay = 0
+// acceptLoop accepts until actx ends (peerwire.ServeListener: the listener stays open); the
+// handshakes it starts run under hctx.
+func (e *Early) acceptLoop(hctx context.Context) {
+	peerwire.ServeListener(e.actx, e.cfg.Listener, func(nc net.Conn) {
 		ip := netip.Addr{}
 		if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 			ip = ta.AddrPort().Addr().Unmap()
@@ -165,15 +199,26 @@ func (e *Early) acceptLoop(hctx context.Context, hashes [][20]byte) {
 		if !ok {
 			e.cfg.Logger.Debug("incoming peer refused: too many at once", "ip", ip)
 			_ = nc.Close()
-			continue
+			return
 		}
-		e.wg.Go(func() { e.handshake(hctx, nc, ip, known) })
-	}
+		e.wg.Go(func() { e.handshake(hctx, nc, ip) })
+	})
 }
 
-// handshake runs one incoming handshake (until ctx ends) and offers the connection until Stop.
-func (e *Early) handshake(ctx context.Context, nc net.Conn, ip netip.Addr, known func([20]byte) bool) {
-	c, err := peerwire.Accept(ctx, nc, known, e.cfg.Options)
+// handshake runs one incoming handshake (until ctx ends) and offers the connection until Stop
+// (or, for a torrent added by Add, until its remove).
+func (e *Early) handshake(ctx context.Context, nc net.Conn, ip netip.Addr) {
+	c, err := peerwire.Accept(ctx, nc, e.known, e.cfg.Options)
+	var r *route
+	if err == nil {
+		e.mu.Lock()
+		r = e.routes[c.InfoHash()]
+		e.mu.Unlock()
+		if r == nil { // removed meanwhile
+			c.Close()
+			err = errors.New("peersource: its torrent is no longer fetched")
+		}
+	}
 	if err != nil {
 		e.mu.Lock()
 		e.held--
@@ -186,7 +231,7 @@ func (e *Early) handshake(ctx context.Context, nc net.Conn, ip netip.Addr, known
 	}
 	e.cfg.Logger.Debug("incoming peer", "addr", c.RemoteAddr(), "crypto", c.Crypto())
 	select {
-	case e.out <- c:
+	case r.out <- c:
 		e.mu.Lock()
 		e.held--
 		if n := e.perIP[ip]; n != nil {
@@ -194,11 +239,22 @@ func (e *Early) handshake(ctx context.Context, nc net.Conn, ip netip.Addr, known
 			n.taken = append(n.taken, time.Now())
 		}
 		e.mu.Unlock()
+		return
+	case <-r.done:
 	case <-e.actx.Done():
-		e.mu.Lock()
-		e.held-- // perIP no longer matters: accepting has ended
+	}
+	// Nobody took it: Stop hands it back (Conns' torrent), or its torrent is done (Add).
+	e.mu.Lock()
+	e.held--
+	if n := e.perIP[ip]; n != nil {
+		n.held--
+	}
+	if r.keep {
 		e.left = append(e.left, c)
-		e.mu.Unlock()
+	}
+	e.mu.Unlock()
+	if !r.keep {
+		c.Close()
 	}
 }
 

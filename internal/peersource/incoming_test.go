@@ -72,6 +72,12 @@ func TestAcceptEarlyBounds(t *testing.T) {
 	if taken.InfoHash() != ours {
 		t.Fatalf("offered a connection for %x", taken.InfoHash())
 	}
+	// The handshake goroutine counts the connection out just after handing it over.
+	waitFor(t, "the taken connection counted out", func() bool {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		return e.held < 3
+	})
 	if !dial("127.0.219.4", ours) {
 		t.Fatal("a connection was taken, so one more may be held; refused")
 	}

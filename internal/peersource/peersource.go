@@ -102,6 +102,10 @@ type Config struct {
 	Schedule Schedule         // zero fields: DefaultSchedule
 	Direct   []netip.AddrPort // the magnet's x.pe peers: handed out first
 	Trackers []string         // announce URLs
+	// State is where tracker announces take their figures (Uploaded, Downloaded, Left) from,
+	// from the first announce on (a seed's "started" says Left 0); nil: Left 1, looking for
+	// metadata, until SetState.
+	State func() trackers.Request
 	// TrackerClient announces; nil: a default Client. Its OnAnnounce is taken over by the source
 	// (for Stats).
 	TrackerClient *trackers.Client
@@ -195,6 +199,9 @@ func New(cfg Config) *Source {
 		s.tc = &trackers.Client{Logger: s.log}
 	}
 	s.tc.OnAnnounce = s.noteAnnounce
+	if cfg.State != nil {
+		s.SetState(cfg.State)
+	}
 	var urls []string
 	for _, u := range cfg.Trackers {
 		if !slices.Contains(urls, u) {
