@@ -36,6 +36,11 @@ const (
 	DefaultMaintainerDelay = time.Minute
 	// tableSeed is how many saved nodes New offers the routing table.
 	tableSeed = 256
+	// socketReadBuffer is the receive buffer New asks for. The kernel default (208 KiB, a few
+	// hundred datagrams) overflows whenever the read loop is off the CPU for ~15 ms during a
+	// flood, and the kernel then drops the answers to our own queries along with the flood;
+	// 4 MiB gives the loop ~300 ms of slack. Best effort: Linux caps it at net.core.rmem_max.
+	socketReadBuffer = 4 << 20
 )
 
 var (
@@ -247,6 +252,11 @@ func New(cfg Config) (*Node, error) {
 			return nil, fmt.Errorf("dht: listen %s: %w", addr, err)
 		}
 		pc = c
+	}
+	if rb, ok := pc.(interface{ SetReadBuffer(int) error }); ok {
+		if err := rb.SetReadBuffer(socketReadBuffer); err != nil {
+			logger.Debug("dht: cannot enlarge the socket receive buffer", "err", err)
+		}
 	}
 	n.addr = addrPortOf(pc.LocalAddr())
 	n.conn = newGuardedConn(pc)

@@ -316,8 +316,11 @@ func travReplyOf(res anadht.QueryResult) travReply {
 
 func (n *Node) findNodeQuery(target [20]byte) travQuery {
 	return func(ctx context.Context, ap netip.AddrPort) travReply {
+		// Sent twice, like get_peers: an answer lost in a full socket buffer (a query flood)
+		// must not end a bootstrap whose few seeds were each asked once.
 		res := n.srv.Query(ctx, anadht.NewAddr(net.UDPAddrFromAddrPort(ap)), "find_node", anadht.QueryInput{
-			MsgArgs: krpc.MsgArgs{Target: target, Want: n.want()},
+			MsgArgs:  krpc.MsgArgs{Target: target, Want: n.want()},
+			NumTries: 2,
 		})
 		n.noteReply(ap, res)
 		return travReplyOf(res)
