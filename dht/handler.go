@@ -195,7 +195,8 @@ func (n *Node) replyShape(from netip.AddrPort) (values int, nodes func(values in
 	return budget / vb, func(v int) int { return min(replyNodes, (budget-v*vb)/nb) }
 }
 
-// setNodes fills the nodes (or nodes6) field with the answered nodes nearest target.
+// setNodes fills the nodes (or nodes6) field with the good nodes nearest target (questionable
+// ones only when good ones are too few; never bad ones: see tracker.go).
 func (n *Node) setNodes(body *replyBody, target [20]byte, exclude netip.AddrPort) {
 	n.setNodesN(body, target, exclude, replyNodes)
 }
@@ -206,7 +207,7 @@ func (n *Node) setNodesN(body *replyBody, target [20]byte, exclude netip.AddrPor
 		return
 	}
 	v6 := n.isV6()
-	ns := n.nodes.closest(target, k, func(ap netip.AddrPort) bool { return ap.Addr().Is4() != v6 && ap != exclude })
+	ns := n.nodes.serve(target, k, func(ap netip.AddrPort) bool { return ap.Addr().Is4() != v6 && ap != exclude })
 	entries := make([]nodeEntry, len(ns))
 	for i, tn := range ns {
 		entries[i] = nodeEntry{tn.ID, tn.Addr}

@@ -119,7 +119,9 @@ func (n *Node) serveQuery(b, rawQ []byte, from netip.AddrPort) {
 		return
 	}
 	if m.A != nil && !m.ReadOnly {
-		if !n.nodes.queried(from, m.A.ID, time.Now()) {
+		// Unknown, or known but not good (it failed us, or has been silent): its query
+		// proves nothing, so we ask it ourselves.
+		if known, notGood := n.nodes.queried(from, m.A.ID, time.Now()); !known || notGood {
 			n.verify(from)
 		}
 	}

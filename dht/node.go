@@ -34,6 +34,7 @@ const (
 	// a crawler gains nothing by asking more often than this.
 	SampleInterval         = time.Minute
 	DefaultMaintainerDelay = time.Minute
+	DefaultHealthInterval  = 30 * time.Second
 	// tableSeed is how many saved nodes New offers the routing table.
 	tableSeed = 256
 	// socketReadBuffer is the receive buffer New asks for. The kernel default (208 KiB, a few
@@ -90,6 +91,14 @@ type Config struct {
 	// ReadOnly joins as a BEP 43 read-only node: our queries carry "ro":1, so other nodes do
 	// not add us to their tables, and we answer no queries. For short-lived commands.
 	ReadOnly bool
+
+	// NodeGoodFor is how long a node stays good after its last answer to us (or its last query
+	// after having answered once); then it is questionable (BEP 5). 0 = 15 min. Tests shorten it.
+	NodeGoodFor time.Duration
+	// HealthInterval is how often the questionable nodes near our id, those our replies hand
+	// out and those our lookups stalled on are pinged (at most healthBatch a round, healthInFlight
+	// at once, within Rate); 0 = 30 s.
+	HealthInterval time.Duration
 }
 
 // PeerResult is one peer found by Lookup, with the node that reported it.
@@ -199,6 +208,12 @@ func New(cfg Config) (*Node, error) {
 	if cfg.MaintainerDelay <= 0 {
 		cfg.MaintainerDelay = DefaultMaintainerDelay
 	}
+	if cfg.NodeGoodFor <= 0 {
+		cfg.NodeGoodFor = DefaultNodeGoodFor
+	}
+	if cfg.HealthInterval <= 0 {
+		cfg.HealthInterval = DefaultHealthInterval
+	}
 	if cfg.ReplyRate == 0 {
 		cfg.ReplyRate = cfg.Rate
 	}
@@ -272,7 +287,7 @@ func New(cfg Config) (*Node, error) {
 	n.sources = newSourceLimiter(cfg.SourceRate)
 	n.tokens = newTokens()
 	n.peers = newPeerStore(cfg.PeerTTL, cfg.MaxPeersPerInfohash, cfg.MaxPeers, cfg.MaxInfohashesPerIP)
-	n.nodes = newTracker(4 * SavedNodes)
+	n.nodes = newTracker(4*SavedNodes, cfg.NodeGoodFor)
 	n.nodes.seed(n.saved)
 	if cfg.OnAnnounce != nil || cfg.OnGetPeers != nil {
 		n.events = make(chan event, 1024)
@@ -330,6 +345,8 @@ func New(cfg Config) (*Node, error) {
 	}()
 	n.wg.Add(1)
 	go n.housekeeping()
+	n.wg.Add(1)
+	go n.healthPings()
 	if n.events != nil {
 		n.wg.Add(1)
 		go n.deliverEvents()
@@ -426,7 +443,7 @@ func (n *Node) Stats() Stats {
 	return st
 }
 
-// Nodes returns the addresses of the nodes this node has heard from,
+// Nodes returns the addresses of the nodes this node has heard from and has not found bad,
 // the ones that answered our queries most recently first. A crawl starts
 // its walk from them.
 func (n *Node) Nodes() []netip.AddrPort {
@@ -470,10 +487,14 @@ func (n *Node) goTracked() bool {
 	return true
 }
 
-// noteReply records a response in the tracker.
+// noteReply records a response, or a query that timed out unanswered, in the tracker. A query
+// cut short by its context (a traversal that ended, a closing node) says nothing about the node.
 func (n *Node) noteReply(addr netip.AddrPort, res anadht.QueryResult) {
-	if res.Err == nil && res.Reply.R != nil {
+	switch {
+	case res.Err == nil && res.Reply.R != nil:
 		n.nodes.responded(addr, res.Reply.R.ID, time.Now())
+	case errors.Is(res.Err, anadht.TransactionTimeout):
+		n.nodes.failed(addr)
 	}
 }
 
@@ -489,7 +510,9 @@ func (n *Node) Save() error {
 	// rank below everything we heard from.
 	for _, ni := range n.srv.Nodes() {
 		ap := ni.Addr.ToNodeAddrPort().AddrPort
-		nodes = append(nodes, routing.Node{ID: ni.ID, Addr: ap})
+		if !n.nodes.isBad(ap) {
+			nodes = append(nodes, routing.Node{ID: ni.ID, Addr: ap})
+		}
 	}
 	st := routing.State{NodeID: n.id, Nodes: routing.Best(nodes, SavedNodes)}
 	if err := routing.Save(n.cfg.StateFile, st, SavedNodes); err != nil {

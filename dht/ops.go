@@ -233,7 +233,8 @@ func (n *Node) walk(ctx context.Context, target [20]byte, alpha, k int, q travQu
 		want:    want,
 		keep: func(ap netip.AddrPort) bool {
 			ap = normAddrPort(ap)
-			return ap != self && ap.Port() != 0 && ap.Addr().Is4() != v6 && !ap.Addr().IsUnspecified()
+			return ap != self && ap.Port() != 0 && ap.Addr().Is4() != v6 && !ap.Addr().IsUnspecified() &&
+				!n.nodes.isBad(ap) // other nodes still hand out nodes we found dead
 		},
 		more: func(responded int) []travNode {
 			more, _ := n.seeds(target)
@@ -269,10 +270,11 @@ func (n *Node) walk(ctx context.Context, target [20]byte, alpha, k int, q travQu
 }
 
 // seeds returns the routing table plus the tracked (answered, or saved) nodes nearest target,
-// and how many of them have answered us at some time.
+// none of them bad, and how many of them have answered us at some time.
 func (n *Node) seeds(target [20]byte) (out []travNode, answered int) {
 	for _, ni := range n.srv.Nodes() {
-		if ap, ok := toAddrPort(ni.Addr); ok {
+		// The library's table keeps nodes that stopped answering us; the tracker knows.
+		if ap, ok := toAddrPort(ni.Addr); ok && !n.nodes.isBad(ap) {
 			out = append(out, travNode{addr: ap, id: ni.ID, hasID: true})
 		}
 	}
@@ -294,6 +296,16 @@ func (n *Node) bootstrapSeeds() []travNode {
 		out = append(out, travNode{addr: ap})
 	}
 	return out
+}
+
+// noteTravReply is noteReply for a traversal's query: one the traversal cut short after its soft
+// timeout (it ended while the node was still silent) also marks the node stalled.
+func (n *Node) noteTravReply(ap netip.AddrPort, res anadht.QueryResult, start time.Time) {
+	n.noteReply(ap, res)
+	if res.Err != nil && n.ctx.Err() == nil && (errors.Is(res.Err, context.Canceled) || errors.Is(res.Err, context.DeadlineExceeded)) &&
+		time.Since(start) >= n.softTimeout() {
+		n.nodes.stall(ap)
+	}
 }
 
 // travReplyOf converts a library query result.
@@ -318,11 +330,12 @@ func (n *Node) findNodeQuery(target [20]byte) travQuery {
 	return func(ctx context.Context, ap netip.AddrPort) travReply {
 		// Sent twice, like get_peers: an answer lost in a full socket buffer (a query flood)
 		// must not end a bootstrap whose few seeds were each asked once.
+		start := time.Now()
 		res := n.srv.Query(ctx, anadht.NewAddr(net.UDPAddrFromAddrPort(ap)), "find_node", anadht.QueryInput{
 			MsgArgs:  krpc.MsgArgs{Target: target, Want: n.want()},
 			NumTries: 2,
 		})
-		n.noteReply(ap, res)
+		n.noteTravReply(ap, res, start)
 		return travReplyOf(res)
 	}
 }
@@ -332,11 +345,12 @@ func (n *Node) getPeersQuery(ih [20]byte, results chan<- []PeerResult) travQuery
 	return func(ctx context.Context, ap netip.AddrPort) travReply {
 		// Sent twice (after ResendDelay) when unanswered: a lost datagram on
 		// a busy socket must not cost the lookup the peers that node holds.
+		start := time.Now()
 		res := n.srv.Query(ctx, anadht.NewAddr(net.UDPAddrFromAddrPort(ap)), "get_peers", anadht.QueryInput{
 			MsgArgs:  krpc.MsgArgs{InfoHash: ih, Want: n.want()},
 			NumTries: 2,
 		})
-		n.noteReply(ap, res)
+		n.noteTravReply(ap, res, start)
 		if r := res.Reply.R; r != nil && results != nil && len(r.Values) > 0 {
 			batch := make([]PeerResult, 0, min(len(r.Values), maxValues))
 			for _, v := range r.Values[:min(len(r.Values), 4*maxValues)] {

@@ -11,41 +11,137 @@ import (
 	"github.com/magnetget/magnetget/routing"
 )
 
-// tracker remembers when remote nodes last answered us and last queried us. The library's table
-// keeps such times privately and never expires nodes, so this is what decides which nodes are
-// worth saving and where a traversal can start besides the table.
+// Node health, as BEP 5 defines it and as our own node sees it. The library's table keeps no
+// usable health (its only "bad" is a failed maintenance ping, and its Nodes() carries no times),
+// so the tracker is what decides which nodes our replies hand out, where a traversal may start
+// and which nodes are saved:
+//
+//   - good: it answered one of our queries within goodFor (15 min), or queried us within goodFor
+//     after having answered once, and has not failed or stalled a query of ours since;
+//   - questionable: anything else that is not bad (answered long ago, failed fewer than badAfter
+//     queries in a row, or left a traversal's query unanswered past its soft timeout);
+//   - bad: it left badAfter queries of ours in a row unanswered (each query sent twice).
+//
+// Replies hand out good nodes, questionable ones only when fewer than k good ones are near the
+// target, bad ones never; traversals never query a node known to be bad. An answer makes any
+// node good again. A query from a node proves nothing (its source can be spoofed), so it never
+// revives a node that failed us: it earns a verification ping instead (inbound.go).
+const (
+	DefaultNodeGoodFor = 15 * time.Minute
+	// badAfter is how many of our queries in a row a node may leave unanswered before it is bad.
+	badAfter = 3
+)
+
+type health uint8
+
+const (
+	good health = iota
+	questionable
+	bad
+)
+
+// tnode is a tracked node: what we save, plus its health since this process started.
+type tnode struct {
+	routing.Node
+	fails    int       // our queries it left unanswered (timed out) since its last answer
+	stalled  bool      // a traversal gave up on its query after the soft timeout
+	servedAt time.Time // when one of our replies last handed it out
+}
+
+// tracker remembers when remote nodes last answered us and last queried us, and how they fail.
+// The library's table keeps such times privately and never expires nodes, so this is what
+// decides which nodes are worth handing out and saving, and where a traversal can start besides
+// the table.
 type tracker struct {
-	max int
+	max     int
+	goodFor time.Duration
+	now     func() time.Time
 
 	mu      sync.Mutex // guards the fields below
-	nodes   map[netip.AddrPort]*routing.Node
-	sorted  []routing.Node // answered nodes by id, for closest; rebuilt when dirty
+	nodes   map[netip.AddrPort]*tnode
+	sorted  []*tnode // answered nodes (not bad when built) by id, for closest; rebuilt when dirty
 	dirty   bool
 	builtAt time.Time
 }
 
-func newTracker(max int) *tracker {
-	return &tracker{max: max, nodes: make(map[netip.AddrPort]*routing.Node)}
+func newTracker(max int, goodFor time.Duration) *tracker {
+	if goodFor <= 0 {
+		goodFor = DefaultNodeGoodFor
+	}
+	return &tracker{max: max, goodFor: goodFor, now: time.Now, nodes: make(map[netip.AddrPort]*tnode)}
 }
 
-// responded records an answer from id at addr.
+func (t *tracker) healthLocked(n *tnode, now time.Time) health {
+	switch {
+	case n.fails >= badAfter:
+		return bad
+	case n.fails > 0 || n.stalled || n.LastResponse.IsZero():
+		return questionable
+	case now.Sub(n.LastResponse) < t.goodFor, now.Sub(n.LastQuery) < t.goodFor:
+		return good
+	}
+	return questionable
+}
+
+// responded records an answer from id at addr: the node is good again.
 func (t *tracker) responded(addr netip.AddrPort, id [20]byte, now time.Time) {
-	t.update(addr, id, func(n *routing.Node) { n.LastResponse = now })
+	t.update(addr, id, func(n *tnode) {
+		n.LastResponse = now
+		n.fails, n.stalled = 0, false
+	})
 }
 
-// queried records a query from id at addr. A query proves nothing (its source address can be
-// spoofed), so it only refreshes a node we already know under that same id: it never adds a node
-// and never replaces the id we hold for an address. Only answers to our own queries do that.
-// It reports whether the address is known at all.
-func (t *tracker) queried(addr netip.AddrPort, id [20]byte, now time.Time) (known bool) {
+// failed records a query of ours that addr left unanswered until it timed out.
+func (t *tracker) failed(addr netip.AddrPort) {
+	addr = normAddrPort(addr)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if n := t.nodes[addr]; n != nil {
+		n.fails++
+		if n.fails == badAfter {
+			t.dirty = true // leaves the sorted snapshot
+		}
+	}
+}
+
+// stalled records that a traversal stopped waiting for addr's answer after the soft timeout:
+// the node is questionable (no longer handed out while good ones are near) until it answers,
+// and the health pinger asks it.
+func (t *tracker) stall(addr netip.AddrPort) {
+	addr = normAddrPort(addr)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if n := t.nodes[addr]; n != nil {
+		n.stalled = true
+	}
+}
+
+// isBad reports whether addr is known to be bad.
+func (t *tracker) isBad(addr netip.AddrPort) bool {
 	addr = normAddrPort(addr)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n := t.nodes[addr]
-	if n != nil && n.ID == id {
+	return n != nil && n.fails >= badAfter
+}
+
+// queried records a query from id at addr. A query proves nothing (its source address can be
+// spoofed), so it only refreshes a node we already know under that same id: it never adds a node,
+// never replaces the id we hold for an address and never revives a node that failed us. It
+// reports whether the address is known at all, and whether it is known but not good (worth a
+// verification ping).
+func (t *tracker) queried(addr netip.AddrPort, id [20]byte, now time.Time) (known, notGood bool) {
+	addr = normAddrPort(addr)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := t.nodes[addr]
+	if n == nil {
+		return false, false
+	}
+	if n.ID == id {
 		n.LastQuery = now
 	}
-	return n != nil
+	return true, t.healthLocked(n, now) != good
 }
 
 // answered reports whether addr has answered one of our queries: its address is proven.
@@ -60,7 +156,7 @@ func (t *tracker) answered(addr netip.AddrPort) bool {
 // seed adds saved nodes, keeping their timestamps.
 func (t *tracker) seed(ns []routing.Node) {
 	for _, sn := range ns {
-		t.update(sn.Addr, sn.ID, func(n *routing.Node) {
+		t.update(sn.Addr, sn.ID, func(n *tnode) {
 			if sn.LastResponse.After(n.LastResponse) {
 				n.LastResponse = sn.LastResponse
 			}
@@ -71,7 +167,7 @@ func (t *tracker) seed(ns []routing.Node) {
 	}
 }
 
-func (t *tracker) update(addr netip.AddrPort, id [20]byte, f func(*routing.Node)) {
+func (t *tracker) update(addr netip.AddrPort, id [20]byte, f func(*tnode)) {
 	if !addr.IsValid() || addr.Port() == 0 || id == ([20]byte{}) {
 		return
 	}
@@ -83,78 +179,170 @@ func (t *tracker) update(addr netip.AddrPort, id [20]byte, f func(*routing.Node)
 		if len(t.nodes) >= t.max {
 			t.pruneLocked()
 		}
-		n = &routing.Node{Addr: addr}
+		n = &tnode{Node: routing.Node{Addr: addr}}
 		t.nodes[addr] = n
 	}
-	wasAnswered, oldID := !n.LastResponse.IsZero(), n.ID
+	wasAnswered, wasBad, oldID := !n.LastResponse.IsZero(), n.fails >= badAfter, n.ID
 	n.ID = id
 	f(n)
-	// The id-sorted snapshot only changes when a node joins the answered set or changes id.
-	if answered := !n.LastResponse.IsZero(); answered && (!wasAnswered || oldID != id) {
+	// The id-sorted snapshot only changes when a node joins the answered set, changes id, or
+	// comes back from bad.
+	if answered := !n.LastResponse.IsZero(); answered && (!wasAnswered || oldID != id || wasBad && n.fails < badAfter) {
 		t.dirty = true
 	}
 }
 
-// pruneLocked drops the stalest quarter so that inserts stay cheap on average.
+// pruneLocked drops bad nodes, then the stalest of the rest down to three quarters of max, so
+// that inserts stay cheap on average: a verified newcomer takes a bad node's place first.
 func (t *tracker) pruneLocked() {
-	all := t.snapshotLocked()
-	best := routing.Best(all, t.max*3/4)
-	keep := make(map[netip.AddrPort]*routing.Node, len(best))
-	for _, n := range best {
-		keep[n.Addr] = t.nodes[n.Addr]
+	var all []routing.Node
+	for addr, n := range t.nodes {
+		if n.fails >= badAfter {
+			delete(t.nodes, addr)
+			continue
+		}
+		all = append(all, n.Node)
 	}
-	t.nodes = keep
-	t.dirty = true
+	if len(t.nodes) > t.max*3/4 {
+		keep := make(map[netip.AddrPort]*tnode, t.max*3/4)
+		for _, n := range routing.Best(all, t.max*3/4) {
+			keep[n.Addr] = t.nodes[n.Addr]
+		}
+		t.nodes = keep
+	}
+	t.dirty, t.builtAt = true, time.Time{}
 }
 
-func (t *tracker) snapshotLocked() []routing.Node {
+// snapshot returns every tracked node that is not bad.
+func (t *tracker) snapshot() []routing.Node {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	out := make([]routing.Node, 0, len(t.nodes))
 	for _, n := range t.nodes {
-		out = append(out, *n)
+		if n.fails < badAfter {
+			out = append(out, n.Node)
+		}
 	}
 	return out
 }
 
-// snapshot returns every tracked node.
-func (t *tracker) snapshot() []routing.Node {
+// maxWiden bounds how far closest widens its search for good nodes: at most maxWiden*k nodes
+// of the id-sorted snapshot are looked at.
+const maxWiden = 32
+
+// closest returns up to k nodes nearest to target (XOR metric) among those that answered us and
+// pass keep: good ones, then questionable ones when fewer than k good ones are near, never bad
+// ones. keep runs under the tracker's lock and must not call the tracker. It runs for every
+// find_node/get_peers we answer, so it must not sort the whole tracker: it works on a snapshot
+// sorted by id, where the nodes sharing a prefix with the target form one contiguous range, and
+// sorts only the smallest such range holding 2k nodes (widened while good ones are too few).
+func (t *tracker) closest(target [20]byte, k int, keep func(netip.AddrPort) bool) []routing.Node {
+	return t.pick(target, k, keep, false)
+}
+
+// serve is closest for a reply: the nodes it returns are marked as handed out, which makes them
+// worth pinging once they turn questionable.
+func (t *tracker) serve(target [20]byte, k int, keep func(netip.AddrPort) bool) []routing.Node {
+	return t.pick(target, k, keep, true)
+}
+
+func (t *tracker) pick(target [20]byte, k int, keep func(netip.AddrPort) bool, served bool) []routing.Node {
+	if k <= 0 {
+		return nil
+	}
+	now := t.now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.snapshotLocked()
+	t.refreshSortedLocked(now)
+	var goods, quests []*tnode
+	for want := 2 * k; ; want *= 4 {
+		r := prefixRange(t.sorted, target, want)
+		goods, quests = goods[:0], quests[:0]
+		for _, n := range r {
+			if !keep(n.Addr) {
+				continue
+			}
+			switch t.healthLocked(n, now) {
+			case good:
+				goods = append(goods, n)
+			case questionable:
+				quests = append(quests, n)
+			}
+		}
+		if len(goods) >= k || len(r) == len(t.sorted) || want >= maxWiden*k {
+			break
+		}
+	}
+	out := closestTo(target, goods, k)
+	if len(out) < k {
+		out = append(out, closestTo(target, quests, k-len(out))...)
+	}
+	res := make([]routing.Node, len(out))
+	for i, n := range out {
+		res[i] = n.Node
+		if served {
+			n.servedAt = now
+		}
+	}
+	return res
 }
 
-// closest returns up to k nodes nearest to target (XOR metric) among those that answered us,
-// filtered by keep. It runs for every find_node/get_peers we answer, so it must not sort the
-// whole tracker: it works on a snapshot sorted by id, where the nodes sharing a prefix with the
-// target form one contiguous range, and sorts only the smallest such range holding 2k nodes.
-func (t *tracker) closest(target [20]byte, k int, keep func(netip.AddrPort) bool) []routing.Node {
+// toPing returns up to max questionable nodes worth a health ping: those among the near nodes
+// closest to self, those our replies handed out within goodFor, and those our traversals
+// stalled on; the ones that already failed first (to settle them), then the longest silent.
+func (t *tracker) toPing(self [20]byte, near, max int, skip func(netip.AddrPort) bool) []netip.AddrPort {
+	now := t.now()
 	t.mu.Lock()
-	t.refreshSortedLocked()
-	cands := slices.Clone(prefixRange(t.sorted, target, 2*k))
-	t.mu.Unlock()
-	cands = slices.DeleteFunc(cands, func(n routing.Node) bool { return !keep(n.Addr) })
-	return closestTo(target, cands, k)
+	defer t.mu.Unlock()
+	t.refreshSortedLocked(now)
+	var cands []*tnode
+	consider := func(n *tnode) {
+		if t.healthLocked(n, now) == questionable && !n.LastResponse.IsZero() && !skip(n.Addr) {
+			cands = append(cands, n)
+		}
+	}
+	nearSet := closestTo(self, slices.Clone(prefixRange(t.sorted, self, 2*near)), near)
+	for _, n := range nearSet {
+		consider(n)
+	}
+	for _, n := range t.nodes {
+		if (n.stalled || now.Sub(n.servedAt) < t.goodFor) && !slices.Contains(nearSet, n) {
+			consider(n)
+		}
+	}
+	slices.SortFunc(cands, func(a, b *tnode) int {
+		if a.fails != b.fails {
+			return b.fails - a.fails
+		}
+		return a.LastResponse.Compare(b.LastResponse)
+	})
+	out := make([]netip.AddrPort, 0, min(max, len(cands)))
+	for _, n := range cands[:min(max, len(cands))] {
+		out = append(out, n.Addr)
+	}
+	return out
 }
 
-// refreshSortedLocked rebuilds the id-sorted snapshot of answered nodes when it is stale. Small
-// trackers rebuild on every change (cheap, and young networks need fresh answers); large ones at
-// most once a second.
-func (t *tracker) refreshSortedLocked() {
-	if !t.dirty || (len(t.nodes) > 1024 && time.Since(t.builtAt) < time.Second) {
+// refreshSortedLocked rebuilds the id-sorted snapshot of answered, not bad nodes when it is
+// stale. Small trackers rebuild on every change (cheap, and young networks need fresh answers);
+// large ones at most once a second (pick checks health anyway).
+func (t *tracker) refreshSortedLocked(now time.Time) {
+	if !t.dirty || (len(t.nodes) > 1024 && now.Sub(t.builtAt) < time.Second) {
 		return
 	}
 	t.sorted = t.sorted[:0]
 	for _, n := range t.nodes {
-		if !n.LastResponse.IsZero() {
-			t.sorted = append(t.sorted, *n)
+		if !n.LastResponse.IsZero() && n.fails < badAfter {
+			t.sorted = append(t.sorted, n)
 		}
 	}
-	slices.SortFunc(t.sorted, func(a, b routing.Node) int { return bytes.Compare(a.ID[:], b.ID[:]) })
-	t.dirty, t.builtAt = false, time.Now()
+	slices.SortFunc(t.sorted, func(a, b *tnode) int { return bytes.Compare(a.ID[:], b.ID[:]) })
+	t.dirty, t.builtAt = false, now
 }
 
 // prefixRange returns the range of sorted (by id) holding the nodes that share the longest
 // prefix with target while numbering at least want (or all of sorted).
-func prefixRange(sorted []routing.Node, target [20]byte, want int) []routing.Node {
+func prefixRange(sorted []*tnode, target [20]byte, want int) []*tnode {
 	if len(sorted) <= want {
 		return sorted
 	}
@@ -172,7 +360,7 @@ func prefixRange(sorted []routing.Node, target [20]byte, want int) []routing.Nod
 }
 
 // rangeFor returns the nodes whose ids share the first p bits with target.
-func rangeFor(sorted []routing.Node, target [20]byte, p int) []routing.Node {
+func rangeFor(sorted []*tnode, target [20]byte, p int) []*tnode {
 	first, last := target, target
 	for i := range 20 {
 		// Bits at positions >= p are free: 0 in first, 1 in last.
@@ -193,8 +381,9 @@ func rangeFor(sorted []routing.Node, target [20]byte, p int) []routing.Node {
 	return sorted[i:j]
 }
 
-func closestTo(target [20]byte, ns []routing.Node, k int) []routing.Node {
-	slices.SortFunc(ns, func(a, b routing.Node) int {
+// closestTo sorts ns by distance to target (in place) and returns the first k.
+func closestTo(target [20]byte, ns []*tnode, k int) []*tnode {
+	slices.SortFunc(ns, func(a, b *tnode) int {
 		da, db := xor(a.ID, target), xor(b.ID, target)
 		return bytes.Compare(da[:], db[:])
 	})
