@@ -12,6 +12,8 @@ import (
 
 	anadht "github.com/anacrolix/dht/v2"
 	"github.com/anacrolix/dht/v2/krpc"
+
+	"github.com/magnetget/magnetget/routing"
 )
 
 // Traversal shape. A wider alpha than the library's 3 costs little (answers are small) and cuts
@@ -272,18 +274,33 @@ func (n *Node) walk(ctx context.Context, target [20]byte, alpha, k int, q travQu
 // seeds returns the routing table plus the tracked (answered, or saved) nodes nearest target,
 // none of them bad, and how many of them have answered us at some time.
 func (n *Node) seeds(target [20]byte) (out []travNode, answered int) {
-	for _, ni := range n.srv.Nodes() {
+	table := n.srv.Nodes()
+	good := n.srv.Stats().GoodNodes
+	v6 := n.isV6()
+	tracked := n.nodes.closest(target, seedClosest, func(ap netip.AddrPort) bool { return ap.Addr().Is4() != v6 })
+	return mergeSeeds(table, good, tracked, n.nodes.isBad)
+}
+
+// mergeSeeds joins a snapshot of the library's table, its count of good nodes and the tracked
+// nodes into traversal seeds, and counts those that have answered us. The table's list and its
+// count are two snapshots: a bootstrap walk running beside fills the table between them, so the
+// count may cover nodes the list lacks. It is capped at the list's length: counted uncapped, an
+// empty list with 8 good nodes counted a moment later skipped the bootstrap list and left the
+// walk nothing to start from (ErrNoNodes at once, ~1 lookup in 600 started beside a bootstrap
+// under load).
+func mergeSeeds(table []krpc.NodeInfo, tableGood int, tracked []routing.Node, bad func(netip.AddrPort) bool) (out []travNode, answered int) {
+	nTable := 0
+	for _, ni := range table {
 		// The library's table keeps nodes that stopped answering us; the tracker knows.
-		if ap, ok := toAddrPort(ni.Addr); ok && !n.nodes.isBad(ap) {
+		if ap, ok := toAddrPort(ni.Addr); ok && !bad(ap) {
 			out = append(out, travNode{addr: ap, id: ni.ID, hasID: true})
+			nTable++
 		}
 	}
-	v6 := n.isV6()
-	for _, tn := range n.nodes.closest(target, seedClosest, func(ap netip.AddrPort) bool { return ap.Addr().Is4() != v6 }) {
+	for _, tn := range tracked {
 		out = append(out, travNode{addr: tn.Addr, id: tn.ID, hasID: true})
-		answered++
 	}
-	return out, max(answered, n.srv.Stats().GoodNodes)
+	return out, max(len(tracked), min(tableGood, nTable))
 }
 
 func (n *Node) bootstrapSeeds() []travNode {

@@ -134,7 +134,9 @@ func (tr *trav) run(ctx context.Context, seeds []travNode) travResult {
 		}
 		return c.hasID && bytes.Compare(c.dist[:], closest[len(closest)-1].dist[:]) < 0
 	}
-	next := func() *cand {
+	// peek returns the nearest unqueried candidate that could improve the closest set; next
+	// also takes it off pending.
+	peek := func() *cand {
 		if dirty {
 			slices.SortStableFunc(pending, func(a, b *cand) int { return bytes.Compare(a.dist[:], b.dist[:]) })
 			dirty = false
@@ -145,8 +147,13 @@ func (tr *trav) run(ctx context.Context, seeds []travNode) travResult {
 		if len(pending) == 0 || !eligible(pending[0]) {
 			return nil
 		}
-		c := pending[0]
-		pending = pending[1:]
+		return pending[0]
+	}
+	next := func() *cand {
+		c := peek()
+		if c != nil {
+			pending = pending[1:]
+		}
 		return c
 	}
 	launch := func(c *cand) {
@@ -204,7 +211,8 @@ func (tr *trav) run(ctx context.Context, seeds []travNode) travResult {
 			}
 			launch(c)
 		}
-		if nActive == 0 && next() == nil {
+		// peek, not next: when maxSlow held the launches back, taking a candidate here lost it.
+		if nActive == 0 && peek() == nil {
 			// Out of candidates: take up what the caller knows now (without waiting for queries
 			// past their soft timeout, which are most likely dead), else wait for those queries
 			// if they still matter, else we are done.

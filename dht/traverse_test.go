@@ -201,3 +201,36 @@ func TestTraversalFallsBackAfterSoftTimeout(t *testing.T) {
 		}
 	})
 }
+
+// A candidate is never dropped unqueried when the queries past their soft timeout fill maxSlow:
+// it waits for a slot. (Before, the end-of-candidates check took it off the list and lost it.)
+func TestTraversalKeepsCandidatesWhenSlowIsFull(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const soft, hard = 100 * time.Millisecond, time.Second
+		var target [20]byte
+		dead := travNode{addr: netip.MustParseAddrPort("10.0.0.1:1"), id: [20]byte{1}, hasID: true}
+		live := travNode{addr: netip.MustParseAddrPort("10.0.0.2:1"), id: [20]byte{2}, hasID: true}
+		var asked []netip.AddrPort
+		var mu sync.Mutex
+		tr := &trav{
+			target: target, k: 8, alpha: 1, soft: soft, maxSlow: 1,
+			query: func(ctx context.Context, ap netip.AddrPort) travReply {
+				mu.Lock()
+				asked = append(asked, ap)
+				mu.Unlock()
+				if ap == dead.addr {
+					select {
+					case <-ctx.Done():
+					case <-time.After(hard):
+					}
+					return travReply{}
+				}
+				return travReply{ok: true, id: live.id}
+			},
+		}
+		res := tr.run(context.Background(), []travNode{dead, live})
+		if res.responded != 1 || !slices.Contains(asked, live.addr) {
+			t.Fatalf("asked %v, %d answered; the live candidate was dropped while the slow slot was full", asked, res.responded)
+		}
+	})
+}
