@@ -647,7 +647,7 @@ func (p *peer) onPiece(m peerwire.Message) error {
 		}
 	}
 	ps.contrib[p.addr.Addr()] = true
-	if s.v2 != nil && s.v2.verify {
+	if s.v2 != nil {
 		if ps.from == nil {
 			ps.from = make([]netip.Addr, len(ps.claimed))
 		}

@@ -1,0 +1,145 @@
+package swarm
+
+import (
+	"context"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/magnetget/magnetget/internal/merkle"
+	"github.com/magnetget/magnetget/internal/peerwire"
+	"github.com/magnetget/magnetget/torrentfile"
+)
+
+// v2Server answers block requests and hash requests for a v2 or hybrid torrent from tt's data,
+// as an honest peer would; corrupt, when not nil, may spoil a block before it is sent.
+func v2Server(tt *testTorrent, tor *torrentfile.Torrent, corrupt func(m peerwire.Message, b []byte)) func(c *peerwire.Conn, m peerwire.Message) error {
+	pl := tor.V2.PieceLength
+	data := map[merkle.Hash][]byte{}
+	for _, f := range tor.V2.Files {
+		for i, tf := range tt.files {
+			if tf.path == strings.Join(f.Path, "/") {
+				data[f.PiecesRoot] = tt.data[i]
+			}
+		}
+	}
+	return func(c *peerwire.Conn, m peerwire.Message) error {
+		switch m.ID {
+		case peerwire.Request:
+			pc, _ := tor.PieceV2(int64(m.Index))
+			d := data[tor.V2.Files[pc.File].PiecesRoot]
+			b := make([]byte, m.Length)
+			if off := pc.Offset + int64(m.Begin); off < int64(len(d)) {
+				copy(b, d[off:])
+			}
+			if corrupt != nil {
+				corrupt(m, b)
+			}
+			return c.WriteMsg(peerwire.Message{ID: peerwire.Piece, Index: m.Index, Begin: m.Begin, Block: b})
+		case peerwire.HashRequest:
+			root, r, err := merkle.ParseRequest(m.Payload)
+			if err != nil {
+				return err
+			}
+			d := data[root]
+			layer, _ := merkle.ParseHashes(tor.PieceLayers[root])
+			if layer == nil {
+				layer = []merkle.Hash{root} // a file of one piece
+			}
+			tree, err := merkle.NewTree(layer, pl, int64(len(d)))
+			if err != nil {
+				return err
+			}
+			hs, err := tree.Answer(r, func(piece int64) ([]merkle.Hash, error) {
+				return merkle.LeafHashes(nil, d[piece*pl:min(int64(len(d)), (piece+1)*pl)]), nil
+			})
+			if err != nil {
+				return c.WriteMsg(peerwire.Message{ID: peerwire.HashReject, Payload: m.Payload})
+			}
+			return c.WriteMsg(peerwire.Message{ID: peerwire.Hashes, Payload: merkle.AppendHashes(nil, root, r, hs)})
+		}
+		return nil
+	}
+}
+
+// Issue 12: a hybrid torrent's piece that fails its SHA-1 check used to be fetched again whole,
+// every sender blamed. Its v2 half knows better: with the piece layers (here from the .torrent)
+// the block hashes asked of a peer, checked against the piece's v2 hash, show which 16 KiB block
+// is bad, and only that block is fetched again, only its sender struck. A peer that spoils one
+// block of one piece every time it sends it is the only peer at first, so it sends that piece
+// whole; it is banned after its second bad copy of the block, and an honest seeder then gives
+// the rest. The download takes exactly two blocks more than the torrent (two pieces more
+// before), the honest seeder is never struck, the files are byte-identical.
+func TestHybridBadBlockRefetchedAlone(t *testing.T) {
+	const pl = 64 << 10 // four blocks a piece
+	tt := makeTorrent(t, "hybbad", pl, []testFile{{"big.bin", 12*pl + 1000}, {"small.txt", 777}}, 57)
+	tor := makeV2PL(t, tt, true, pl)
+	if tor.V1 == nil || len(tor.PieceLayers) == 0 {
+		t.Fatal("test torrent is not a hybrid with a piece layer")
+	}
+	ih := truncV2(tor)
+	const badPiece, badBegin = 3, blockSize
+	var spoiled, asked atomic.Int32 // bad copies sent; requests for the bad piece
+	hostile := startFakePeer(t, "127.0.0.72", ih, helloHaveAll, v2Server(tt, tor, func(m peerwire.Message, b []byte) {
+		if m.Index == badPiece {
+			asked.Add(1)
+			if m.Begin == badBegin {
+				b[100] ^= 0xff
+				spoiled.Add(1)
+			}
+		}
+	}))
+	dir := t.TempDir()
+	s, err := New(Config{InfoHash: ih, Info: tor.Meta.InfoBytes, PieceLayers: tor.PieceLayers, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	banned := make(chan netip.Addr, 4)
+	s.onBan = func(ip netip.Addr) { banned <- ip }
+	s.AddPeer(hostile.addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- s.Run(ctx) }()
+	select {
+	case ip := <-banned:
+		if ip != hostile.addr.Addr() {
+			t.Fatalf("banned %v, want the spoiling peer %v", ip, hostile.addr.Addr())
+		}
+	case err := <-errc:
+		t.Fatalf("Run returned before the spoiling peer was banned: %v", err)
+	}
+	honest := startSeeder(t, tt, "127.0.0.73", func(c *Config) {
+		c.InfoHash, c.Info, c.PieceLayers = ih, tor.Meta.InfoBytes, tor.PieceLayers
+	})
+	s.AddPeer(honest)
+	if err := <-errc; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	tt.checkFiles(t, dir)
+	noPadFiles(t, dir)
+
+	s.mu.Lock()
+	down, bad, total := s.down, s.badBlocks, s.layout.Total
+	honestStrikes := s.bans.m[senderKey(honest.Addr())]
+	s.mu.Unlock()
+	if n := spoiled.Load(); n != 2 || bad != 2 {
+		t.Errorf("%d bad copies sent, %d found by block hashes: want 2 and 2 (the second copy bans)", n, bad)
+	}
+	if want := total + 2*blockSize; down != want {
+		t.Errorf("downloaded %d bytes for a %d-byte stream: want %d (the bad block twice more), not whole pieces again", down, total, want)
+	}
+	// Piece 3 from the spoiling peer: its four blocks, then the bad one once more.
+	if n := asked.Load(); n != pl/blockSize+1 {
+		t.Errorf("the spoiling peer was asked %d times for blocks of the bad piece, want %d", n, pl/blockSize+1)
+	}
+	if honestStrikes != nil {
+		t.Errorf("the honest seeder has %d strikes, want none", honestStrikes.strikes)
+	}
+	if b := s.Banned(); !slices.Contains(b, hostile.addr.Addr()) || slices.Contains(b, honest.Addr()) {
+		t.Errorf("banned %v: want the spoiling peer %v and not the seeder %v", b, hostile.addr.Addr(), honest.Addr())
+	}
+}
