@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -141,5 +142,100 @@ func TestHybridBadBlockRefetchedAlone(t *testing.T) {
 	}
 	if b := s.Banned(); !slices.Contains(b, hostile.addr.Addr()) || slices.Contains(b, honest.Addr()) {
 		t.Errorf("banned %v: want the spoiling peer %v and not the seeder %v", b, hostile.addr.Addr(), honest.Addr())
+	}
+}
+
+// The same with two senders in the bad piece: the spoiling peer sends its first block spoiled and
+// rejects the others (so it no longer counts as having the piece), the honest seeder sends the
+// rest. The SHA-1 check cannot say who is wrong and used to strike both; the block hashes (asked
+// of the seeder, the one peer left with the piece) prove the spoiled block alone bad: only it is
+// fetched again, only its sender struck (two strikes, a proven fault), the seeder none.
+func TestHybridBadBlockBlamesOnlyItsSender(t *testing.T) {
+	const pl = 64 << 10
+	tt := makeTorrent(t, "hybblame", pl, []testFile{{"big.bin", 6*pl + 5000}, {"small.txt", 999}}, 58)
+	tor := makeV2PL(t, tt, true, pl)
+	ih := truncV2(tor)
+	const badPiece = 2
+	var (
+		mu       sync.Mutex
+		sentBad  bool
+		held     []peerwire.Message // rejects held until the spoiled block is out
+		rejected atomic.Int32
+	)
+	serve := v2Server(tt, tor, func(m peerwire.Message, b []byte) {
+		if m.Index == badPiece && m.Begin == 0 {
+			b[7] ^= 0x55
+		}
+	})
+	hostile := startFakePeer(t, "127.0.0.74", ih, helloHaveAll, func(c *peerwire.Conn, m peerwire.Message) error {
+		if m.ID != peerwire.Request || m.Index != badPiece {
+			return serve(c, m)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		var out []peerwire.Message
+		if m.Begin == 0 && !sentBad {
+			sentBad = true
+			if err := serve(c, m); err != nil {
+				return err
+			}
+			out, held = held, nil
+		} else {
+			rej := peerwire.Message{ID: peerwire.Reject, Index: m.Index, Begin: m.Begin, Length: m.Length}
+			if !sentBad {
+				held = append(held, rej)
+				return nil
+			}
+			out = []peerwire.Message{rej}
+		}
+		if err := c.WriteMsgs(out...); err != nil {
+			return err
+		}
+		rejected.Add(int32(len(out)))
+		return nil
+	})
+	dir := t.TempDir()
+	s, err := New(Config{InfoHash: ih, Info: tor.Meta.InfoBytes, PieceLayers: tor.PieceLayers, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.AddPeer(hostile.addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- s.Run(ctx) }()
+	// The honest seeder joins once the spoiling peer has sent its block and rejected the rest.
+	for rejected.Load() < pl/blockSize-1 {
+		select {
+		case err := <-errc:
+			t.Fatalf("Run ended before the seeder joined: %v", err)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	honest := startSeeder(t, tt, "127.0.0.75", func(c *Config) {
+		c.InfoHash, c.Info, c.PieceLayers = ih, tor.Meta.InfoBytes, tor.PieceLayers
+	})
+	s.AddPeer(honest)
+	if err := <-errc; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	tt.checkFiles(t, dir)
+
+	s.mu.Lock()
+	down, bad, total := s.down, s.badBlocks, s.layout.Total
+	hs, ss := s.bans.m[senderKey(hostile.addr.Addr())], s.bans.m[senderKey(honest.Addr())]
+	s.mu.Unlock()
+	if ss != nil {
+		t.Errorf("the honest seeder, which sent good blocks of the bad piece, has %d strikes; want none", ss.strikes)
+	}
+	if hs == nil || hs.strikes != 2 {
+		n := 0
+		if hs != nil {
+			n = hs.strikes
+		}
+		t.Errorf("the spoiling peer has %d strikes, want 2 (its block is proven bad)", n)
+	}
+	if want := total + blockSize; bad != 1 || down != want {
+		t.Errorf("downloaded %d bytes for a %d-byte stream, %d bad blocks: want %d bytes, one block again", down, total, bad, want)
 	}
 }
