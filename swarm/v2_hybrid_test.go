@@ -2,7 +2,6 @@ package swarm
 
 import (
 	"context"
-	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -98,21 +97,7 @@ func TestHybridBadBlockRefetchedAlone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	banned := make(chan netip.Addr, 4)
-	s.onBan = func(ip netip.Addr) { banned <- ip }
-	s.AddPeer(hostile.addr)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	errc := make(chan error, 1)
-	go func() { errc <- s.Run(ctx) }()
-	select {
-	case ip := <-banned:
-		if ip != hostile.addr.Addr() {
-			t.Fatalf("banned %v, want the spoiling peer %v", ip, hostile.addr.Addr())
-		}
-	case err := <-errc:
-		t.Fatalf("Run returned before the spoiling peer was banned: %v", err)
-	}
+	errc := runUntilBan(t, s, hostile.addr)
 	honest := startSeeder(t, tt, "127.0.0.73", func(c *Config) {
 		c.InfoHash, c.Info, c.PieceLayers = ih, tor.Meta.InfoBytes, tor.PieceLayers
 	})
