@@ -23,6 +23,10 @@ func ihOf(s string) [20]byte { return sha1.Sum([]byte(s)) }
 
 func openT(t *testing.T, path string, o Options) *Index {
 	t.Helper()
+	if o.Now == nil {
+		// Peers announced at t0 must not expire as the real clock moves on.
+		o.Now = func() time.Time { return t0.Add(time.Hour) }
+	}
 	x, err := Open(path, o)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
