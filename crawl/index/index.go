@@ -154,15 +154,15 @@ type Entry struct {
 
 // Options tunes an index. The zero value works.
 type Options struct {
-	BatchSize     int           // pending items that trigger a commit; 0 = 1000
-	FlushInterval time.Duration // longest a pending item waits; 0 = 250ms
-	LockTimeout   time.Duration // wait for the file lock; 0 = 1s
-	MaxPeers      int           // announced peers kept per infohash; 0 = 32, at most 255
-	PeerRetention time.Duration // peers not announced for this long are dropped; 0 = 7 days, < 0 = never
-	PruneInterval time.Duration // how often expired peers are pruned; 0 = 1 minute
-	PruneBatch    int           // records per pruning transaction; 0 = 1000
+	BatchSize     int              // pending items that trigger a commit; 0 = 1000
+	FlushInterval time.Duration    // longest a pending item waits; 0 = 250ms
+	LockTimeout   time.Duration    // wait for the file lock; 0 = 1s
+	MaxPeers      int              // announced peers kept per infohash; 0 = 32, at most 255
+	PeerRetention time.Duration    // peers not announced for this long are dropped; 0 = 7 days, < 0 = never
+	PruneInterval time.Duration    // how often expired peers are pruned; 0 = 1 minute
+	PruneBatch    int              // records per pruning transaction; 0 = 1000
 	Now           func() time.Time // the clock peer retention is measured on; nil = time.Now
-	NoSync        bool          // skip fsync on commit (benchmarks, throwaway indexes)
+	NoSync        bool             // skip fsync on commit (benchmarks, throwaway indexes)
 	Logger        *slog.Logger
 }
 
