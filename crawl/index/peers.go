@@ -39,8 +39,8 @@ var (
 
 // Pruner is implemented by stores that expire announced peers:
 // PrunePeers removes one bounded batch of peers not announced within the
-// store's retention period and reports how many it removed (0: nothing is
-// left to prune). Stores also do this on their own schedule; the method is
+// store's retention period and reports how many it removed (0 from a
+// store with nothing expired). Stores also do this on their own schedule; the method is
 // for tests and maintenance tools.
 type Pruner interface {
 	PrunePeers(ctx context.Context) (removed int, err error)
@@ -313,5 +313,8 @@ func (x *Index) pruneBatch() (removed int, more bool, err error) {
 	if err != nil {
 		return 0, false, fmt.Errorf("crawl index prune: %w", err)
 	}
+	x.mu.Lock()
+	x.health.PeersPruned += int64(removed)
+	x.mu.Unlock()
 	return removed, more, nil
 }

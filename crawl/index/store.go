@@ -65,6 +65,7 @@ type Health struct {
 	WriteLatency time.Duration // duration of the last committed batch
 	Retrying     bool          // the last commit failed; retrying with back-off
 	LastError    string        // the last commit error, while Retrying
+	PeersPruned  int64         // expired announced peers this handle's pruning removed (retention)
 }
 
 // Sharer is implemented by a Store shared by several crawlers: Share
