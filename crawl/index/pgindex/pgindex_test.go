@@ -37,7 +37,12 @@ func openT(t testing.TB, url string, o Options) *Index {
 // TestStoreSuite: the PostgreSQL index passes the same behaviour suite as
 // the bbolt one.
 func TestStoreSuite(t *testing.T) {
-	indextest.Run(t, func(t *testing.T) index.Store { return openT(t, pgtest.New(t), Options{}) })
+	indextest.Run(t, func(t *testing.T, o indextest.Options) index.Store {
+		return openT(t, pgtest.New(t), Options{
+			Now: o.Now, MaxPeers: o.MaxPeers, PeerRetention: o.PeerRetention,
+			PruneInterval: o.PruneInterval, PruneBatch: o.PruneBatch, FlushInterval: o.FlushInterval,
+		})
+	})
 }
 
 // TestTwoCrawlersOneRecord: two crawlers (two handles on one database) that
