@@ -111,6 +111,7 @@ func TestClaimsDisjointAcrossCrawlers(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := t0.Add(time.Minute)
+	const lease = 3 * time.Second
 	var mu sync.Mutex
 	got := map[[20]byte]int{}
 	var wg sync.WaitGroup
@@ -119,7 +120,7 @@ func TestClaimsDisjointAcrossCrawlers(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for {
-				es, err := x.Claim(context.Background(), now, 7, time.Minute)
+				es, err := x.Claim(context.Background(), now, 7, lease)
 				if err != nil {
 					t.Error(err)
 					return
@@ -144,12 +145,84 @@ func TestClaimsDisjointAcrossCrawlers(t *testing.T) {
 			t.Fatalf("%x claimed %d times", ih[:4], c)
 		}
 	}
-	// Nobody stored a result: after the lease time they are due again.
-	if es, _ := xs[1].Claim(context.Background(), now.Add(30*time.Second), n, time.Minute); len(es) != 0 {
+	// Nobody stored a result: once the leases end (on the database's
+	// clock) they are due again.
+	if es, _ := xs[1].Claim(context.Background(), now, n, time.Minute); len(es) != 0 {
 		t.Errorf("%d claimed again while leased", len(es))
 	}
-	if es, _ := xs[1].Claim(context.Background(), now.Add(61*time.Second), n, time.Minute); len(es) != n {
-		t.Errorf("%d of %d came back after the leases ended", len(es), n)
+	back := map[[20]byte]bool{}
+	for deadline := time.Now().Add(20 * time.Second); len(back) < n && time.Now().Before(deadline); {
+		es, err := xs[1].Claim(context.Background(), now, n, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range es {
+			back[e.InfoHash] = true
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(back) != n {
+		t.Errorf("%d of %d came back after the leases ended", len(back), n)
+	}
+}
+
+// TestLeasesOnDatabaseClock: two crawlers whose clocks disagree by twenty
+// minutes share leases fairly: the one running ahead cannot take the
+// other's leases early, nor hold its own past their length; each passes
+// its own clock to Claim, as a crawler does.
+func TestLeasesOnDatabaseClock(t *testing.T) {
+	url := pgtest.New(t)
+	ahead := func() time.Time { return time.Now().Add(10 * time.Minute) }
+	behind := func() time.Time { return time.Now().Add(-10 * time.Minute) }
+	a, b := openT(t, url, Options{Now: ahead}), openT(t, url, Options{Now: behind})
+	defer a.Close()
+	defer b.Close()
+	ctx := context.Background()
+	const n = 20
+	seen := time.Now().Add(-time.Hour)
+	for i := range n {
+		b.Observe(indextest.IH(fmt.Sprint(i)), index.Sampled, netip.AddrPort{}, seen)
+	}
+	if err := b.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// The crawler behind leases everything for a minute: the one ahead
+	// must not see those leases as ended.
+	got, err := b.Claim(ctx, behind(), n, time.Minute)
+	if err != nil || len(got) != n {
+		t.Fatalf("claim by the crawler behind: %d, %v", len(got), err)
+	}
+	if stolen, err := a.Claim(ctx, ahead(), n, time.Minute); err != nil || len(stolen) != 0 {
+		t.Fatalf("the crawler 10 minutes ahead took %d leases of a 1-minute lease just taken (%v)", len(stolen), err)
+	}
+	// Handed back; the crawler ahead leases them for 2 s: the one behind
+	// gets them when the 2 s are over, not 20 minutes later.
+	for _, e := range got {
+		b.SetFailed(e.InfoHash, 1, behind(), behind())
+	}
+	if err := b.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	got, err = a.Claim(ctx, ahead(), n, 2*time.Second)
+	if err != nil || len(got) != n {
+		t.Fatalf("claim by the crawler ahead: %d, %v", len(got), err)
+	}
+	if early, _ := b.Claim(ctx, behind().Add(time.Second), n, time.Minute); len(early) != 0 {
+		t.Fatalf("the crawler behind took %d leases still held", len(early))
+	}
+	back := map[[20]byte]bool{}
+	for deadline := time.Now().Add(20 * time.Second); len(back) < n && time.Now().Before(deadline); {
+		es, err := b.Claim(ctx, behind().Add(time.Second), n, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range es {
+			back[e.InfoHash] = true
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(back) != n {
+		t.Errorf("the crawler behind got %d of %d after the 2 s leases ended: the crawler ahead kept them", len(back), n)
 	}
 }
 
