@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -375,5 +376,110 @@ FROM generate_series(1, 20000) i`); err != nil {
 	}
 	if peak > at1k+8<<20 {
 		t.Errorf("heap grew from %d to %d bytes while walking: not streaming", at1k, peak)
+	}
+}
+
+// TestGetDuringWrites: while batches are written every millisecond, Get of
+// an infohash being observed always finds it, its count never goes back
+// and never exceeds the sightings made (a batch in flight is neither
+// missed nor counted twice).
+func TestGetDuringWrites(t *testing.T) {
+	x := openT(t, pgtest.New(t), Options{FlushInterval: time.Millisecond})
+	defer x.Close()
+	ih := indextest.IH("busy")
+	const n = 300
+	var made atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range n {
+			x.Observe(ih, index.Sampled, netip.AddrPort{}, t0.Add(time.Duration(i)*time.Millisecond))
+			made.Add(1)
+			if i%3 == 0 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}()
+	var last int64
+	for running := true; running; {
+		select {
+		case <-done:
+			running = false
+		default:
+		}
+		before := made.Load()
+		e, ok, err := x.Get(ih)
+		after := made.Load()
+		if err != nil || (!ok && before > 0) {
+			t.Fatalf("Get after %d sightings: found %v, %v", before, ok, err)
+		}
+		if e.Seen < last || e.Seen < before || e.Seen > after {
+			t.Fatalf("Get counted %d sightings (%d to %d made, %d seen before)", e.Seen, before, after, last)
+		}
+		last = e.Seen
+	}
+	if err := x.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if e, _, _ := x.Get(ih); e.Seen != n {
+		t.Errorf("after the last commit: %d sightings, want %d", e.Seen, n)
+	}
+}
+
+// TestPeersCapAndPruneInTable: the table itself holds at most MaxPeers
+// rows per infohash, also when several crawlers add peers to one infohash
+// at once, and the pruner's batch reads the peers_seen index, not the
+// whole table.
+func TestPeersCapAndPruneInTable(t *testing.T) {
+	url := pgtest.New(t)
+	o := Options{MaxPeers: 5, Now: func() time.Time { return t0.Add(time.Hour) }}
+	a, b := openT(t, url, o), openT(t, url, o)
+	defer a.Close()
+	defer b.Close()
+	var wg sync.WaitGroup
+	for k, x := range []*Index{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range 20 {
+				for i := range 10 {
+					p := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, byte(k), byte(r), byte(i)}), 6881)
+					x.Observe(indextest.IH(fmt.Sprint(i)), index.Announce, p, t0.Add(time.Duration(r)*time.Second))
+				}
+				if err := x.Flush(); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	ctx := context.Background()
+	var most int
+	if err := a.pool.QueryRow(ctx, `SELECT COALESCE(max(c), 0) FROM (SELECT count(*) AS c FROM peers GROUP BY infohash) s`).Scan(&most); err != nil {
+		t.Fatal(err)
+	}
+	if most != 5 {
+		t.Errorf("an infohash has %d peer rows, want the cap of 5", most)
+	}
+	if _, err := a.pool.Exec(ctx, `INSERT INTO peers (infohash, addr, seen)
+SELECT substring(sha256(int4send(i)) from 1 for 20), '127.0.0.1:' || (i % 60000), $1::timestamptz + make_interval(secs => i)
+FROM generate_series(1, 50000) i`, t0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.pool.Exec(ctx, "ANALYZE peers"); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := a.pool.Query(ctx, "EXPLAIN "+pruneSQL, t0.Add(time.Minute), 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Join(plan, "\n")
+	if !strings.Contains(text, "peers_seen") || strings.Contains(text, "Seq Scan on peers") {
+		t.Errorf("the prune batch does not walk peers_seen:\n%s", text)
 	}
 }
