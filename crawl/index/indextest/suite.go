@@ -416,6 +416,17 @@ func peerRetentionAndCap(t *testing.T, open Opener) {
 			t.Fatalf("infohash %d at day 10: peers %v, want %v", i, got, want(i, 3, 4, 5))
 		}
 	}
+	walked := 0
+	must(t, s.ForEach(func(e index.Entry) bool {
+		walked++
+		if len(e.Peers) != 3 {
+			t.Errorf("ForEach at day 10: %d peers, want 3 (none expired)", len(e.Peers))
+		}
+		return true
+	}))
+	if walked != n {
+		t.Errorf("ForEach walked %d entries, want %d", walked, n)
+	}
 	if removed := pruneAll(t, s); removed != n {
 		t.Errorf("day 10: pruned %d peers, want %d (one per infohash)", removed, n)
 	}

@@ -649,19 +649,26 @@ func searchText(md index.Metadata) string {
 }
 
 // selectCols are the torrents columns scanEntry reads, peers last: "addr
-// unix-microseconds", most recent first, none expired (the pruner may not
-// have reached them yet).
+// unix-microseconds", most recent first, none announced before the cutoff
+// parameter (expired peers the pruner has not reached yet). The cutoff is
+// a parameter, not text, so the statement text stays the same and pgx's
+// statement cache keeps it prepared.
 const selectCols = `t.infohash, t.how, t.first_seen, t.last_seen, t.sightings, t.meta, t.attempts, t.next_retry,
 	COALESCE(t.name, ''), COALESCE(t.size, 0), t.files,
 	ARRAY(SELECT p.addr || ' ' || (extract(epoch FROM p.seen) * 1000000)::bigint FROM peers p
-		WHERE p.infohash = t.infohash AND p.seen >= '%s'::timestamptz ORDER BY p.seen DESC, p.addr LIMIT %d)`
+		WHERE p.infohash = t.infohash AND p.seen >= $%d ORDER BY p.seen DESC, p.addr LIMIT %d)`
 
-func (x *Index) cols() string {
-	cutoff := "-infinity"
-	if c, ok := x.peerCutoff(); ok {
-		cutoff = c.UTC().Format(time.RFC3339Nano)
-	}
-	return fmt.Sprintf(selectCols, cutoff, x.opts.MaxPeers)
+// cols is selectCols with the cutoff as parameter $param; cutoff is its
+// value.
+func (x *Index) cols(param int) string {
+	return fmt.Sprintf(selectCols, param, x.opts.MaxPeers)
+}
+
+// cutoff is the value of cols' parameter: the retention cutoff, or the
+// zero time (year 1) when peers never expire.
+func (x *Index) cutoff() time.Time {
+	c, _ := x.peerCutoff()
+	return c
 }
 
 // peerCutoff is when peers announced earlier have expired; ok is false
@@ -769,7 +776,7 @@ func (x *Index) Get(ih [20]byte) (index.Entry, bool, error) {
 			}
 		}
 		x.mu.Unlock()
-		e, times, err := scanEntryTimes(x.pool.QueryRow(ctx, "SELECT "+x.cols()+" FROM torrents t WHERE t.infohash = $1", ih[:]))
+		e, times, err := scanEntryTimes(x.pool.QueryRow(ctx, "SELECT "+x.cols(2)+" FROM torrents t WHERE t.infohash = $1", ih[:], x.cutoff()))
 		found := err == nil
 		if errors.Is(err, pgx.ErrNoRows) {
 			err = nil
@@ -880,8 +887,8 @@ WITH due AS (
 )
 UPDATE torrents t SET lease_until = now() + make_interval(secs => $3), lease_owner = $4
 FROM due WHERE t.infohash = due.infohash
-RETURNING ` + x.cols()
-	rows, err := x.pool.Query(ctx, q, now, limit, lease.Seconds(), x.opts.ID)
+RETURNING ` + x.cols(5)
+	rows, err := x.pool.Query(ctx, q, now, limit, lease.Seconds(), x.opts.ID, x.cutoff())
 	if err != nil {
 		return nil, fmt.Errorf("crawl index claim: %w", err)
 	}
@@ -901,7 +908,7 @@ func (x *Index) ForEach(fn func(index.Entry) bool) error {
 	}
 	ctx := context.Background()
 	err := pgx.BeginTxFunc(ctx, x.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "DECLARE crawl_export NO SCROLL CURSOR FOR SELECT "+x.cols()+" FROM torrents t ORDER BY t.infohash"); err != nil {
+		if _, err := tx.Exec(ctx, "DECLARE crawl_export NO SCROLL CURSOR FOR SELECT "+x.cols(1)+" FROM torrents t ORDER BY t.infohash", x.cutoff()); err != nil {
 			return err
 		}
 		for {
@@ -948,9 +955,9 @@ func (x *Index) Search(ctx context.Context, query string, limit int) ([]index.En
 	// Commit what is buffered so metadata fetched a moment ago is found.
 	// If that fails the database is likely down and the query says so.
 	_ = x.flushAll(ctx)
-	rows, err := x.pool.Query(ctx, "SELECT "+x.cols()+` FROM torrents t
+	rows, err := x.pool.Query(ctx, "SELECT "+x.cols(3)+` FROM torrents t
 WHERE t.search @@ plainto_tsquery('simple', $1) AND t.meta = 1
-ORDER BY t.sightings DESC, t.infohash LIMIT $2`, strings.Join(words, " "), limit)
+ORDER BY t.sightings DESC, t.infohash LIMIT $2`, strings.Join(words, " "), limit, x.cutoff())
 	if err != nil {
 		return nil, fmt.Errorf("crawl search: %w", err)
 	}
