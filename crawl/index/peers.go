@@ -26,8 +26,10 @@ const (
 	DefaultPeerRetention = 7 * 24 * time.Hour
 	DefaultPruneInterval = time.Minute
 	DefaultPruneBatch    = 1000
-	// maxPruneBatches bounds one scheduled run; the next run goes on.
+	// maxPruneBatches and maxPruneTime bound one scheduled run (it holds
+	// up commits); the next run goes on.
 	maxPruneBatches = 100
+	maxPruneTime    = 2 * time.Second
 )
 
 var (
@@ -191,6 +193,7 @@ func (x *Index) PrunePeers(ctx context.Context) (int, error) {
 // prune runs batches until nothing is left or maxPruneBatches ran.
 func (x *Index) prune() {
 	total := 0
+	began := time.Now()
 	for range maxPruneBatches {
 		n, more, err := x.pruneBatch()
 		total += n
@@ -200,7 +203,7 @@ func (x *Index) prune() {
 			}
 			return
 		}
-		if !more {
+		if !more || time.Since(began) > maxPruneTime {
 			break
 		}
 	}

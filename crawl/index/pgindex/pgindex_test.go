@@ -483,3 +483,44 @@ FROM generate_series(1, 50000) i`, t0); err != nil {
 		t.Errorf("the prune batch does not walk peers_seen:\n%s", text)
 	}
 }
+
+// TestMigrationFromVersion1: a database of schema version 1 (before peers
+// expired) is upgraded on open: the peers_seen index the pruner walks is
+// created and the version recorded; its peers then expire.
+func TestMigrationFromVersion1(t *testing.T) {
+	url := pgtest.New(t)
+	ctx := context.Background()
+	x := openT(t, url, Options{})
+	x.Close()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	ih := indextest.IH("old")
+	for _, q := range []struct {
+		sql  string
+		args []any
+	}{
+		{"DROP INDEX peers_seen", nil},
+		{"UPDATE magnetget_schema SET version = 1", nil},
+		{"INSERT INTO torrents (infohash, first_seen, last_seen, sightings, next_retry) VALUES ($1, $2, $2, 1, $2)", []any{ih[:], t0}},
+		{"INSERT INTO peers VALUES ($1, '127.0.0.1:6881', $2)", []any{ih[:], t0}},
+	} {
+		if _, err := conn.Exec(ctx, q.sql, q.args...); err != nil {
+			t.Fatalf("%s: %v", q.sql, err)
+		}
+	}
+	x = openT(t, url, Options{Now: func() time.Time { return t0.Add(8 * 24 * time.Hour) }})
+	defer x.Close()
+	var v int
+	var idx string
+	conn.QueryRow(ctx, "SELECT version FROM magnetget_schema").Scan(&v)
+	conn.QueryRow(ctx, "SELECT COALESCE(to_regclass('peers_seen')::text, '')").Scan(&idx)
+	if v != SchemaVersion || idx != "peers_seen" {
+		t.Errorf("after the upgrade: version %d, index %q; want %d and peers_seen", v, idx, SchemaVersion)
+	}
+	if n, err := x.PrunePeers(ctx); n != 1 || err != nil {
+		t.Errorf("PrunePeers on the upgraded database: %d, %v; want the 1 expired peer", n, err)
+	}
+}

@@ -4,14 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/magnetget/magnetget/crawl/index"
 )
 
 var _ index.Pruner = (*Index)(nil)
 
-// maxPruneBatches bounds one scheduled run; the next run goes on.
-const maxPruneBatches = 100
+// maxPruneBatches and maxPruneTime bound one scheduled run (the writer
+// commits nothing meanwhile); the next run goes on.
+const (
+	maxPruneBatches = 100
+	maxPruneTime    = 2 * time.Second
+)
 
 // pruneSQL deletes one batch of the peers announced longest ago, if before
 // the cutoff. The range scan on peers_seen reads only what it deletes (plus
@@ -50,6 +55,7 @@ func (x *Index) PrunePeers(ctx context.Context) (int, error) {
 // prune runs batches until one comes back short or maxPruneBatches ran.
 func (x *Index) prune() {
 	total := 0
+	began := time.Now()
 	for range maxPruneBatches {
 		ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 		n, err := x.PrunePeers(ctx)
@@ -61,7 +67,7 @@ func (x *Index) prune() {
 			}
 			break
 		}
-		if n < x.opts.PruneBatch {
+		if n < x.opts.PruneBatch || time.Since(began) > maxPruneTime {
 			break
 		}
 	}
