@@ -2,8 +2,10 @@ package metadata
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/magnetget/magnetget/internal/merkle"
@@ -21,8 +23,10 @@ const layerChunk = 512
 // requests on conns (open connections to its swarm, such as Result.Conns; peers answer on
 // connections made under the v2 infohash, Hashes.SwarmHash when Matched is V2). Each answer is
 // checked against its file's root from the info dict. With info's bytes, the layers are what
-// torrentfile.Assemble needs to write the .torrent byte-exact. Connections are tried in turn, one
-// request at a time (RequestTimeout each); one that fails or rejects is left for the next. The
+// torrentfile.Assemble needs to write the .torrent byte-exact. Only connections that speak v2 are
+// asked (see speaksV2): a v1-only peer ignores a hash request or drops the connection, and waiting
+// on it would cost RequestTimeout for nothing. Those are tried in turn, one request at a time
+// (RequestTimeout each); one that fails or rejects is left for the next at once. The
 // layers got so far are returned with an error wrapping ErrNoPieceLayers when some are missing;
 // a v1 info dict needs none (nil, nil). Conns stay open; messages read meanwhile that are not
 // answers (have, bitfield, ...) are pushed back for the swarm, within the bounds Fetch keeps.
@@ -38,7 +42,9 @@ func FetchPieceLayers(ctx context.Context, info []byte, conns []*peerwire.Conn, 
 		return nil, nil
 	}
 	pl := tor.V2.PieceLength
-	var lastErr error
+	v2ih := sha256.Sum256(info)
+	conns = slices.DeleteFunc(slices.Clone(conns), func(c *peerwire.Conn) bool { return !speaksV2(c, [20]byte(v2ih[:20])) })
+	lastErr := errors.New("no connection speaks BitTorrent v2")
 	for _, fi := range missing {
 		f := tor.V2.Files[fi]
 		width := merkle.PieceWidth(pl, f.Length)
@@ -71,6 +77,14 @@ func FetchPieceLayers(ctx context.Context, info []byte, conns []*peerwire.Conn, 
 		out[f.PiecesRoot] = layer
 	}
 	return out, nil
+}
+
+// speaksV2 reports whether c understands BEP 52 hash requests: both sides set the v2 bit, or it
+// was made under the torrent's truncated v2 infohash (libtorrent 2.0.8 does not set the bit when
+// answering a handshake under a v2 infohash, though it answers hash requests there). This is the
+// swarm's rule too.
+func speaksV2(c *peerwire.Conn, truncV2 [20]byte) bool {
+	return c.SupportsV2() || c.InfoHash() == truncV2
 }
 
 // askHashes sends one hash request on c and waits for its answer, checked against f's root.

@@ -140,3 +140,25 @@ func runUntil(t testing.TB, s *Swarm, ctx context.Context) error {
 	defer cancel()
 	return s.Run(ctx)
 }
+
+// runUntilBan adds hostile (the only peer s knows yet) to s, starts s.Run and waits until s bans
+// it; it returns Run's result. The run stops with the test.
+func runUntilBan(t *testing.T, s *Swarm, hostile netip.AddrPort) <-chan error {
+	t.Helper()
+	banned := make(chan netip.Addr, 4)
+	s.onBan = func(ip netip.Addr) { banned <- ip }
+	s.AddPeer(hostile)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	t.Cleanup(cancel)
+	errc := make(chan error, 1)
+	go func() { errc <- s.Run(ctx) }()
+	select {
+	case ip := <-banned:
+		if ip != hostile.Addr() {
+			t.Fatalf("banned %v, want %v", ip, hostile.Addr())
+		}
+	case err := <-errc:
+		t.Fatalf("Run returned before banning: %v", err)
+	}
+	return errc
+}

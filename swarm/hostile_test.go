@@ -9,7 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/magnetget/magnetget/internal/peerwire"
 )
@@ -100,22 +99,8 @@ func TestCorruptPeerBanned(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	banned := make(chan netip.Addr, 1)
-	s.onBan = func(ip netip.Addr) { banned <- ip }
-	s.AddPeer(hostile.addr)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	errc := make(chan error, 1)
-	go func() { errc <- s.Run(ctx) }()
 	// Only the hostile peer is known at first, so it must be the one banned.
-	select {
-	case ip := <-banned:
-		if ip != hostile.addr.Addr() {
-			t.Fatalf("banned %v, want %v", ip, hostile.addr.Addr())
-		}
-	case err := <-errc:
-		t.Fatalf("Run returned before banning: %v", err)
-	}
+	errc := runUntilBan(t, s, hostile.addr)
 	s.AddPeer(hostile.addr) // ignored: banned
 	s.AddPeer(startSeeder(t, tt, "127.0.0.7", nil))
 	if err := <-errc; err != nil {

@@ -647,7 +647,7 @@ func (p *peer) onPiece(m peerwire.Message) error {
 		}
 	}
 	ps.contrib[p.addr.Addr()] = true
-	if s.v2 != nil && s.v2.verify {
+	if s.v2 != nil {
 		if ps.from == nil {
 			ps.from = make([]netip.Addr, len(ps.claimed))
 		}
@@ -858,8 +858,9 @@ func (s *Swarm) fillLocked(p *peer) {
 		return
 	}
 	var batch []peerwire.Message
+	var dp *dupPolicy // made when end game is first looked at (endgame.go)
 	for len(p.outstanding) < min(p.maxOut, p.pipelineCap()) {
-		idx, b, ok := s.nextBlockLocked(p)
+		idx, b, ok := s.nextBlockLocked(p, &dp)
 		if !ok {
 			break
 		}
@@ -892,7 +893,13 @@ func (s *Swarm) refillLocked(p *peer) {
 
 // nextBlockLocked returns a block for p to request: from the pieces it is downloading, else
 // from a newly picked piece.
-func (s *Swarm) nextBlockLocked(p *peer) (piece, block int, ok bool) {
+func (s *Swarm) nextBlockLocked(p *peer, dp **dupPolicy) (piece, block int, ok bool) {
+	policy := func() *dupPolicy {
+		if *dp == nil {
+			*dp = s.dupPolicyLocked(p)
+		}
+		return *dp
+	}
 	for {
 		for _, i := range p.pieces {
 			if p.peerChoking && !p.allowedFast[i] {
@@ -914,7 +921,7 @@ func (s *Swarm) nextBlockLocked(p *peer) (piece, block int, ok bool) {
 			}
 			// End game: duplicate a block another peer owes us, the last first (the owner
 			// asked for them in order, so it sends the last ones last).
-			if b, ok := s.duplicateLocked(p, i, ps); ok {
+			if b, ok := policy().block(i, ps); ok {
 				return i, b, true
 			}
 		}
@@ -924,19 +931,35 @@ func (s *Swarm) nextBlockLocked(p *peer) (piece, block int, ok bool) {
 		if p.peerChoking && len(p.pieces) >= s.chokedShareLocked(p) {
 			return 0, 0, false
 		}
-		i, endgame, ok := s.picker.Pick(func(i int) bool {
+		open := func(i int) bool {
 			if !p.has.Has(i) || p.peerChoking && !p.allowedFast[i] {
 				return false
 			}
 			if ps := s.pieces[i]; ps != nil && (ps.verifying || ps.peers[p]) {
 				return false
-			} else if ps != nil && ps.unrequested == 0 {
-				if _, ok := s.duplicateLocked(p, i, ps); !ok {
-					return false
-				}
 			}
 			return s.pickableLocked(i)
-		})
+		}
+		i, endgame, ok := s.picker.Pick(open)
+		if ok && endgame && !p.peerChoking {
+			// No fresh piece is left. Only now (the check costs a look at each block) find one
+			// with a block end game may ask p for.
+			if ps := s.pieces[i]; ps != nil {
+				if _, dup := policy().block(i, ps); !dup {
+					i, endgame, ok = s.picker.Pick(func(i int) bool {
+						if !open(i) {
+							return false
+						}
+						ps := s.pieces[i]
+						if ps == nil || ps.unrequested > 0 {
+							return true
+						}
+						_, dup := policy().block(i, ps)
+						return dup
+					})
+				}
+			}
+		}
 		if !ok || endgame && p.peerChoking {
 			// While it chokes us only its allowed-fast pieces are open, and a piece others
 			// are fetching is no end game: peers tend to allow the same few pieces (BEP 6
@@ -954,64 +977,6 @@ func (s *Swarm) nextBlockLocked(p *peer) (piece, block int, ok bool) {
 		p.pieces = append(p.pieces, i)
 		s.picker.Start(i)
 	}
-}
-
-// maxEndgameReqs is how many peers a block is requested from at once in end game, unless a
-// peer at least twice as fast as all of them asks (slow peers must not take the duplicates a
-// fast one would deliver first). Asking every peer for every last block made each link carry the
-// whole remainder: with 8 peers at 8 MiB/s and a second of requests queued at each, the last
-// 5 MiB took 0.6 s instead of 0.08 s.
-const maxEndgameReqs = 2
-
-// duplicateLocked returns the block of piece i, the last first (its owners asked in order, so
-// they send the last ones last), that end game may ask p for although others owe it to us.
-func (s *Swarm) duplicateLocked(p *peer, i int, ps *pieceState) (int, bool) {
-	low := len(p.outstanding) < p.dupLowWater()
-	for b := len(ps.claimed) - 1; b >= 0; b-- {
-		if ps.claimed[b] {
-			continue
-		}
-		k := blockKey{uint32(i), uint32(b * blockSize)}
-		if _, mine := p.outstanding[k]; mine {
-			continue
-		}
-		if low && ps.reqs[b] < maxEndgameReqs || fasterThanHolders(p, ps, k) {
-			return b, true
-		}
-	}
-	return 0, false
-}
-
-// dupLowWater is how few requests p must have outstanding before end game asks it for blocks
-// others owe us: about two round trips of its rate. A duplicate put behind a longer queue
-// arrives after the original anyway and only takes the link from blocks still needed: with
-// 64 KiB pieces and a second of requests at each of 8 peers, end game began 0.6 s before the
-// end, and sending every block twice halved the rate for all of it.
-func (p *peer) dupLowWater() int {
-	return max(minOutstanding, int(p.rateNowLocked()*2*p.minRTT.Seconds()/blockSize))
-}
-
-// rateNowLocked is p's download rate for end-game decisions: its last measured rate, or what it
-// has sent since if that is more (a new peer has no measured rate for up to a second, and a
-// fast one finishes its share of a small torrent within it).
-func (p *peer) rateNowLocked() float64 {
-	el := time.Since(p.s.rateAt)
-	if el < 100*time.Millisecond || p.s.rateAt.IsZero() {
-		return p.downRate
-	}
-	return max(p.downRate, float64(p.downBytes-p.lastDownBytes)/el.Seconds())
-}
-
-// fasterThanHolders reports whether p downloads at least twice as fast as every peer that owes
-// us block k of ps.
-func fasterThanHolders(p *peer, ps *pieceState, k blockKey) bool {
-	r := p.rateNowLocked()
-	for q := range ps.peers {
-		if _, owes := q.outstanding[k]; owes && q != p && r < 2*q.rateNowLocked() {
-			return false
-		}
-	}
-	return r > 0
 }
 
 // removePeer forgets a disconnected peer: its pieces return to the picker, partial ones first.

@@ -95,7 +95,7 @@ func (s *Swarm) initialPipelineLocked() int {
 // chokedShareLocked is how many allowed-fast pieces p may download while it chokes us: the
 // set divided among our connections, at least one.
 func (s *Swarm) chokedShareLocked(p *peer) int {
-	return max(1, len(p.allowedFast)/(len(s.peers)+s.dialing))
+	return max(1, len(p.allowedFast)/max(1, len(s.peers)+s.dialing))
 }
 
 // trimPipelineLocked cancels what p was asked for beyond twice its pipeline, newest pieces
@@ -107,15 +107,22 @@ func (s *Swarm) trimPipelineLocked(p *peer) {
 		return
 	}
 	var cancels []peerwire.Message
-	for len(p.outstanding) > p.maxOut && len(p.pieces) > 1 {
-		i := p.pieces[len(p.pieces)-1]
+	// Backwards: releasing p.pieces[j] only moves the pieces after it, already seen.
+	for j := len(p.pieces) - 1; j >= 0 && len(p.outstanding) > p.maxOut && len(p.pieces) > 1; j-- {
+		i := p.pieces[j]
+		if ps := s.pieces[i]; ps == nil || ps.verifying {
+			continue // nothing of it is owed: releasing it gains nothing
+		}
+		n := len(cancels)
 		for k, r := range p.outstanding {
 			if int(k.piece) == i {
 				cancels = append(cancels, peerwire.Message{ID: peerwire.Cancel, Index: k.piece, Begin: k.begin, Length: r.length})
 				p.wasted -= int64(r.length)
 			}
 		}
-		s.releasePieceLocked(p, i)
+		if len(cancels) > n {
+			s.releasePieceLocked(p, i)
+		}
 	}
 	p.enqueue(cancels...)
 }

@@ -184,8 +184,8 @@ type pieceState struct {
 	contrib     map[netip.Addr]bool
 	verifying   bool
 	hash        pieceHash // the piece's SHA-1 so far, fed as blocks are written in order
-	// v2-only: the sender of each block, and the block hashes asked of a peer after the piece
-	// failed (v2.go); nil otherwise.
+	// v2 and hybrid: the sender of each block, and the block hashes asked of a peer after the
+	// piece failed (v2.go); nil otherwise.
 	from       []netip.Addr
 	leaves     *leafWait
 	leafRounds int

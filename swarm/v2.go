@@ -26,7 +26,8 @@ import (
 // starts on a piece boundary, so piece i of that stream is v2 piece i) and its pieces are checked
 // as merkle trees of 16 KiB blocks against the files' piece layers. A hybrid torrent is stored
 // and checked through its v1 half (SHA-1 is cheaper and says the same); its v2 half serves hash
-// requests. Piece layers come from Config.PieceLayers (the .torrent) or, for the files that lack
+// requests and, when a piece fails its SHA-1 check and its v2 hash is known, tells the bad blocks
+// apart as for a v2-only torrent (hybridLeaves), so only those are fetched again. Piece layers come from Config.PieceLayers (the .torrent) or, for the files that lack
 // them, from peers: hash requests for the piece layer with the uncles up to the file's root, each
 // answer checked against the root from the info dict. A piece of a v2-only torrent is not picked
 // before its layer is known, so nothing is fetched that cannot be checked.
@@ -325,7 +326,7 @@ func (p *peer) onHashes(m peerwire.Message) error {
 	if lf == nil {
 		// With 16 KiB pieces the piece layer is the block layer (base 0): a layer chunk asked
 		// for is matched first, anything else at base 0 is block hashes of a failed piece.
-		if r.BaseLayer == 0 && s.v2.verify {
+		if r.BaseLayer == 0 {
 			return p.onLeaves(root, r, hashes)
 		}
 		return nil // not asked (or answered by another already): ignored
@@ -599,6 +600,34 @@ var maxLeafAnswer int64 = 16 << 20
 // maxLeafRounds bounds how often one piece download asks for block hashes.
 const maxLeafRounds = 3
 
+// hybridLeaves returns the block hashes of failed piece i of a hybrid, read back from disk, when
+// the piece's v2 hash is known (its file's piece layer came with the .torrent or from peers) and
+// it has more than one block; nil otherwise. A hybrid's pieces are hashed with SHA-1 only, so
+// these are computed after a failure, never on the download path. v1 piece i is v2 piece i
+// (torrentfile checks that the halves agree); padding past the file's end is not hashed.
+func (s *Swarm) hybridLeaves(i int, buf []byte) []merkle.Hash {
+	if s.v2 == nil || s.v2.verify {
+		return nil
+	}
+	s.mu.Lock()
+	pc, ok := s.v2.tor.PieceV2(int64(i))
+	s.mu.Unlock()
+	if !ok || !pc.Known || pc.Width < 2 {
+		return nil
+	}
+	m := &merkleHash{width: pc.Width, limit: pc.Length}
+	base := int64(i) * s.layout.PieceLength
+	for off := int64(0); off < pc.Length; {
+		k := min(int64(len(buf)), pc.Length-off)
+		if err := s.store.ReadAt(buf[:k], base+off); err != nil {
+			return nil // the piece fails whole; a storage fault shows on the next read
+		}
+		m.Write(buf[:k])
+		off += k
+	}
+	return m.Leaves()
+}
+
 // Leaves returns the block hashes of what was written, the last short block included.
 func (m *merkleHash) Leaves() []merkle.Hash {
 	if len(m.buf) > 0 {
@@ -607,11 +636,12 @@ func (m *merkleHash) Leaves() []merkle.Hash {
 	return m.leaves
 }
 
-// askLeavesLocked asks a peer for the block hashes of failed piece i of a v2-only torrent, so
-// that only its bad blocks are fetched again. It reports false when that cannot be done (no
-// peer speaking v2 has the piece, a piece of one block, a v1 hash): the piece then fails whole.
+// askLeavesLocked asks a peer for the block hashes of failed piece i of a v2 or hybrid torrent,
+// so that only its bad blocks are fetched again. It reports false when that cannot be done (no
+// peer speaking v2 has the piece, a piece of one block, its v2 hash not known yet): the piece
+// then fails whole.
 func (s *Swarm) askLeavesLocked(i int, ps *pieceState, data []merkle.Hash) bool {
-	if s.v2 == nil || !s.v2.verify || ps.leafRounds >= maxLeafRounds || len(data) == 0 {
+	if s.v2 == nil || ps.leafRounds >= maxLeafRounds || len(data) == 0 {
 		return false
 	}
 	pc, ok := s.v2.tor.PieceV2(int64(i))
@@ -729,7 +759,7 @@ func (p *peer) onLeaves(root merkle.Hash, r merkle.HashRequest, hashes []merkle.
 // expireLeaves fails whole the pieces whose block hashes did not come in time (or whose peer
 // left or rejected the request).
 func (s *Swarm) expireLeaves(now time.Time) {
-	if s.v2 == nil || !s.v2.verify {
+	if s.v2 == nil {
 		return
 	}
 	var toClose []*peerwire.Conn
@@ -750,7 +780,7 @@ func (s *Swarm) expireLeaves(now time.Time) {
 
 // dropLeavesLocked gives up the leaf requests outstanding at p (it left or rejected one).
 func (s *Swarm) dropLeavesLocked(p *peer, root merkle.Hash, r *merkle.HashRequest) {
-	if s.v2 == nil || !s.v2.verify {
+	if s.v2 == nil {
 		return
 	}
 	for _, ps := range s.pieces {

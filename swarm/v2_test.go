@@ -118,50 +118,13 @@ func TestV2BadBlockRefetchedAlone(t *testing.T) {
 	tt := makeTorrent(t, "v2bad", pl, []testFile{{"big.bin", 12*pl + 1000}, {"small.txt", 777}}, 54)
 	tor := makeV2PL(t, tt, false, pl)
 	ih := truncV2(tor)
-	data := map[merkle.Hash][]byte{}
-	for _, f := range tor.V2.Files {
-		for i, tf := range tt.files {
-			if tf.path == strings.Join(f.Path, "/") {
-				data[f.PiecesRoot] = tt.data[i]
-			}
-		}
-	}
 	const badPiece, badBegin = 3, blockSize
 	var corrupted atomic.Bool
-	hostile := startFakePeer(t, "127.0.0.68", ih, helloHaveAll, func(c *peerwire.Conn, m peerwire.Message) error {
-		switch m.ID {
-		case peerwire.Request:
-			pc, _ := tor.PieceV2(int64(m.Index))
-			d := data[tor.V2.Files[pc.File].PiecesRoot]
-			b := make([]byte, m.Length)
-			if off := pc.Offset + int64(m.Begin); off < int64(len(d)) {
-				copy(b, d[off:])
-			}
-			if m.Index == badPiece && m.Begin == badBegin && corrupted.CompareAndSwap(false, true) {
-				b[100] ^= 0xff // once: the refetch is honest
-			}
-			return c.WriteMsg(peerwire.Message{ID: peerwire.Piece, Index: m.Index, Begin: m.Begin, Block: b})
-		case peerwire.HashRequest:
-			root, r, err := merkle.ParseRequest(m.Payload)
-			if err != nil {
-				return err
-			}
-			d := data[root]
-			layer, _ := merkle.ParseHashes(tor.PieceLayers[root])
-			tree, err := merkle.NewTree(layer, pl, int64(len(d)))
-			if err != nil {
-				return err
-			}
-			hs, err := tree.Answer(r, func(piece int64) ([]merkle.Hash, error) {
-				return merkle.LeafHashes(nil, d[piece*pl:min(int64(len(d)), (piece+1)*pl)]), nil
-			})
-			if err != nil {
-				return c.WriteMsg(peerwire.Message{ID: peerwire.HashReject, Payload: m.Payload})
-			}
-			return c.WriteMsg(peerwire.Message{ID: peerwire.Hashes, Payload: merkle.AppendHashes(nil, root, r, hs)})
+	hostile := startFakePeer(t, "127.0.0.68", ih, helloHaveAll, v2Server(tt, tor, func(m peerwire.Message, b []byte) {
+		if m.Index == badPiece && m.Begin == badBegin && corrupted.CompareAndSwap(false, true) {
+			b[100] ^= 0xff // once: the refetch is honest
 		}
-		return nil
-	})
+	}))
 	dir := t.TempDir()
 	s, err := New(Config{InfoHash: ih, Info: tor.Meta.InfoBytes, PieceLayers: tor.PieceLayers, Dir: dir})
 	if err != nil {

@@ -34,6 +34,9 @@ func (s *Swarm) verifier(ctx context.Context) {
 					leaves = m.Leaves()
 				}
 				ph.mu.Unlock()
+				if leaves == nil {
+					leaves = s.hybridLeaves(j.piece, buf)
+				}
 			}
 			s.pieceCheckedLeaves(j.piece, ok, leaves)
 		}
@@ -42,11 +45,13 @@ func (s *Swarm) verifier(ctx context.Context) {
 
 // pieceChecked records a verification result. A good piece is announced to every peer; a bad
 // one is forgotten (so it is fetched again) and its senders earn strikes toward a ban. A bad
-// piece of a v2-only torrent first has its block hashes asked of a peer (see askLeavesLocked):
-// then only the bad blocks are fetched again, and only their senders are blamed.
+// piece of a v2-only torrent, or of a hybrid whose v2 piece hash is known, first has its block
+// hashes asked of a peer (see askLeavesLocked): then only the bad blocks are fetched again, and
+// only their senders are blamed.
 func (s *Swarm) pieceChecked(i int, ok bool) { s.pieceCheckedLeaves(i, ok, nil) }
 
-// pieceCheckedLeaves is pieceChecked with the hashes of the blocks of a failed v2 piece.
+// pieceCheckedLeaves is pieceChecked with the hashes of the blocks of a failed piece (v2-only or
+// hybrid: see hybridLeaves).
 func (s *Swarm) pieceCheckedLeaves(i int, ok bool, leaves []merkle.Hash) {
 	s.mu.Lock()
 	ps := s.pieces[i]

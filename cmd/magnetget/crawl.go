@@ -34,6 +34,7 @@ func crawlCommand() *cli.Command {
 		Usage: "discover infohashes on the DHT (BEP 51 sampling and passive harvesting) into an index",
 		Flags: append(append(dhtFlags(), logFlags()...),
 			crawlDBFlag(),
+			&cli.DurationFlag{Name: "peer-retention", Value: index.DefaultPeerRetention, Usage: "forget announced peers not seen for this long (pruned in small batches; 0 keeps them)"},
 			&cli.Float64Flag{Name: "rate", Value: 100, Usage: "sample_infohashes/find_node queries per second over all nodes"},
 			&cli.BoolFlag{Name: "metadata", Usage: "also fetch each new infohash's metadata (name, size, files)"},
 			&cli.IntFlag{Name: "metadata-workers", Value: 16, Usage: "parallel metadata fetches with --metadata"},
@@ -100,13 +101,13 @@ func openIndex(c *cli.Context) (index.Store, error) {
 	if db := c.String("db"); index.IsURL(db) {
 		ctx, cancel := context.WithTimeout(c.Context, 30*time.Second)
 		defer cancel()
-		return pgindex.Open(ctx, db, pgindex.Options{Logger: logger(c)})
+		return pgindex.Open(ctx, db, pgindex.Options{Logger: logger(c), PeerRetention: peerRetention(c)})
 	}
 	path, err := crawlDBPath(c)
 	if err != nil {
 		return nil, err
 	}
-	x, err := index.Open(path, index.Options{Logger: logger(c)})
+	x, err := index.Open(path, index.Options{Logger: logger(c), PeerRetention: peerRetention(c)})
 	if x == nil {
 		return nil, err
 	}
@@ -114,6 +115,18 @@ func openIndex(c *cli.Context) (index.Store, error) {
 		fmt.Fprintf(c.App.ErrWriter, "warning: %v\n", err)
 	}
 	return x, nil
+}
+
+// peerRetention is --peer-retention as the index options take it: 0 (keep) is negative there,
+// and commands without the flag get the default.
+func peerRetention(c *cli.Context) time.Duration {
+	if !c.IsSet("peer-retention") {
+		return 0
+	}
+	if d := c.Duration("peer-retention"); d > 0 {
+		return d
+	}
+	return -1
 }
 
 // harvestHooks returns dht hooks that record what other nodes ask and

@@ -2,6 +2,7 @@ package index
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"github.com/magnetget/magnetget/internal/alloctest"
@@ -171,6 +172,7 @@ func FuzzOpenFile(f *testing.F) {
 			}
 			x.Stats()
 			x.ExportJSONL(io.Discard)
+			x.PrunePeers(context.Background()) // walks peerexp and rewrites records
 			if err := x.Close(); err != nil && !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("close: %v", err)
 			}

@@ -11,15 +11,18 @@
 // first. Reads (Get, Due, Stats, exports) see the pending deltas too, or
 // flush first.
 //
-// Layout (schema "magnetget-crawl-index/2"; /1 files are upgraded in place
-// on open: /2 only adds a sightings count to records, and /1 records stay
-// readable):
+// Layout (schema "magnetget-crawl-index/3"; /1 and /2 files are upgraded
+// in place on open: /2 added a sightings count to records, /3 each peer's
+// announce time and the peerexp bucket; older records stay readable, their
+// peers dated by the record's last sighting):
 //
 //	meta/schema   the schema string
 //	meta/stats    running counters (see Stats), updated in every commit
 //	ih/<20 bytes> one record per infohash (record.go)
 //	due/<8-byte big-endian unix ms><20 bytes>  infohashes whose metadata
 //	              is not fetched yet, ordered by when they are next due
+//	peerexp/<8-byte big-endian unix ms><20 bytes>  infohashes with peers,
+//	              ordered by their oldest peer's announce time (peers.go)
 package index
 
 import (
@@ -45,11 +48,11 @@ import (
 )
 
 // Schema is the value of meta/schema in an index this package writes.
-const Schema = "magnetget-crawl-index/2"
+const Schema = "magnetget-crawl-index/3"
 
 // schemaVersion is the number at the end of Schema: a file with a higher
 // one was written by a newer magnetget and is refused (ErrNewerSchema).
-const schemaVersion = 2
+const schemaVersion = 3
 
 const schemaPrefix = "magnetget-crawl-index/"
 
@@ -140,20 +143,26 @@ type Entry struct {
 	LastSeen  time.Time
 	How       How
 	Seen      int64            // sightings recorded (repeats included)
-	Peers     []netip.AddrPort // from announces, most recent last, capped
+	Peers     []netip.AddrPort // from announces, most recent last, capped, none expired
 	Meta      MetaStatus
 	Attempts  int       // failed metadata fetches so far
 	NextRetry time.Time // when the metadata is next due (status none or failed)
 	Metadata            // when Meta == MetaFetched
+
+	peerMs []int64 // the bbolt index's announce time of each peer (unix ms)
 }
 
 // Options tunes an index. The zero value works.
 type Options struct {
-	BatchSize     int           // pending items that trigger a commit; 0 = 1000
-	FlushInterval time.Duration // longest a pending item waits; 0 = 250ms
-	LockTimeout   time.Duration // wait for the file lock; 0 = 1s
-	MaxPeers      int           // announced peers kept per infohash; 0 = 32, at most 255
-	NoSync        bool          // skip fsync on commit (benchmarks, throwaway indexes)
+	BatchSize     int              // pending items that trigger a commit; 0 = 1000
+	FlushInterval time.Duration    // longest a pending item waits; 0 = 250ms
+	LockTimeout   time.Duration    // wait for the file lock; 0 = 1s
+	MaxPeers      int              // announced peers kept per infohash; 0 = 32, at most 255
+	PeerRetention time.Duration    // peers not announced for this long are dropped; 0 = 7 days, < 0 = never
+	PruneInterval time.Duration    // how often expired peers are pruned; 0 = 1 minute
+	PruneBatch    int              // records per pruning transaction; 0 = 1000
+	Now           func() time.Time // the clock peer retention is measured on; nil = time.Now
+	NoSync        bool             // skip fsync on commit (benchmarks, throwaway indexes)
 	Logger        *slog.Logger
 }
 
@@ -197,7 +206,7 @@ type delta struct {
 	how         How
 	count       int64 // sightings
 	first, last time.Time
-	peers       []netip.AddrPort
+	peers       peerList
 	meta        *metaUpdate
 }
 
@@ -227,6 +236,15 @@ func Open(path string, o Options) (*Index, error) {
 		o.MaxPeers = 32
 	}
 	o.MaxPeers = min(o.MaxPeers, maxStoredPeers)
+	if o.PeerRetention == 0 {
+		o.PeerRetention = DefaultPeerRetention
+	}
+	if o.PruneInterval <= 0 {
+		o.PruneInterval = DefaultPruneInterval
+	}
+	if o.PruneBatch <= 0 {
+		o.PruneBatch = DefaultPruneBatch
+	}
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -292,16 +310,25 @@ func openChecked(path string, o Options) (db *bolt.DB, err error) {
 				return initSchema(tx)
 			}
 			s := string(meta.Get(keySchema))
-			if s == schemaPrefix+"1" {
-				// Migration 1 -> 2: records gain a sightings count; version-1
-				// records stay readable, so only the schema string changes.
+			if s == schemaPrefix+"1" || s == schemaPrefix+"2" {
+				// Migration 1 -> 2: records gain a sightings count. 2 -> 3:
+				// peers gain announce times and the peerexp bucket indexes
+				// them. Older records stay readable; the pruner gives them
+				// their peerexp entries in batches (keyPeerSweep), so
+				// opening a large file stays quick.
 				if tx.Bucket(bucketIH) == nil || tx.Bucket(bucketDue) == nil {
 					return errors.New("buckets missing")
+				}
+				if _, err := tx.CreateBucketIfNotExists(bucketPeerExp); err != nil {
+					return err
+				}
+				if err := meta.Put(keyPeerSweep, []byte{'s'}); err != nil {
+					return err
 				}
 				return meta.Put(keySchema, []byte(Schema))
 			}
 			if s == Schema {
-				if tx.Bucket(bucketIH) == nil || tx.Bucket(bucketDue) == nil {
+				if tx.Bucket(bucketIH) == nil || tx.Bucket(bucketDue) == nil || tx.Bucket(bucketPeerExp) == nil {
 					return errors.New("buckets missing")
 				}
 				return nil
@@ -329,26 +356,32 @@ func initSchema(tx *bolt.Tx) error {
 	if err := meta.Put(keySchema, []byte(Schema)); err != nil {
 		return err
 	}
-	if _, err := tx.CreateBucket(bucketIH); err != nil {
-		return err
+	for _, b := range [][]byte{bucketIH, bucketDue, bucketPeerExp} {
+		if _, err := tx.CreateBucket(b); err != nil {
+			return err
+		}
 	}
-	_, err = tx.CreateBucket(bucketDue)
-	return err
+	return nil
 }
 
 // moveAside renames path aside (boltsafe.MoveAside: path.corrupt-<UTC
 // time>, never deleted) and returns the new name.
 func moveAside(path string) (string, error) { return boltsafe.MoveAside(path) }
 
-// flusher commits pending deltas every FlushInterval.
+// flusher commits pending deltas every FlushInterval and prunes expired
+// peers every PruneInterval.
 func (x *Index) flusher() {
 	defer close(x.done)
 	t := time.NewTicker(x.opts.FlushInterval)
 	defer t.Stop()
+	pt := time.NewTicker(x.opts.PruneInterval)
+	defer pt.Stop()
 	for {
 		select {
 		case <-x.stop:
 			return
+		case <-pt.C:
+			x.prune()
 		case <-t.C:
 			if err := x.Flush(); err != nil && !errors.Is(err, ErrClosed) {
 				x.log.Warn("crawl index commit failed; will retry", "err", err)
@@ -381,7 +414,7 @@ func (x *Index) Observe(ih [20]byte, how How, peer netip.AddrPort, at time.Time)
 		d.last = at
 	}
 	if peer.IsValid() {
-		d.peers = addPeer(d.peers, peer, x.opts.MaxPeers)
+		d.peers.add(peer, unixMilli(at), x.opts.MaxPeers)
 	}
 	full := len(x.pending) >= x.opts.BatchSize
 	x.mu.Unlock()
@@ -427,20 +460,6 @@ func (x *Index) setMeta(ih [20]byte, m *metaUpdate, at time.Time) error {
 	return nil
 }
 
-// addPeer appends p unless present, dropping the oldest beyond limit
-// (recently announced peers are the likeliest to be up).
-func addPeer(peers []netip.AddrPort, p netip.AddrPort, limit int) []netip.AddrPort {
-	p = netip.AddrPortFrom(p.Addr().Unmap(), p.Port())
-	if i := slices.Index(peers, p); i >= 0 {
-		peers = slices.Delete(peers, i, i+1)
-	}
-	peers = append(peers, p)
-	if len(peers) > limit {
-		peers = slices.Delete(peers, 0, len(peers)-limit)
-	}
-	return peers
-}
-
 // apply merges d into e (a zero Entry for a new infohash).
 func (d *delta) apply(e *Entry, maxPeers int) {
 	e.How |= d.how
@@ -451,8 +470,12 @@ func (d *delta) apply(e *Entry, maxPeers int) {
 	if d.last.After(e.LastSeen) {
 		e.LastSeen = d.last
 	}
-	for _, p := range d.peers {
-		e.Peers = addPeer(e.Peers, p, maxPeers)
+	if len(d.peers.addrs) > 0 {
+		l := e.peers().clone()
+		for i, p := range d.peers.addrs {
+			l.add(p, d.peers.ms[i], maxPeers)
+		}
+		e.setPeers(l)
 	}
 	if m := d.meta; m != nil && e.FirstSeen.IsZero() {
 		// A metadata update is not a sighting; it only dates a record
@@ -507,10 +530,11 @@ func (x *Index) flushLocked() error {
 	// Sorted keys touch each B-tree page once per commit.
 	slices.SortFunc(keys, func(a, b [20]byte) int { return bytes.Compare(a[:], b[:]) })
 	var added, seen int64
+	cutoff := x.peerCutoff()
 	began := time.Now()
 	err := x.guarded(func() error {
 		return x.db.Update(func(tx *bolt.Tx) error {
-			ihb, due, meta := tx.Bucket(bucketIH), tx.Bucket(bucketDue), tx.Bucket(bucketMeta)
+			ihb, due, meta, exp := tx.Bucket(bucketIH), tx.Bucket(bucketDue), tx.Bucket(bucketMeta), tx.Bucket(bucketPeerExp)
 			st := decodeStats(meta.Get(keyStats))
 			arena := make([]byte, 0, 64*len(keys))
 			for _, ih := range keys {
@@ -526,11 +550,13 @@ func (x *Index) flushLocked() error {
 					}
 				}
 				e := old
-				if exists {
-					e.Peers = slices.Clone(old.Peers)
-				}
 				e.InfoHash = ih
 				batch[ih].apply(&e, x.opts.MaxPeers)
+				if l := e.peers(); len(l.addrs) > 0 && l.ms[0] < cutoff {
+					l = l.clone()
+					l.dropBefore(cutoff)
+					e.setPeers(l)
+				}
 				if !exists && batch[ih].count > 0 {
 					added++
 				}
@@ -554,6 +580,13 @@ func (x *Index) flushLocked() error {
 					if err := due.Put(dueKey(e.NextRetry, ih), nil); err != nil {
 						return err
 					}
+				}
+				var was *Entry
+				if exists {
+					was = &old
+				}
+				if err := indexPeers(exp, was, &e); err != nil {
+					return err
 				}
 			}
 			return meta.Put(keyStats, st.encode())
@@ -582,8 +615,8 @@ func (x *Index) flushLocked() error {
 				if nd.last.After(d.last) {
 					d.last = nd.last
 				}
-				for _, p := range nd.peers {
-					d.peers = addPeer(d.peers, p, x.opts.MaxPeers)
+				for i, p := range nd.peers.addrs {
+					d.peers.add(p, nd.peers.ms[i], x.opts.MaxPeers)
 				}
 				if nd.meta != nil && (d.meta == nil || d.meta.status != MetaFetched) {
 					d.meta = nd.meta
@@ -639,6 +672,7 @@ func (x *Index) Get(ih [20]byte) (Entry, bool, error) {
 		}
 	}
 	x.mu.Unlock()
+	x.visible(&e)
 	if err != nil && !found {
 		return Entry{}, false, fmt.Errorf("crawl index get %x: %w", ih, err)
 	}
@@ -671,6 +705,7 @@ func (x *Index) Due(now time.Time, limit int) ([]Entry, error) {
 				if err != nil || e.Meta == MetaFetched {
 					continue
 				}
+				x.visible(&e)
 				out = append(out, e)
 			}
 			return nil
@@ -700,6 +735,7 @@ func (x *Index) ForEach(fn func(Entry) bool) error {
 					x.log.Warn("crawl index: skipping an unreadable record", "infohash", fmt.Sprintf("%x", k), "err", err)
 					return nil
 				}
+				x.visible(&e)
 				if !fn(e) {
 					return errStop
 				}

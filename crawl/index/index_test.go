@@ -2,7 +2,9 @@ package index
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha1"
+	"encoding/binary"
 	"encoding/csv"
 	"encoding/hex"
 	"encoding/json"
@@ -11,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +26,10 @@ func ihOf(s string) [20]byte { return sha1.Sum([]byte(s)) }
 
 func openT(t *testing.T, path string, o Options) *Index {
 	t.Helper()
+	if o.Now == nil {
+		// Peers announced at t0 must not expire as the real clock moves on.
+		o.Now = func() time.Time { return t0.Add(time.Hour) }
+	}
 	x, err := Open(path, o)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
@@ -396,5 +403,63 @@ func TestCSVDefusesFormulas(t *testing.T) {
 	rows, _ := csv.NewReader(&buf).ReadAll()
 	if len(rows) != 2 || rows[1][6] != "'=HYPERLINK(\"http://x\")" {
 		t.Fatalf("rows = %q", rows)
+	}
+}
+
+// TestSchema2PeersExpire: a file written before peers had times (schema
+// /2) is upgraded on open, and its records' peers expire like new ones
+// (the pruner indexes the old records in batches first).
+func TestSchema2PeersExpire(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "old.db")
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := func(port byte) []byte {
+		b := []byte{2, byte(Announce), byte(MetaNone)}
+		b = binary.AppendVarint(b, t0.UnixMilli())
+		b = binary.AppendVarint(b, t0.UnixMilli())
+		b = binary.AppendUvarint(b, 0)
+		b = binary.AppendVarint(b, t0.UnixMilli())
+		b = binary.AppendUvarint(b, 1)
+		b = binary.AppendUvarint(b, 1)
+		return append(b, 4, 127, 0, 0, 1, 0x1a, port)
+	}
+	const n = 25
+	err = db.Update(func(tx *bolt.Tx) error {
+		meta, _ := tx.CreateBucket(bucketMeta)
+		meta.Put(keySchema, []byte("magnetget-crawl-index/2"))
+		ihb, _ := tx.CreateBucket(bucketIH)
+		due, _ := tx.CreateBucket(bucketDue)
+		for i := range n {
+			ih := ihOf(strconv.Itoa(i))
+			ihb.Put(ih[:], rec(byte(i)))
+			due.Put(dueKey(t0, ih), nil)
+		}
+		return nil
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := t0.Add(time.Hour)
+	x := openT(t, path, Options{PruneBatch: 4, PruneInterval: time.Hour, Now: func() time.Time { return now }})
+	if e, _, _ := x.Get(ihOf("3")); len(e.Peers) != 1 {
+		t.Fatalf("old record's peers: %v", e.Peers)
+	}
+	if removed, _ := x.PrunePeers(context.Background()); removed != 0 {
+		t.Errorf("pruned %d peers that had not expired", removed)
+	}
+	now = t0.Add(8 * 24 * time.Hour)
+	total := 0
+	for range 100 {
+		n, err := x.PrunePeers(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += n
+	}
+	if total != n {
+		t.Errorf("pruned %d peers of %d old records, want all", total, n)
 	}
 }

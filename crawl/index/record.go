@@ -9,10 +9,11 @@ import (
 )
 
 // recordVersion is the first byte of every record written. Version 1
-// (schema /1) lacks the sightings count; it is still read. A record with
+// (schema /1) lacks the sightings count, version 2 (schema /2) the peers'
+// announce times; both are still read. A record with
 // another first byte is treated as corrupt (skipped and logged), so a future
 // record layout must come with a schema bump.
-const recordVersion = 2
+const recordVersion = 3
 
 // Bounds applied when decoding a record read back from disk: the file may
 // have been damaged or written by something else, so nothing is trusted.
@@ -35,12 +36,13 @@ func encodeRecord(dst []byte, e *Entry) []byte {
 	dst = binary.AppendUvarint(dst, uint64(max(e.Attempts, 0)))
 	dst = binary.AppendVarint(dst, unixMilli(e.NextRetry))
 	dst = binary.AppendUvarint(dst, uint64(max(e.Seen, 0)))
-	peers := e.Peers
+	l := e.peers()
+	peers, times := l.addrs, l.ms
 	if len(peers) > maxStoredPeers {
-		peers = peers[len(peers)-maxStoredPeers:]
+		peers, times = peers[len(peers)-maxStoredPeers:], times[len(times)-maxStoredPeers:]
 	}
 	dst = binary.AppendUvarint(dst, uint64(len(peers)))
-	for _, p := range peers {
+	for i, p := range peers {
 		a := p.Addr().Unmap()
 		if a.Is4() {
 			b := a.As4()
@@ -52,6 +54,7 @@ func encodeRecord(dst []byte, e *Entry) []byte {
 			dst = append(dst, b[:]...)
 		}
 		dst = binary.BigEndian.AppendUint16(dst, p.Port())
+		dst = binary.AppendVarint(dst, times[i])
 	}
 	if e.Meta != MetaFetched {
 		return dst
@@ -149,7 +152,7 @@ func decodeRecord(ih [20]byte, b []byte) (Entry, error) {
 	d := decoder{b: b}
 	e := Entry{InfoHash: ih}
 	v := d.byte_("version")
-	if d.err == nil && v != 1 && v != recordVersion {
+	if d.err == nil && (v < 1 || v > recordVersion) {
 		return Entry{}, fmt.Errorf("%w: record version %d", ErrBadRecord, v)
 	}
 	e.How = How(d.byte_("how"))
@@ -163,6 +166,7 @@ func decodeRecord(ih [20]byte, b []byte) (Entry, error) {
 	}
 	if np := d.count(maxStoredPeers, 7, "peer count"); np > 0 {
 		e.Peers = make([]netip.AddrPort, 0, np)
+		e.peerMs = make([]int64, 0, np)
 		for range np {
 			var a netip.Addr
 			switch fam := d.byte_("peer family"); fam {
@@ -178,10 +182,15 @@ func decodeRecord(ih [20]byte, b []byte) (Entry, error) {
 				d.fail("peer family")
 			}
 			port := d.bytes(2, "port")
+			ms := unixMilli(e.LastSeen) // before version 3: dated by the last sighting
+			if v >= 3 {
+				ms = d.varint("peer time")
+			}
 			if d.err != nil {
 				break
 			}
 			e.Peers = append(e.Peers, netip.AddrPortFrom(a, binary.BigEndian.Uint16(port)))
+			e.peerMs = append(e.peerMs, ms)
 		}
 	}
 	switch e.Meta {

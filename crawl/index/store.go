@@ -16,8 +16,15 @@ import (
 // lives and in how many crawlers may share it.
 //
 // Writes (Observe, SetFetched, SetFailed) may be buffered: they are
-// committed in batches, and Flush commits what is pending. Reads see
-// committed data (the bbolt index also sees its pending deltas).
+// committed in batches, and Flush commits what is pending. Get sees this
+// handle's buffered writes merged with what is committed (a just-seen
+// infohash is found, and counted once); Search, ForEach and Stats commit
+// the buffer first.
+//
+// Announced peers are bounded: at most the store's MaxPeers most recent
+// per infohash, and none announced longer ago than its PeerRetention
+// (measured on its Now clock). Reads never return expired peers; storage
+// is pruned in bounded batches on a schedule (Pruner).
 type Store interface {
 	// Observe records a sighting of ih (how) at at; peer, when valid, is a
 	// peer that announced it. It may block briefly for back-pressure.
@@ -31,8 +38,11 @@ type Store interface {
 	// Claim leases up to limit infohashes whose metadata is due at now,
 	// earliest first, for lease: until SetFetched, SetFailed or the lease's
 	// end, no other Claim (by any crawler sharing the store) returns them.
+	// Leases run on the store's clock: now for the bbolt file (one
+	// process), the database's clock for PostgreSQL, so crawlers whose
+	// clocks disagree cannot take or keep each other's leases.
 	Claim(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]Entry, error)
-	// Get returns what is known about ih.
+	// Get returns what is known about ih, buffered writes included.
 	Get(ih [20]byte) (Entry, bool, error)
 	// ForEach calls fn for every entry in infohash order after committing
 	// pending writes; fn returning false stops the walk. It streams: memory
@@ -65,6 +75,7 @@ type Health struct {
 	WriteLatency time.Duration // duration of the last committed batch
 	Retrying     bool          // the last commit failed; retrying with back-off
 	LastError    string        // the last commit error, while Retrying
+	PeersPruned  int64         // expired announced peers this handle's pruning removed (retention)
 }
 
 // Sharer is implemented by a Store shared by several crawlers: Share

@@ -11,8 +11,11 @@ import (
 // TestStoreSuite: the bbolt index passes the behaviour suite every crawl
 // index passes (pgindex runs the same one against PostgreSQL).
 func TestStoreSuite(t *testing.T) {
-	indextest.Run(t, func(t *testing.T) index.Store {
-		x, err := index.Open(filepath.Join(t.TempDir(), "crawl.db"), index.Options{})
+	indextest.Run(t, func(t *testing.T, o indextest.Options) index.Store {
+		x, err := index.Open(filepath.Join(t.TempDir(), "crawl.db"), index.Options{
+			Now: o.Now, MaxPeers: o.MaxPeers, PeerRetention: o.PeerRetention,
+			PruneInterval: o.PruneInterval, PruneBatch: o.PruneBatch, FlushInterval: o.FlushInterval,
+		})
 		if err != nil {
 			t.Fatal(err)
 		}

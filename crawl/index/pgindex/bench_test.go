@@ -122,3 +122,42 @@ DROP TABLE gen; ANALYZE torrents`); err != nil {
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(lat[len(lat)*95/100].Microseconds())/1000, "p95-ms")
 }
+
+// BenchmarkPrunePeers measures how fast expired peers are deleted in
+// PruneBatch-row transactions: 200,000 peers of 20,000 infohashes, half
+// expired, pruned to the end. Run with -benchtime 1x.
+func BenchmarkPrunePeers(b *testing.B) {
+	for range b.N {
+		b.StopTimer()
+		x := openT(b, pgtest.New(b), Options{Now: func() time.Time { return t0.Add(8 * 24 * time.Hour) }})
+		ctx := context.Background()
+		if _, err := x.pool.Exec(ctx, `INSERT INTO peers (infohash, addr, seen)
+SELECT substring(sha256(int4send(i / 10)) from 1 for 20), '127.0.0.1:' || (i % 10 + 1000),
+	$1::timestamptz + make_interval(days => (i % 2) * 5)
+FROM generate_series(0, 199999) i`, t0); err != nil {
+			b.Fatal(err)
+		}
+		x.pool.Exec(ctx, "ANALYZE peers")
+		b.StartTimer()
+		start := time.Now()
+		total := 0
+		for {
+			n, err := x.PrunePeers(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if n == 0 {
+				break
+			}
+			total += n
+		}
+		el := time.Since(start)
+		b.StopTimer()
+		if total != 100000 {
+			b.Fatalf("pruned %d peers, want 100000", total)
+		}
+		b.ReportMetric(float64(total)/el.Seconds(), "peers/s")
+		b.ReportMetric(float64(el.Microseconds())/float64(total/x.opts.PruneBatch)/1000, "ms/batch")
+		x.Close()
+	}
+}

@@ -10,10 +10,18 @@
 //     the writer retries with back-off (Health().Retrying). Past MaxBuffer
 //     distinct infohashes the oldest sightings are dropped and counted
 //     (Health().Dropped).
+//   - Get sees what is still buffered (merged with the row), so a
+//     just-seen infohash is found at once; Search commits the buffer first.
 //   - Metadata fetching is a shared work queue: Claim leases due rows with
-//     FOR UPDATE SKIP LOCKED and a lease deadline; a crawler that dies
-//     leaves leases that simply expire. Attempts and the next retry live in
-//     the row, so back-off is shared.
+//     FOR UPDATE SKIP LOCKED and a lease deadline on the database's clock
+//     (now()), so crawlers whose clocks disagree can neither steal nor keep
+//     leases; a crawler that dies leaves leases that simply expire.
+//     Attempts and the next retry live in the row, so back-off is shared.
+//   - Announced peers are bounded: each batch keeps the MaxPeers most
+//     recent per infohash it touched, and a pruner deletes peers not
+//     announced for PeerRetention every PruneInterval, PruneBatch rows per
+//     transaction, walking the index on peers.seen (SKIP LOCKED: it never
+//     waits for a writer).
 //   - Share registers a crawler with a heartbeat in the crawlers table; a
 //     crawler's share of the keyspace is its rank among the live ones.
 //   - Search is full-text (a tsvector of the name and file-path words with
@@ -31,10 +39,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -47,13 +57,17 @@ import (
 
 // Options tunes an index. The zero value works.
 type Options struct {
-	BatchSize     int           // distinct infohashes per commit; 0 = 5000
-	FlushInterval time.Duration // longest a sighting waits in the buffer when the database is up; 0 = 250ms
-	MaxBuffer     int           // distinct infohashes buffered while the database is unreachable; 0 = 1,000,000
-	MaxPeers      int           // announced peers returned per infohash; 0 = 32
-	CrawlerTTL    time.Duration // a crawler without a heartbeat for this long has left; 0 = 30s
-	RetryMax      time.Duration // longest back-off between write retries; 0 = 5s
-	ID            string        // this crawler's id in the crawlers table; "" = host-pid-random
+	BatchSize     int              // distinct infohashes per commit; 0 = 5000
+	FlushInterval time.Duration    // longest a sighting waits in the buffer when the database is up; 0 = 250ms
+	MaxBuffer     int              // distinct infohashes buffered while the database is unreachable; 0 = 1,000,000
+	MaxPeers      int              // announced peers kept per infohash (the most recent); 0 = 32
+	PeerRetention time.Duration    // peers not announced for this long are deleted; 0 = 7 days, < 0 = never
+	PruneInterval time.Duration    // how often expired peers are pruned; 0 = 1 minute
+	PruneBatch    int              // peers deleted per pruning transaction; 0 = 1000
+	Now           func() time.Time // the clock peer retention is measured on; nil = time.Now
+	CrawlerTTL    time.Duration    // a crawler without a heartbeat for this long has left; 0 = 30s
+	RetryMax      time.Duration    // longest back-off between write retries; 0 = 5s
+	ID            string           // this crawler's id in the crawlers table; "" = host-pid-random
 	Logger        *slog.Logger
 }
 
@@ -67,10 +81,16 @@ type Index struct {
 
 	flushMu sync.Mutex // serialises batch writes
 
-	mu         sync.Mutex // guards the fields below
-	pending    map[[20]byte]*sighting
-	order      [][20]byte // pending's keys, oldest first (for dropping)
-	metaQ      []metaUpdate
+	mu      sync.Mutex // guards the fields below
+	pending map[[20]byte]*sighting
+	order   [][20]byte // pending's keys, oldest first (for dropping)
+	metaQ   []metaUpdate
+	// The batch being written, for Get: an infohash in it is neither
+	// surely in the database nor in the buffer until the write ends
+	// (flyDone closed). flyGen counts batches taken.
+	flying     map[[20]byte]bool
+	flyDone    chan struct{}
+	flyGen     uint64
 	health     index.Health
 	closed     bool
 	registered bool
@@ -121,6 +141,18 @@ func Open(ctx context.Context, dbURL string, o Options) (*Index, error) {
 	}
 	if o.RetryMax <= 0 {
 		o.RetryMax = 5 * time.Second
+	}
+	if o.PeerRetention == 0 {
+		o.PeerRetention = index.DefaultPeerRetention
+	}
+	if o.PruneInterval <= 0 {
+		o.PruneInterval = index.DefaultPruneInterval
+	}
+	if o.PruneBatch <= 0 {
+		o.PruneBatch = index.DefaultPruneBatch
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	if o.ID == "" {
 		host, _ := os.Hostname()
@@ -286,12 +318,19 @@ func (x *Index) Health() index.Health {
 	return h
 }
 
+// writeTimeout bounds one background write, so a database that stops
+// answering (rather than refusing) is retried like one that is down.
+const writeTimeout = time.Minute
+
 // writer commits the buffer every FlushInterval (or when a batch is full),
-// retrying with back-off while the database is unreachable.
+// retrying with back-off while the database is unreachable, and prunes
+// expired peers every PruneInterval.
 func (x *Index) writer() {
 	defer close(x.done)
 	t := time.NewTicker(x.opts.FlushInterval)
 	defer t.Stop()
+	pt := time.NewTicker(x.opts.PruneInterval)
+	defer pt.Stop()
 	backoff := time.Duration(0)
 	for {
 		wait := t.C
@@ -303,6 +342,11 @@ func (x *Index) writer() {
 		select {
 		case <-x.stop:
 			return
+		case <-pt.C:
+			if backoff == 0 {
+				x.prune()
+			}
+			continue
 		case <-wait:
 		case <-retry:
 		case <-x.wake:
@@ -310,7 +354,10 @@ func (x *Index) writer() {
 				continue // keep backing off
 			}
 		}
-		if err := x.flushAll(context.Background()); err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+		err := x.flushAll(ctx)
+		cancel()
+		if err != nil {
 			backoff = min(max(2*backoff, 250*time.Millisecond), x.opts.RetryMax)
 			x.log.Warn("crawl index: write failed; buffering and retrying", "err", err, "retry_in", backoff, "pending", x.Health().Pending)
 			continue
@@ -370,14 +417,29 @@ func (x *Index) flushBatch(ctx context.Context) (more bool, err error) {
 	x.order = x.order[taken:]
 	metas := x.metaQ
 	x.metaQ = nil
-	x.mu.Unlock()
 	if len(batch) == 0 && len(metas) == 0 {
+		x.mu.Unlock()
 		return false, nil
 	}
+	x.flying = make(map[[20]byte]bool, len(batch)+len(metas))
+	for _, r := range batch {
+		x.flying[r.ih] = true
+	}
+	for _, m := range metas {
+		x.flying[m.ih] = true
+	}
+	x.flyDone = make(chan struct{})
+	x.flyGen++
+	x.mu.Unlock()
 	began := time.Now()
 	added, err := x.write(ctx, batch, metas)
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	// Requeued or committed, under mu: Get sees one or the other.
+	defer func() {
+		close(x.flyDone)
+		x.flying, x.flyDone = nil, nil
+	}()
 	if err != nil {
 		x.requeueLocked(batch, metas)
 		x.health.Retrying, x.health.LastError = true, err.Error()
@@ -441,6 +503,14 @@ INSERT INTO peers AS p (infohash, addr, seen)
 SELECT infohash, addr, seen FROM crawl_stage_peers ORDER BY infohash, addr
 ON CONFLICT (infohash, addr) DO UPDATE SET seen = GREATEST(p.seen, EXCLUDED.seen)`
 
+const capPeersSQL = `
+DELETE FROM peers p USING (
+	SELECT r.infohash, r.addr FROM (
+		SELECT q.infohash, q.addr, row_number() OVER (PARTITION BY q.infohash ORDER BY q.seen DESC, q.addr) AS rn
+		FROM peers q WHERE q.infohash IN (SELECT DISTINCT infohash FROM crawl_stage_peers)
+	) r WHERE r.rn > $1
+) d WHERE p.infohash = d.infohash AND p.addr = d.addr`
+
 const fetchedSQL = `
 INSERT INTO torrents AS t (infohash, first_seen, last_seen, meta, name, size, nfiles, files, search)
 VALUES ($1, $2, $2, 1, $3, $4, $5, $6, to_tsvector('simple', $7))
@@ -493,6 +563,14 @@ CREATE TEMP TABLE IF NOT EXISTS crawl_stage_peers (infohash bytea, addr text, se
 					return err
 				}
 				if _, err := tx.Exec(ctx, peersSQL); err != nil {
+					return err
+				}
+				// The cap holds in the table, not only in the buffer: the
+				// infohashes of this batch keep their most recent peers.
+				// Their torrents rows are locked already (upsert above, in
+				// infohash order), so concurrent writers never interleave
+				// on one infohash's peers.
+				if _, err := tx.Exec(ctx, capPeersSQL, x.opts.MaxPeers); err != nil {
 					return err
 				}
 			}
@@ -570,14 +648,45 @@ func searchText(md index.Metadata) string {
 	return b.String()
 }
 
-// selectCols are the torrents columns scanEntry reads, peers last.
+// selectCols are the torrents columns scanEntry reads, peers last: "addr
+// unix-microseconds", most recent first, none announced before the cutoff
+// parameter (expired peers the pruner has not reached yet). The cutoff is
+// a parameter, not text, so the statement text stays the same and pgx's
+// statement cache keeps it prepared.
 const selectCols = `t.infohash, t.how, t.first_seen, t.last_seen, t.sightings, t.meta, t.attempts, t.next_retry,
 	COALESCE(t.name, ''), COALESCE(t.size, 0), t.files,
-	ARRAY(SELECT p.addr FROM peers p WHERE p.infohash = t.infohash ORDER BY p.seen DESC LIMIT %d)`
+	ARRAY(SELECT p.addr || ' ' || (extract(epoch FROM p.seen) * 1000000)::bigint FROM peers p
+		WHERE p.infohash = t.infohash AND p.seen >= $%d ORDER BY p.seen DESC, p.addr LIMIT %d)`
 
-func (x *Index) cols() string { return fmt.Sprintf(selectCols, x.opts.MaxPeers) }
+// cols is selectCols with the cutoff as parameter $param; cutoff is its
+// value.
+func (x *Index) cols(param int) string {
+	return fmt.Sprintf(selectCols, param, x.opts.MaxPeers)
+}
+
+// cutoff is the value of cols' parameter: the retention cutoff, or the
+// zero time (year 1) when peers never expire.
+func (x *Index) cutoff() time.Time {
+	c, _ := x.peerCutoff()
+	return c
+}
+
+// peerCutoff is when peers announced earlier have expired; ok is false
+// when they never do.
+func (x *Index) peerCutoff() (time.Time, bool) {
+	if x.opts.PeerRetention < 0 {
+		return time.Time{}, false
+	}
+	return x.opts.Now().Add(-x.opts.PeerRetention), true
+}
 
 func scanEntry(row pgx.Row) (index.Entry, error) {
+	e, _, err := scanEntryTimes(row)
+	return e, err
+}
+
+// scanEntryTimes also returns each peer's announce time.
+func scanEntryTimes(row pgx.Row) (index.Entry, []time.Time, error) {
 	var (
 		e         index.Entry
 		ih        []byte
@@ -588,10 +697,10 @@ func scanEntry(row pgx.Row) (index.Entry, error) {
 		peers     []string
 	)
 	if err := row.Scan(&ih, &how, &e.FirstSeen, &e.LastSeen, &e.Seen, &meta, &attempts, &next, &e.Name, &e.Size, &files, &peers); err != nil {
-		return e, err
+		return e, nil, err
 	}
 	if len(ih) != 20 {
-		return e, fmt.Errorf("infohash of %d bytes", len(ih))
+		return e, nil, fmt.Errorf("infohash of %d bytes", len(ih))
 	}
 	e.InfoHash = [20]byte(ih)
 	e.How, e.Meta, e.Attempts = index.How(how), index.MetaStatus(meta), int(attempts)
@@ -604,7 +713,7 @@ func scanEntry(row pgx.Row) (index.Entry, error) {
 	} else if len(files) > 0 {
 		var jf []jsonFile
 		if err := json.Unmarshal(files, &jf); err != nil {
-			return e, fmt.Errorf("files of %x: %w", ih, err)
+			return e, nil, fmt.Errorf("files of %x: %w", ih, err)
 		}
 		e.Files = make([]index.File, len(jf))
 		for i, f := range jf {
@@ -612,35 +721,158 @@ func scanEntry(row pgx.Row) (index.Entry, error) {
 		}
 	}
 	// Most recent last, as the bbolt index keeps them.
+	var times []time.Time
 	for i := len(peers) - 1; i >= 0; i-- {
-		if ap, err := netip.ParseAddrPort(peers[i]); err == nil {
-			e.Peers = append(e.Peers, ap)
+		a, us, _ := strings.Cut(peers[i], " ")
+		ap, err := netip.ParseAddrPort(a)
+		if err != nil {
+			continue
 		}
+		n, _ := strconv.ParseInt(us, 10, 64)
+		e.Peers = append(e.Peers, ap)
+		times = append(times, time.UnixMicro(n).UTC())
 	}
-	return e, nil
+	return e, times, nil
 }
 
 func (x *Index) ctx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), 30*time.Second)
 }
 
-// Get returns what the database holds about ih (buffered sightings are not
-// included; Flush first to see them).
+// Get returns what is known about ih: the database's row merged with what
+// this handle still buffers (sightings and metadata not committed yet), so
+// an infohash just seen is found at once and counted once.
 func (x *Index) Get(ih [20]byte) (index.Entry, bool, error) {
 	ctx, cancel := x.ctx()
 	defer cancel()
-	e, err := scanEntry(x.pool.QueryRow(ctx, "SELECT "+x.cols()+" FROM torrents t WHERE t.infohash = $1", ih[:]))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return index.Entry{}, false, nil
+	for attempt := 0; ; attempt++ {
+		x.mu.Lock()
+		if x.closed {
+			x.mu.Unlock()
+			return index.Entry{}, false, index.ErrClosed
+		}
+		if x.flying[ih] {
+			// Being written: wait for the write to commit or requeue it.
+			done := x.flyDone
+			x.mu.Unlock()
+			select {
+			case <-done:
+				continue
+			case <-ctx.Done():
+				return index.Entry{}, false, fmt.Errorf("crawl index get %x: waiting for a write: %w", ih, ctx.Err())
+			}
+		}
+		gen := x.flyGen
+		var buf *sighting
+		if s := x.pending[ih]; s != nil {
+			c := *s
+			c.peers = maps.Clone(s.peers)
+			buf = &c
+		}
+		var metas []metaUpdate
+		for _, m := range x.metaQ {
+			if m.ih == ih {
+				metas = append(metas, m)
+			}
+		}
+		x.mu.Unlock()
+		e, times, err := scanEntryTimes(x.pool.QueryRow(ctx, "SELECT "+x.cols(2)+" FROM torrents t WHERE t.infohash = $1", ih[:], x.cutoff()))
+		found := err == nil
+		if errors.Is(err, pgx.ErrNoRows) {
+			err = nil
+		}
+		x.mu.Lock()
+		moved := x.flyGen != gen // a batch taken meanwhile may be in the row too
+		x.mu.Unlock()
+		if moved && attempt < 5 {
+			continue
+		}
+		if err != nil {
+			return index.Entry{}, false, fmt.Errorf("crawl index get %x: %w", ih, err)
+		}
+		if !found {
+			e = index.Entry{InfoHash: ih}
+		}
+		found = x.merge(&e, times, found, buf, metas)
+		if !found {
+			return index.Entry{}, false, nil
+		}
+		return e, true, nil
 	}
-	if err != nil {
-		return index.Entry{}, false, fmt.Errorf("crawl index get %x: %w", ih, err)
+}
+
+// merge applies what the buffer holds for e's infohash as the batch write
+// would, and reports whether e now exists.
+func (x *Index) merge(e *index.Entry, times []time.Time, found bool, s *sighting, metas []metaUpdate) bool {
+	if s != nil {
+		if !found {
+			e.FirstSeen, e.LastSeen, e.NextRetry = s.first, s.last, s.first
+			found = true
+		}
+		e.How |= s.how
+		e.Seen += s.n
+		if s.first.Before(e.FirstSeen) {
+			e.FirstSeen = s.first
+		}
+		if s.last.After(e.LastSeen) {
+			e.LastSeen = s.last
+		}
+		if len(s.peers) > 0 {
+			all := make(map[netip.AddrPort]time.Time, len(e.Peers)+len(s.peers))
+			for i, p := range e.Peers {
+				all[p] = times[i]
+			}
+			for p, t := range s.peers {
+				if old, ok := all[p]; !ok || t.After(old) {
+					all[p] = t
+				}
+			}
+			cutoff, expire := x.peerCutoff()
+			e.Peers = e.Peers[:0]
+			for p, t := range all {
+				if !expire || !t.Before(cutoff) {
+					e.Peers = append(e.Peers, p)
+				}
+			}
+			// Most recent last, the MaxPeers most recent.
+			slices.SortFunc(e.Peers, func(a, b netip.AddrPort) int {
+				if c := all[a].Compare(all[b]); c != 0 {
+					return c
+				}
+				return -strings.Compare(a.String(), b.String())
+			})
+			if n := len(e.Peers) - x.opts.MaxPeers; n > 0 {
+				e.Peers = e.Peers[n:]
+			}
+			if len(e.Peers) == 0 {
+				e.Peers = nil
+			}
+		}
 	}
-	return e, true, nil
+	for _, m := range metas {
+		if !found {
+			e.FirstSeen, e.LastSeen = m.at, m.at
+			found = true
+		}
+		if e.Meta == index.MetaFetched {
+			continue
+		}
+		if m.fetched {
+			e.Meta, e.Metadata, e.NextRetry, e.Attempts = index.MetaFetched, m.md, time.Time{}, 0
+		} else {
+			e.Meta, e.Attempts, e.NextRetry = index.MetaFailed, m.attempts, m.next
+		}
+	}
+	return found
 }
 
 // Claim leases due infohashes: rows locked by another crawler's Claim are
 // skipped (SKIP LOCKED), and a row whose lease has not ended is not due.
+// Whether metadata is due is judged at now (retry times come from the
+// crawlers), but leases start and end on the database's clock, one clock
+// for every crawler: a crawler whose clock runs ahead can neither take a
+// lease early nor hold its own longer, and one whose clock runs behind
+// cannot shorten its leases to nothing.
 func (x *Index) Claim(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]index.Entry, error) {
 	if limit <= 0 {
 		return nil, nil
@@ -648,15 +880,15 @@ func (x *Index) Claim(ctx context.Context, now time.Time, limit int, lease time.
 	q := `
 WITH due AS (
 	SELECT infohash FROM torrents
-	WHERE meta <> 1 AND next_retry <= $1 AND (lease_until IS NULL OR lease_until <= $1)
+	WHERE meta <> 1 AND next_retry <= $1 AND (lease_until IS NULL OR lease_until <= now())
 	ORDER BY next_retry
 	LIMIT $2
 	FOR UPDATE SKIP LOCKED
 )
-UPDATE torrents t SET lease_until = $3, lease_owner = $4
+UPDATE torrents t SET lease_until = now() + make_interval(secs => $3), lease_owner = $4
 FROM due WHERE t.infohash = due.infohash
-RETURNING ` + x.cols()
-	rows, err := x.pool.Query(ctx, q, now, limit, now.Add(lease), x.opts.ID)
+RETURNING ` + x.cols(5)
+	rows, err := x.pool.Query(ctx, q, now, limit, lease.Seconds(), x.opts.ID, x.cutoff())
 	if err != nil {
 		return nil, fmt.Errorf("crawl index claim: %w", err)
 	}
@@ -676,7 +908,7 @@ func (x *Index) ForEach(fn func(index.Entry) bool) error {
 	}
 	ctx := context.Background()
 	err := pgx.BeginTxFunc(ctx, x.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "DECLARE crawl_export NO SCROLL CURSOR FOR SELECT "+x.cols()+" FROM torrents t ORDER BY t.infohash"); err != nil {
+		if _, err := tx.Exec(ctx, "DECLARE crawl_export NO SCROLL CURSOR FOR SELECT "+x.cols(1)+" FROM torrents t ORDER BY t.infohash", x.cutoff()); err != nil {
 			return err
 		}
 		for {
@@ -720,9 +952,12 @@ func (x *Index) Search(ctx context.Context, query string, limit int) ([]index.En
 	if len(words) == 0 || limit <= 0 {
 		return nil, nil
 	}
-	rows, err := x.pool.Query(ctx, "SELECT "+x.cols()+` FROM torrents t
+	// Commit what is buffered so metadata fetched a moment ago is found.
+	// If that fails the database is likely down and the query says so.
+	_ = x.flushAll(ctx)
+	rows, err := x.pool.Query(ctx, "SELECT "+x.cols(3)+` FROM torrents t
 WHERE t.search @@ plainto_tsquery('simple', $1) AND t.meta = 1
-ORDER BY t.sightings DESC, t.infohash LIMIT $2`, strings.Join(words, " "), limit)
+ORDER BY t.sightings DESC, t.infohash LIMIT $2`, strings.Join(words, " "), limit, x.cutoff())
 	if err != nil {
 		return nil, fmt.Errorf("crawl search: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,7 +38,12 @@ func openT(t testing.TB, url string, o Options) *Index {
 // TestStoreSuite: the PostgreSQL index passes the same behaviour suite as
 // the bbolt one.
 func TestStoreSuite(t *testing.T) {
-	indextest.Run(t, func(t *testing.T) index.Store { return openT(t, pgtest.New(t), Options{}) })
+	indextest.Run(t, func(t *testing.T, o indextest.Options) index.Store {
+		return openT(t, pgtest.New(t), Options{
+			Now: o.Now, MaxPeers: o.MaxPeers, PeerRetention: o.PeerRetention,
+			PruneInterval: o.PruneInterval, PruneBatch: o.PruneBatch, FlushInterval: o.FlushInterval,
+		})
+	})
 }
 
 // TestTwoCrawlersOneRecord: two crawlers (two handles on one database) that
@@ -106,6 +112,7 @@ func TestClaimsDisjointAcrossCrawlers(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := t0.Add(time.Minute)
+	const lease = 3 * time.Second
 	var mu sync.Mutex
 	got := map[[20]byte]int{}
 	var wg sync.WaitGroup
@@ -114,7 +121,7 @@ func TestClaimsDisjointAcrossCrawlers(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for {
-				es, err := x.Claim(context.Background(), now, 7, time.Minute)
+				es, err := x.Claim(context.Background(), now, 7, lease)
 				if err != nil {
 					t.Error(err)
 					return
@@ -139,12 +146,84 @@ func TestClaimsDisjointAcrossCrawlers(t *testing.T) {
 			t.Fatalf("%x claimed %d times", ih[:4], c)
 		}
 	}
-	// Nobody stored a result: after the lease time they are due again.
-	if es, _ := xs[1].Claim(context.Background(), now.Add(30*time.Second), n, time.Minute); len(es) != 0 {
+	// Nobody stored a result: once the leases end (on the database's
+	// clock) they are due again.
+	if es, _ := xs[1].Claim(context.Background(), now, n, time.Minute); len(es) != 0 {
 		t.Errorf("%d claimed again while leased", len(es))
 	}
-	if es, _ := xs[1].Claim(context.Background(), now.Add(61*time.Second), n, time.Minute); len(es) != n {
-		t.Errorf("%d of %d came back after the leases ended", len(es), n)
+	back := map[[20]byte]bool{}
+	for deadline := time.Now().Add(20 * time.Second); len(back) < n && time.Now().Before(deadline); {
+		es, err := xs[1].Claim(context.Background(), now, n, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range es {
+			back[e.InfoHash] = true
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(back) != n {
+		t.Errorf("%d of %d came back after the leases ended", len(back), n)
+	}
+}
+
+// TestLeasesOnDatabaseClock: two crawlers whose clocks disagree by twenty
+// minutes share leases fairly: the one running ahead cannot take the
+// other's leases early, nor hold its own past their length; each passes
+// its own clock to Claim, as a crawler does.
+func TestLeasesOnDatabaseClock(t *testing.T) {
+	url := pgtest.New(t)
+	ahead := func() time.Time { return time.Now().Add(10 * time.Minute) }
+	behind := func() time.Time { return time.Now().Add(-10 * time.Minute) }
+	a, b := openT(t, url, Options{Now: ahead}), openT(t, url, Options{Now: behind})
+	defer a.Close()
+	defer b.Close()
+	ctx := context.Background()
+	const n = 20
+	seen := time.Now().Add(-time.Hour)
+	for i := range n {
+		b.Observe(indextest.IH(fmt.Sprint(i)), index.Sampled, netip.AddrPort{}, seen)
+	}
+	if err := b.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// The crawler behind leases everything for a minute: the one ahead
+	// must not see those leases as ended.
+	got, err := b.Claim(ctx, behind(), n, time.Minute)
+	if err != nil || len(got) != n {
+		t.Fatalf("claim by the crawler behind: %d, %v", len(got), err)
+	}
+	if stolen, err := a.Claim(ctx, ahead(), n, time.Minute); err != nil || len(stolen) != 0 {
+		t.Fatalf("the crawler 10 minutes ahead took %d leases of a 1-minute lease just taken (%v)", len(stolen), err)
+	}
+	// Handed back; the crawler ahead leases them for 2 s: the one behind
+	// gets them when the 2 s are over, not 20 minutes later.
+	for _, e := range got {
+		b.SetFailed(e.InfoHash, 1, behind(), behind())
+	}
+	if err := b.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	got, err = a.Claim(ctx, ahead(), n, 2*time.Second)
+	if err != nil || len(got) != n {
+		t.Fatalf("claim by the crawler ahead: %d, %v", len(got), err)
+	}
+	if early, _ := b.Claim(ctx, behind().Add(time.Second), n, time.Minute); len(early) != 0 {
+		t.Fatalf("the crawler behind took %d leases still held", len(early))
+	}
+	back := map[[20]byte]bool{}
+	for deadline := time.Now().Add(20 * time.Second); len(back) < n && time.Now().Before(deadline); {
+		es, err := b.Claim(ctx, behind().Add(time.Second), n, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range es {
+			back[e.InfoHash] = true
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(back) != n {
+		t.Errorf("the crawler behind got %d of %d after the 2 s leases ended: the crawler ahead kept them", len(back), n)
 	}
 }
 
@@ -297,5 +376,151 @@ FROM generate_series(1, 20000) i`); err != nil {
 	}
 	if peak > at1k+8<<20 {
 		t.Errorf("heap grew from %d to %d bytes while walking: not streaming", at1k, peak)
+	}
+}
+
+// TestGetDuringWrites: while batches are written every millisecond, Get of
+// an infohash being observed always finds it, its count never goes back
+// and never exceeds the sightings made (a batch in flight is neither
+// missed nor counted twice).
+func TestGetDuringWrites(t *testing.T) {
+	x := openT(t, pgtest.New(t), Options{FlushInterval: time.Millisecond})
+	defer x.Close()
+	ih := indextest.IH("busy")
+	const n = 300
+	var made atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range n {
+			x.Observe(ih, index.Sampled, netip.AddrPort{}, t0.Add(time.Duration(i)*time.Millisecond))
+			made.Add(1)
+			if i%3 == 0 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}()
+	var last int64
+	for running := true; running; {
+		select {
+		case <-done:
+			running = false
+		default:
+		}
+		before := made.Load()
+		e, ok, err := x.Get(ih)
+		after := made.Load()
+		if err != nil || (!ok && before > 0) {
+			t.Fatalf("Get after %d sightings: found %v, %v", before, ok, err)
+		}
+		if e.Seen < last || e.Seen < before || e.Seen > after {
+			t.Fatalf("Get counted %d sightings (%d to %d made, %d seen before)", e.Seen, before, after, last)
+		}
+		last = e.Seen
+	}
+	if err := x.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if e, _, _ := x.Get(ih); e.Seen != n {
+		t.Errorf("after the last commit: %d sightings, want %d", e.Seen, n)
+	}
+}
+
+// TestPeersCapAndPruneInTable: the table itself holds at most MaxPeers
+// rows per infohash, also when several crawlers add peers to one infohash
+// at once, and the pruner's batch reads the peers_seen index, not the
+// whole table.
+func TestPeersCapAndPruneInTable(t *testing.T) {
+	url := pgtest.New(t)
+	o := Options{MaxPeers: 5, Now: func() time.Time { return t0.Add(time.Hour) }}
+	a, b := openT(t, url, o), openT(t, url, o)
+	defer a.Close()
+	defer b.Close()
+	var wg sync.WaitGroup
+	for k, x := range []*Index{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range 20 {
+				for i := range 10 {
+					p := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, byte(k), byte(r), byte(i)}), 6881)
+					x.Observe(indextest.IH(fmt.Sprint(i)), index.Announce, p, t0.Add(time.Duration(r)*time.Second))
+				}
+				if err := x.Flush(); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	ctx := context.Background()
+	var most int
+	if err := a.pool.QueryRow(ctx, `SELECT COALESCE(max(c), 0) FROM (SELECT count(*) AS c FROM peers GROUP BY infohash) s`).Scan(&most); err != nil {
+		t.Fatal(err)
+	}
+	if most != 5 {
+		t.Errorf("an infohash has %d peer rows, want the cap of 5", most)
+	}
+	if _, err := a.pool.Exec(ctx, `INSERT INTO peers (infohash, addr, seen)
+SELECT substring(sha256(int4send(i)) from 1 for 20), '127.0.0.1:' || (i % 60000), $1::timestamptz + make_interval(secs => i)
+FROM generate_series(1, 50000) i`, t0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.pool.Exec(ctx, "ANALYZE peers"); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := a.pool.Query(ctx, "EXPLAIN "+pruneSQL, t0.Add(time.Minute), 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Join(plan, "\n")
+	if !strings.Contains(text, "peers_seen") || strings.Contains(text, "Seq Scan on peers") {
+		t.Errorf("the prune batch does not walk peers_seen:\n%s", text)
+	}
+}
+
+// TestMigrationFromVersion1: a database of schema version 1 (before peers
+// expired) is upgraded on open: the peers_seen index the pruner walks is
+// created and the version recorded; its peers then expire.
+func TestMigrationFromVersion1(t *testing.T) {
+	url := pgtest.New(t)
+	ctx := context.Background()
+	x := openT(t, url, Options{})
+	x.Close()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	ih := indextest.IH("old")
+	for _, q := range []struct {
+		sql  string
+		args []any
+	}{
+		{"DROP INDEX peers_seen", nil},
+		{"UPDATE magnetget_schema SET version = 1", nil},
+		{"INSERT INTO torrents (infohash, first_seen, last_seen, sightings, next_retry) VALUES ($1, $2, $2, 1, $2)", []any{ih[:], t0}},
+		{"INSERT INTO peers VALUES ($1, '127.0.0.1:6881', $2)", []any{ih[:], t0}},
+	} {
+		if _, err := conn.Exec(ctx, q.sql, q.args...); err != nil {
+			t.Fatalf("%s: %v", q.sql, err)
+		}
+	}
+	x = openT(t, url, Options{Now: func() time.Time { return t0.Add(8 * 24 * time.Hour) }})
+	defer x.Close()
+	var v int
+	var idx string
+	conn.QueryRow(ctx, "SELECT version FROM magnetget_schema").Scan(&v)
+	conn.QueryRow(ctx, "SELECT COALESCE(to_regclass('peers_seen')::text, '')").Scan(&idx)
+	if v != SchemaVersion || idx != "peers_seen" {
+		t.Errorf("after the upgrade: version %d, index %q; want %d and peers_seen", v, idx, SchemaVersion)
+	}
+	if n, err := x.PrunePeers(ctx); n != 1 || err != nil {
+		t.Errorf("PrunePeers on the upgraded database: %d, %v; want the 1 expired peer", n, err)
 	}
 }

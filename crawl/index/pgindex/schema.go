@@ -50,6 +50,11 @@ CREATE TABLE crawlers (
 	heartbeat timestamptz NOT NULL DEFAULT now()
 );
 `,
+	// 2: peers expire (Options.PeerRetention): the pruner walks this index
+	// from its oldest end, a bounded batch at a time.
+	`
+CREATE INDEX peers_seen ON peers (seen);
+`,
 }
 
 // SchemaVersion is the schema version this binary writes.
