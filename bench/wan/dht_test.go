@@ -42,7 +42,7 @@ type startResult struct {
 // BenchmarkDHTStart measures the time from a client's start to its first peer and to the info
 // dict, cold and warm, under the healthy and the mainline profile. Knobs: WAN_NODES (live DHT
 // nodes, default 100), WAN_ROUNDS (runs per mode, default 3), WAN_META_SEEDERS (default 2),
-// WAN_LIBTORRENT (0: leave libtorrent out).
+// WAN_LIBTORRENT (0: leave libtorrent out), WAN_SEED (another network of the same profile).
 func BenchmarkDHTStart(b *testing.B) {
 	nodesN := envInt(b, "WAN_NODES", 100)
 	rounds := max(1, envInt(b, "WAN_ROUNDS", 3))
@@ -58,6 +58,9 @@ func BenchmarkDHTStart(b *testing.B) {
 		}
 	}
 	for pi, p := range []dhttest.Profile{dhttest.Healthy, dhttest.Mainline} {
+		// One network per run: its dead nodes and delays decide much of a cold start, so compare
+		// builds over several WAN_SEEDs, not one.
+		p.Seed += uint64(envInt(b, "WAN_SEED", 0))
 		b.Run("profile="+p.Name, func(b *testing.B) {
 			nodes := dhttest.NetworkProfile(b, nodesN, p)
 			info := metadatatest.SingleFileInfo(uint64(pi+1), "wan.bin", 1<<30, 1<<20) // ~20 KiB: 2 BEP 9 pieces
