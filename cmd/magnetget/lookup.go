@@ -74,6 +74,10 @@ func lookupAction(c *cli.Context) error {
 	for wait := 2 * time.Second; ; wait = min(2*wait, 30*time.Second) {
 		err := lookupAll(ctx, set, hashes, p)
 		if p.found() > 0 {
+			if err != nil && ctx.Err() == nil {
+				// A hybrid's other hash may have peers its failed walk did not reach.
+				log.Warn("a lookup failed; the peers above came from the others", "err", err)
+			}
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -116,6 +120,11 @@ func lookupAll(ctx context.Context, set *dhtSet, hashes [][20]byte, p *peerPrint
 		})
 	}
 	wg.Wait()
+	for i, err := range errs {
+		if errors.Is(err, context.Canceled) {
+			errs[i] = nil // stopped because enough peers were printed
+		}
+	}
 	return errors.Join(errs...)
 }
 
