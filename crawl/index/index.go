@@ -693,16 +693,8 @@ func (x *Index) Due(now time.Time, limit int) ([]Entry, error) {
 			ihb := tx.Bucket(bucketIH)
 			c := tx.Bucket(bucketDue).Cursor()
 			for k, _ := c.First(); k != nil && len(out) < limit && bytes.Compare(k, end) <= 0; k, _ = c.Next() {
-				if len(k) != 28 {
-					continue
-				}
-				ih := [20]byte(k[8:])
-				v := ihb.Get(ih[:])
-				if v == nil {
-					continue
-				}
-				e, err := decodeRecord(ih, v)
-				if err != nil || e.Meta == MetaFetched {
+				_, e, ok := recordAtKey(ihb, k)
+				if !ok || e.Meta == MetaFetched {
 					continue
 				}
 				x.visible(&e)
@@ -781,4 +773,20 @@ func (x *Index) Close() error {
 		return errors.Join(err, fmt.Errorf("%w: %s moved aside to %s", ErrCorrupt, path, aside))
 	}
 	return err
+}
+
+// recordAtKey reads the record a time-ordered index key (8 bytes of time, then the infohash: the
+// due and peer-expiry buckets) points at; ok is false for a malformed key, a record gone since, or
+// one that does not decode.
+func recordAtKey(ihb *bolt.Bucket, k []byte) (ih [20]byte, e Entry, ok bool) {
+	if len(k) != 28 {
+		return ih, e, false
+	}
+	ih = [20]byte(k[8:])
+	v := ihb.Get(ih[:])
+	if v == nil {
+		return ih, e, false
+	}
+	e, err := decodeRecord(ih, v)
+	return ih, e, err == nil
 }

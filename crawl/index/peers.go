@@ -282,16 +282,8 @@ func (x *Index) pruneBatch() (removed int, more bool, err error) {
 				if err := exp.Delete(k); err != nil {
 					return err
 				}
-				if len(k) != 28 {
-					continue
-				}
-				ih := [20]byte(k[8:])
-				v := ihb.Get(ih[:])
-				if v == nil {
-					continue
-				}
-				e, err := decodeRecord(ih, v)
-				if err != nil {
+				ih, e, ok := recordAtKey(ihb, k)
+				if !ok {
 					continue
 				}
 				l := e.peers().clone()
