@@ -176,15 +176,7 @@ func TestGetTakesMetadataFromLibtorrentThatDialsUs(t *testing.T) {
 	rctest.Require(t, realclient.LibtorrentAvailable)
 	src := t.TempDir()
 	mi, data := payload(t, src, "lt.bin", 300<<10, torrentfile.Options{})
-	tf := filepath.Join(t.TempDir(), "lt.torrent")
-	f, err := os.Create(tf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := torrentfile.Write(f, mi); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	tf := writeTorrentFile(t, mi, "lt.torrent")
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	seeder, err := realclient.StartLibtorrentSeeder(ctx, realclient.SeederConfig{Torrent: tf, DataDir: src,

@@ -220,15 +220,7 @@ func TestSeedDialsLeecher(t *testing.T) {
 	src := t.TempDir()
 	rt := newRecordingTracker(t)
 	mi, data := payload(t, src, "p.bin", 192<<10, torrentfile.Options{Trackers: []string{rt.srv.URL + "/announce"}})
-	tf := filepath.Join(t.TempDir(), "p.torrent")
-	f, err := os.Create(tf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := torrentfile.Write(f, mi); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	tf := writeTorrentFile(t, mi, "p.torrent")
 	ih := mi.HashInfoBytes()
 	out := t.TempDir()
 	complete := make(chan struct{})
@@ -414,15 +406,7 @@ func TestWebSeedWiring(t *testing.T) {
 	srv := httptest.NewServer(http.FileServer(http.Dir(src)))
 	t.Cleanup(srv.Close)
 	mi, data := payload(t, src, "w.bin", 160<<10, torrentfile.Options{WebSeeds: []string{srv.URL + "/"}})
-	tf := filepath.Join(t.TempDir(), "w.torrent")
-	f, err := os.Create(tf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := torrentfile.Write(f, mi); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	tf := writeTorrentFile(t, mi, "w.torrent")
 
 	out := t.TempDir()
 	r := runIn(t, 60*time.Second, args("get", tf, "--json", "-o", out, offline(t))...)
@@ -461,15 +445,7 @@ func TestSeedDialsTransmission(t *testing.T) {
 	src := t.TempDir()
 	rt := newRecordingTracker(t)
 	mi, data := payload(t, src, "tr.bin", 300<<10, torrentfile.Options{Trackers: []string{rt.srv.URL + "/announce"}})
-	tf := filepath.Join(t.TempDir(), "tr.torrent")
-	f, err := os.Create(tf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := torrentfile.Write(f, mi); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	tf := writeTorrentFile(t, mi, "tr.torrent")
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	dir := t.TempDir()
@@ -489,4 +465,19 @@ func TestSeedDialsTransmission(t *testing.T) {
 	if got, err := os.ReadFile(filepath.Join(dir, "tr.bin")); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("Transmission's file differs (err %v)", err)
 	}
+}
+
+// writeTorrentFile writes mi as name in a fresh temporary directory and returns its path.
+func writeTorrentFile(t *testing.T, mi *metainfo.MetaInfo, name string) string {
+	t.Helper()
+	tf := filepath.Join(t.TempDir(), name)
+	f, err := os.Create(tf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := torrentfile.Write(f, mi); err != nil {
+		t.Fatal(err)
+	}
+	return tf
 }
