@@ -1,15 +1,12 @@
 package dht
 
 import (
-	"bytes"
 	"container/list"
-	"fmt"
 	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/anacrolix/dht/v2/krpc"
-	"github.com/anacrolix/torrent/bencode"
 
 	"github.com/magnetget/magnetget/internal/bencscan"
 )
@@ -168,17 +165,10 @@ func (n *Node) verify(from netip.AddrPort) {
 	}()
 }
 
-// decodeQuery decodes a query that bencscan has accepted, so no string is longer than b. The
-// recover is a last line of defence: the decoder re-panics errors from Unmarshaler methods.
+// decodeQuery decodes a query that bencscan.Dict has accepted (bounded nesting), with strings
+// capped at the packet and no panic (bencscan.DecodeScanned).
 func decodeQuery(b []byte) (m krpc.Msg, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("decoder panic: %v", r)
-		}
-	}()
-	d := bencode.NewDecoder(bytes.NewReader(b))
-	d.MaxStrLen = int64(len(b))
-	err = d.Decode(&m)
+	_, err = bencscan.DecodeScanned(b, &m)
 	return m, err
 }
 

@@ -30,7 +30,7 @@ func scanBounded(b []byte, off int) (int, error) {
 // and hostile nesting cannot exhaust the stack. anacrolix's decoder reports some type mismatches
 // by panicking (and re-panics runtime errors); a recover here turns any such panic into an error
 // as a last line of defence.
-func DecodeBounded(b []byte, v any) (err error) {
+func DecodeBounded(b []byte, v any) error {
 	end, err := scanBounded(b, 0)
 	if err != nil {
 		return err
@@ -38,17 +38,37 @@ func DecodeBounded(b []byte, v any) (err error) {
 	if end != len(b) {
 		return fmt.Errorf("%w: %d bytes of trailing garbage", ErrBencode, len(b)-end)
 	}
+	_, err = DecodeScanned(b, v)
+	return err
+}
+
+// DecodePrefix decodes the one bencoded value at the start of b into v and returns its length,
+// leaving what follows alone (a ut_metadata data message carries raw bytes after its dict). The
+// value is scanned first with nesting at most maxDepth, then decoded as DecodeScanned does.
+func DecodePrefix(b []byte, maxDepth int, v any) (int, error) {
+	if _, err := Scan(b, 0, maxDepth); err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrBencode, err)
+	}
+	return DecodeScanned(b, v)
+}
+
+// DecodeScanned decodes the value at the start of b into v and returns its length. b must have
+// passed Scan (or Check, Dict), which bounds the nesting; string lengths are capped at len(b) here,
+// and the decoder's panics (it re-panics errors from Unmarshaler methods and reports some type
+// mismatches so) come back as errors. It is the one place the project hands network or disk
+// bytes to the bencode decoder.
+func DecodeScanned(b []byte, v any) (n int, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: decoder panic: %v", ErrBencode, r)
+			n, err = 0, fmt.Errorf("%w: decoder panic: %v", ErrBencode, r)
 		}
 	}()
 	d := bencode.NewDecoder(bytes.NewReader(b))
 	d.MaxStrLen = int64(len(b))
 	if err := d.Decode(v); err != nil {
-		return fmt.Errorf("%w: %w", ErrBencode, err)
+		return 0, fmt.Errorf("%w: %w", ErrBencode, err)
 	}
-	return nil
+	return int(d.Offset), nil
 }
 
 // Check reports whether b holds exactly one syntactically valid bencoded value, with

@@ -1,11 +1,12 @@
 package peerwire
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 
 	"github.com/anacrolix/torrent/bencode"
+
+	"github.com/magnetget/magnetget/internal/bencscan"
 )
 
 // ErrBadExtHandshake is returned for an extended handshake that is not a bencoded dict.
@@ -54,25 +55,10 @@ func EncodeExtHandshake(h ExtHandshake) []byte {
 	return b
 }
 
-// decodeBencode decodes one value from b into v and returns how many bytes it used. The string
-// length cap is len(b): nothing larger than the input is ever allocated; and values nested
-// deeper than MaxBencodeDepth are refused before the decoder sees them.
-func decodeBencode(b []byte, v any) (n int, err error) {
-	if _, err := scanBencode(b, MaxBencodeDepth); err != nil {
-		return 0, err
-	}
-	defer func() {
-		// The bencode decoder reports some errors by panicking; never let network input crash us.
-		if r := recover(); r != nil {
-			err = fmt.Errorf("bencode: %v", r)
-		}
-	}()
-	d := bencode.NewDecoder(bytes.NewReader(b))
-	d.MaxStrLen = int64(len(b))
-	if err := d.Decode(v); err != nil {
-		return 0, err
-	}
-	return int(d.Offset), nil
+// decodeBencode decodes one value from b into v and returns how many bytes it used: strings
+// capped at len(b), nesting at MaxBencodeDepth, never a panic (bencscan.DecodePrefix).
+func decodeBencode(b []byte, v any) (int, error) {
+	return bencscan.DecodePrefix(b, MaxBencodeDepth, v)
 }
 
 // DecodeBencodeDict decodes the bencoded dict at the start of b into v and returns the number of
