@@ -56,7 +56,9 @@ func TestSeedPrintPeerIsHostPort(t *testing.T) {
 }
 
 // TestWildcardListenHints: 0.0.0.0 and :: are never advertised; the host's
-// own addresses are, or nothing with a note.
+// own addresses are, or nothing with a note. hintsFrom only formats: the
+// addresses here (TEST-NET and 2001:db8::, reserved for documentation) are
+// its inputs, and nothing is sent to any of them.
 func TestWildcardListenHints(t *testing.T) {
 	addrs := []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("192.0.2.7"),
 		netip.MustParseAddr("fe80::1"), netip.MustParseAddr("2001:db8::5"), netip.MustParseAddr("::1")}
@@ -67,7 +69,7 @@ func TestWildcardListenHints(t *testing.T) {
 		{"0.0.0.0:6881", []string{"192.0.2.7:6881"}},
 		{"[::]:6881", []string{"192.0.2.7:6881", "[2001:db8::5]:6881"}},
 		{"[2001:db8::9]:7000", []string{"[2001:db8::9]:7000"}},
-		{"10.1.2.3:7000", []string{"10.1.2.3:7000"}},
+		{"198.51.100.3:7000", []string{"198.51.100.3:7000"}},
 	}
 	for _, c := range cases {
 		got, note := hintsFrom(netip.MustParseAddrPort(c.bound), addrs, nil)
