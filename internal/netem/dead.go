@@ -80,20 +80,12 @@ func (d *Dead) drain() {
 
 func (d *Dead) accept() {
 	defer d.wg.Done()
-	for {
-		c, err := d.ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			time.Sleep(10 * time.Millisecond) // EMFILE and the like: do not spin
-			continue
-		}
+	acceptLoop(d.ln, func(c net.Conn) bool {
 		d.mu.Lock()
 		if d.closed {
 			d.mu.Unlock()
 			c.Close()
-			return
+			return false
 		}
 		d.conns[c] = struct{}{}
 		d.wg.Add(1)
@@ -106,7 +98,8 @@ func (d *Dead) accept() {
 			delete(d.conns, c)
 			d.mu.Unlock()
 		}()
-	}
+		return true
+	})
 }
 
 // Close frees the address, closes every conn it accepted and waits for its goroutines.

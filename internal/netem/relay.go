@@ -64,8 +64,20 @@ func (r *Relay) untrack(c net.Conn) {
 
 func (r *Relay) accept() {
 	defer r.wg.Done()
+	acceptLoop(r.ln, func(c net.Conn) bool {
+		if !r.track(c) {
+			return false
+		}
+		r.wg.Add(1)
+		go r.join(c)
+		return true
+	})
+}
+
+// acceptLoop gives each conn ln accepts to handle until ln is closed or handle returns false.
+func acceptLoop(ln net.Listener, handle func(net.Conn) bool) {
 	for {
-		c, err := r.ln.Accept()
+		c, err := ln.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -73,11 +85,9 @@ func (r *Relay) accept() {
 			time.Sleep(10 * time.Millisecond) // EMFILE and the like: do not spin
 			continue
 		}
-		if !r.track(c) {
+		if !handle(c) {
 			return
 		}
-		r.wg.Add(1)
-		go r.join(c)
 	}
 }
 
