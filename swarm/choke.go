@@ -37,7 +37,7 @@ func (s *Swarm) unchokeIfFreeLocked(p *peer) {
 // the same few, BEP 6 deriving them from the address). Until it is interested the peer holds no
 // slot; the next rechoke chokes it if it never becomes interested.
 func (s *Swarm) preUnchokeLocked(p *peer) {
-	if s.picker.HaveField().Count() > 0 && s.regularUnchokedLocked(p) < unchokeSlots {
+	if s.picker.HaveCount() > 0 && s.regularUnchokedLocked(p) < unchokeSlots {
 		s.setChokeLocked(p, false)
 	}
 }

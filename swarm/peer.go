@@ -217,17 +217,16 @@ func (s *Swarm) startPeerDir(c *peerwire.Conn, adopted, outgoing bool) {
 
 // haveMessageLocked returns what tells a new peer which pieces we have.
 func (s *Swarm) haveMessageLocked(p *peer) []peerwire.Message {
-	have := s.picker.HaveField()
-	cnt := have.Count()
+	cnt := s.picker.HaveCount()
 	switch {
-	case p.fast && cnt == have.Len():
+	case p.fast && cnt == s.picker.Len():
 		return []peerwire.Message{{ID: peerwire.HaveAll}}
 	case p.fast && cnt == 0:
 		return []peerwire.Message{{ID: peerwire.HaveNone}}
 	case cnt == 0:
 		return nil
 	}
-	return []peerwire.Message{{ID: peerwire.Bitfield, Bitfield: have.Bytes()}}
+	return []peerwire.Message{{ID: peerwire.Bitfield, Bitfield: s.picker.HaveField().Bytes()}}
 }
 
 // run owns the connection: a writer goroutine plus the reader loop here.

@@ -24,6 +24,7 @@ type Picker struct {
 	partial    Bitfield
 	rng        *rand.Rand
 	missing    int // wanted and not have
+	nhave      int // pieces in have
 }
 
 // New returns a picker for n pieces; wanted reports which pieces to download (nil: all). seed
@@ -53,11 +54,15 @@ func (p *Picker) SetHave(i int) {
 		return
 	}
 	p.have.Set(i)
+	p.nhave++
 	p.partial.Clear(i)
 	if p.wanted.Has(i) {
 		p.missing--
 	}
 }
+
+// HaveCount returns how many pieces are verified.
+func (p *Picker) HaveCount() int { return p.nhave }
 
 // Have reports whether piece i is verified.
 func (p *Picker) Have(i int) bool { return p.have.Has(i) }
