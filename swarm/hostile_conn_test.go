@@ -102,6 +102,19 @@ func waitPeers(t testing.TB, s *Swarm, n int) {
 	t.Fatalf("%d peers connected, want %d", len(s.PeerStats()), n)
 }
 
+// runListening runs a downloading Swarm for tt that listens on ip (for at most 60 s) and returns
+// it, its listener, its download directory and what waits for Run's result.
+func runListening(t *testing.T, tt *testTorrent, ip string) (*Swarm, net.Listener, string, func() error) {
+	t.Helper()
+	ln := listen(t, ip)
+	dir := t.TempDir()
+	s, err := New(Config{InfoHash: tt.ih, Info: tt.info, Dir: dir, Listener: ln})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, ln, dir, startRun(t, s, 60*time.Second)
+}
+
 // startRun runs s in the background and returns a function that waits for its result.
 func startRun(t testing.TB, s *Swarm, timeout time.Duration) func() error {
 	t.Helper()
@@ -125,13 +138,7 @@ func startRun(t testing.TB, s *Swarm, timeout time.Duration) func() error {
 func TestStallingPieceHeadsDoNotStall(t *testing.T) {
 	tt := makeTorrent(t, "stall", 32<<10, []testFile{{"s.bin", 4 << 20}}, 21)
 	seed := startSeeder(t, tt, "127.0.20.1", nil)
-	ln := listen(t, "127.0.20.2")
-	dir := t.TempDir()
-	s, err := New(Config{InfoHash: tt.ih, Info: tt.info, Dir: dir, Listener: ln})
-	if err != nil {
-		t.Fatal(err)
-	}
-	wait := startRun(t, s, 60*time.Second)
+	s, ln, dir, wait := runListening(t, tt, "127.0.20.2")
 	for i, ip := range ipRange(21, maxRuns) {
 		head := binary.BigEndian.AppendUint32(nil, 9+blockSize)
 		head = append(head, peerwire.Piece, 0, 0, 0, 0, 0, 0, 0, 0)
@@ -152,13 +159,7 @@ func TestStallingPieceHeadsDoNotStall(t *testing.T) {
 func TestIdleConnsFromOneIPDoNotHoldSlots(t *testing.T) {
 	tt := makeTorrent(t, "idle", 32<<10, []testFile{{"i.bin", 2 << 20}}, 22)
 	seed := startSeeder(t, tt, "127.0.22.1", nil)
-	ln := listen(t, "127.0.22.2")
-	dir := t.TempDir()
-	s, err := New(Config{InfoHash: tt.ih, Info: tt.info, Dir: dir, Listener: ln})
-	if err != nil {
-		t.Fatal(err)
-	}
-	wait := startRun(t, s, 60*time.Second)
+	s, ln, dir, wait := runListening(t, tt, "127.0.22.2")
 	for i := range defaultMaxPeers {
 		hostileConns(t, []string{"127.0.22.3"}, addrOf(ln), handshakeBytes(tt.ih, i), 100*time.Millisecond)
 	}
@@ -246,13 +247,7 @@ func halfOpen(t testing.TB, ips []string, addr netip.AddrPort, opening []byte) {
 func TestHalfOpenHandshakesBounded(t *testing.T) {
 	tt := makeTorrent(t, "halfopen", 32<<10, []testFile{{"h.bin", 1 << 20}}, 24)
 	seed := startSeeder(t, tt, "127.0.39.1", nil)
-	ln := listen(t, "127.0.39.2")
-	dir := t.TempDir()
-	s, err := New(Config{InfoHash: tt.ih, Info: tt.info, Dir: dir, Listener: ln})
-	if err != nil {
-		t.Fatal(err)
-	}
-	wait := startRun(t, s, 60*time.Second)
+	s, ln, dir, wait := runListening(t, tt, "127.0.39.2")
 	time.Sleep(100 * time.Millisecond) // Run's own goroutines started
 	var before, after runtime.MemStats
 	runtime.GC()
@@ -425,13 +420,7 @@ func TestDroppedPeerNotRedialledAtOnce(t *testing.T) {
 // or a seed never dialled, so a leecher that only accepts connections got nothing).
 func TestSeedDialsLeecher(t *testing.T) {
 	tt := makeTorrent(t, "seeddial", 16<<10, []testFile{{"s.bin", 200 << 10}}, 30)
-	ln := listen(t, "127.0.30.1")
-	dir := t.TempDir()
-	s, err := New(Config{InfoHash: tt.ih, Info: tt.info, Dir: dir, Listener: ln})
-	if err != nil {
-		t.Fatal(err)
-	}
-	wait := startRun(t, s, 60*time.Second)
+	_, ln, dir, wait := runListening(t, tt, "127.0.30.1")
 	seedDir := t.TempDir()
 	tt.writeFiles(t, seedDir)
 	seed, err := New(Config{InfoHash: tt.ih, Info: tt.info, Dir: seedDir, Seed: true})
