@@ -67,21 +67,7 @@ func TestV2DownloadFetchesPieceLayers(t *testing.T) {
 	if len(tor.PieceLayers) == 0 {
 		t.Fatal("test torrent has no piece layer to fetch")
 	}
-	ih := truncV2(tor)
-	seed := startSeeder(t, tt, "127.0.0.2", func(c *Config) {
-		c.InfoHash, c.Info, c.PieceLayers = ih, tor.Meta.InfoBytes, tor.PieceLayers
-	})
-	dir := t.TempDir()
-	s, err := New(Config{InfoHash: ih, Info: tor.Meta.InfoBytes, Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.AddPeer(seed)
-	if err := runUntil(t, s, context.Background()); err != nil {
-		t.Fatalf("Run: %v", err)
-	}
-	tt.checkFiles(t, dir)
-	noPadFiles(t, dir)
+	s := downloadUnderV2(t, tt, tor, "127.0.0.2")
 	if got := s.PieceLayers(); !maps.EqualFunc(got, tor.PieceLayers, bytes.Equal) {
 		t.Errorf("leecher ends with %d piece layers, the .torrent has %d (or they differ)", len(got), len(tor.PieceLayers))
 	}
@@ -92,8 +78,15 @@ func TestV2DownloadFetchesPieceLayers(t *testing.T) {
 func TestHybridDownloadUnderV2Hash(t *testing.T) {
 	tt := makeTorrent(t, "hybset", 32<<10, v2Files, 53)
 	tor := makeV2(t, tt, true)
+	downloadUnderV2(t, tt, tor, "127.0.0.3")
+}
+
+// downloadUnderV2 downloads tor under its truncated v2 hash, with no piece layer, from a seeder
+// on seedIP that has them, and checks the files (bytes equal, no padding file written).
+func downloadUnderV2(t *testing.T, tt *testTorrent, tor *torrentfile.Torrent, seedIP string) *Swarm {
+	t.Helper()
 	ih := truncV2(tor)
-	seed := startSeeder(t, tt, "127.0.0.3", func(c *Config) {
+	seed := startSeeder(t, tt, seedIP, func(c *Config) {
 		c.InfoHash, c.Info, c.PieceLayers = ih, tor.Meta.InfoBytes, tor.PieceLayers
 	})
 	dir := t.TempDir()
@@ -107,6 +100,7 @@ func TestHybridDownloadUnderV2Hash(t *testing.T) {
 	}
 	tt.checkFiles(t, dir)
 	noPadFiles(t, dir)
+	return s
 }
 
 // Issue 12: a peer sends one bad block in a v2 torrent. The piece fails its merkle check; the

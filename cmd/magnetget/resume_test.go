@@ -92,13 +92,7 @@ func TestInterruptAndResume(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("resumed run: exit %d\n%s", r.code, r.stderr)
 	}
-	var last progressEvent
-	for _, l := range strings.Split(r.stdout, "\n") {
-		var ev progressEvent
-		if json.Unmarshal([]byte(l), &ev) == nil && ev.Event == "progress" {
-			last = ev
-		}
-	}
+	last := lastProgress(r.stdout)
 	if !last.Complete || last.Done != size {
 		t.Fatalf("resumed run ended at %+v", last)
 	}
@@ -139,4 +133,16 @@ func TestFullDiskEndsWithClearError(t *testing.T) {
 	if !strings.Contains(r.stderr, "no space left on device") || strings.Contains(r.stderr, "panic") {
 		t.Fatalf("want a clear 'no space left' error, got exit %d:\n%s", r.code, r.stderr)
 	}
+}
+
+// lastProgress returns the last "progress" event of a --json run's output.
+func lastProgress(stdout string) progressEvent {
+	var last progressEvent
+	for _, l := range strings.Split(stdout, "\n") {
+		var ev progressEvent
+		if json.Unmarshal([]byte(l), &ev) == nil && ev.Event == "progress" {
+			last = ev
+		}
+	}
+	return last
 }

@@ -208,13 +208,7 @@ func TestKill9ThenResume(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("rerun after kill -9: exit %d\n%s", r.code, r.stderr)
 	}
-	var last progressEvent
-	for _, l := range strings.Split(r.stdout, "\n") {
-		var ev progressEvent
-		if json.Unmarshal([]byte(l), &ev) == nil && ev.Event == "progress" {
-			last = ev
-		}
-	}
+	last := lastProgress(r.stdout)
 	if !last.Complete || last.Done != size {
 		t.Fatalf("rerun ended at %+v", last)
 	}
