@@ -941,23 +941,7 @@ func (s *Swarm) nextBlockLocked(p *peer, dp **dupPolicy) (piece, block int, ok b
 		}
 		i, endgame, ok := s.picker.Pick(open)
 		if ok && endgame && !p.peerChoking {
-			// No fresh piece is left. Only now (the check costs a look at each block) find one
-			// with a block end game may ask p for.
-			if ps := s.pieces[i]; ps != nil {
-				if _, dup := policy().block(i, ps); !dup {
-					i, endgame, ok = s.picker.Pick(func(i int) bool {
-						if !open(i) {
-							return false
-						}
-						ps := s.pieces[i]
-						if ps == nil || ps.unrequested > 0 {
-							return true
-						}
-						_, dup := policy().block(i, ps)
-						return dup
-					})
-				}
-			}
+			i, ok = s.endgamePieceLocked(i, open, policy())
 		}
 		if !ok || endgame && p.peerChoking {
 			// While it chokes us only its allowed-fast pieces are open, and a piece others

@@ -160,7 +160,7 @@ type Swarm struct {
 	dirty            bool                           // resume state changed since last save
 	fatal            error                          // a storage error that stops Run
 	rateDown, rateUp float64
-	rateAt           time.Time // start of the current rate interval (updateRates)
+	rateAt           time.Time // when the rates were last updated: the current interval's start
 	lastProgress     time.Time
 	lastDown, lastUp int64
 	web              webState // web seeds (webseed.go)
@@ -454,13 +454,12 @@ func (s *Swarm) loop(ctx, ictx context.Context) error {
 	defer tick.Stop()
 	var (
 		lastRechoke, lastOptimistic, lastPex, lastResume time.Time
-		lastRate                                         = time.Now()
 		completeAt                                       time.Time
 		synced                                           bool
 		saving                                           atomic.Bool
 	)
 	s.mu.Lock()
-	s.rateAt = lastRate
+	s.rateAt = time.Now()
 	s.mu.Unlock()
 	s.dialMore()
 	for {
@@ -505,9 +504,7 @@ func (s *Swarm) loop(ctx, ictx context.Context) error {
 		case <-s.wake:
 			s.dialMore()
 		case now := <-tick.C:
-			if dt := now.Sub(lastRate).Seconds(); dt >= 1 {
-				s.updateRates(dt)
-				lastRate = now
+			if s.updateRates(now) {
 				s.checkSnubbed(now)
 			}
 			if now.Sub(lastRechoke) >= rechokeEvery {
@@ -575,17 +572,23 @@ func (s *Swarm) progress(final bool) {
 	}
 }
 
-// updateRates refreshes the swarm's and every peer's rate estimates (exponential average).
-func (s *Swarm) updateRates(dt float64) {
+// updateRates refreshes the swarm's and every peer's rate estimates (exponential average) once a
+// second, and reports whether it did.
+func (s *Swarm) updateRates(now time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	dt := now.Sub(s.rateAt).Seconds()
+	if dt < 1 {
+		return false
+	}
 	s.rateDown = ewma(s.rateDown, float64(s.down-s.lastDown)/dt)
 	s.rateUp = ewma(s.rateUp, float64(s.up-s.lastUp)/dt)
 	s.lastDown, s.lastUp = s.down, s.up
-	s.rateAt = time.Now()
+	s.rateAt = now
 	for p := range s.peers {
 		p.updateRate(dt)
 	}
+	return true
 }
 
 func ewma(old, cur float64) float64 { return 0.4*old + 0.6*cur }
