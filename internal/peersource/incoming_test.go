@@ -57,10 +57,21 @@ func TestAcceptEarlyBounds(t *testing.T) {
 		{"127.0.219.3", ours, true, "first from .3"},
 		{"127.0.219.4", ours, false, "three held, none taken: over MaxHandshakes"},
 	}
+	held := 0
 	for _, st := range steps {
 		if got := dial(st.from, st.ih); got != st.want {
 			t.Fatalf("%s: handshake answered %v, want %v", st.why, got, st.want)
 		}
+		if st.want {
+			held++
+		}
+		// A refused handshake is closed before its goroutine counts it out: the next dial
+		// must not race that (CI once saw the failed one still counted against .2).
+		waitFor(t, st.why+": counted out", func() bool {
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			return e.held == held
+		})
 	}
 	var taken *peerwire.Conn
 	select {
