@@ -21,9 +21,9 @@ const (
 	minRTO        = 250 * time.Millisecond // floor of the retransmission timeout
 	maxRTO        = 8 * time.Second
 	initialRTO    = time.Second
-	maxSynSends   = 4                      // SYN transmissions before a dial gives up
-	targetDelay   = 100_000                // LEDBAT target queueing delay, microseconds
-	keepAliveIdle = 10 * time.Second       // an idle connection sends an ack this often
+	maxSynSends   = 4                // SYN transmissions before a dial gives up
+	targetDelay   = 100_000          // LEDBAT target queueing delay, microseconds
+	keepAliveIdle = 10 * time.Second // an idle connection sends an ack this often
 	dupAckLimit   = 3
 )
 
@@ -116,8 +116,8 @@ func newConn(s *Socket, remote netip.AddrPort, recvID, sendID uint16) *Conn {
 		recvID: recvID, sendID: sendID, created: now, lastRecv: now,
 		connected: make(chan struct{}),
 		readDL:    newDeadline(), writeDL: newDeadline(),
-		notify:    make(chan struct{}),
-		cwnd:      4 * mss, ssthresh: s.cfg.MaxCwnd, slowStart: true,
+		notify: make(chan struct{}),
+		cwnd:   4 * mss, ssthresh: s.cfg.MaxCwnd, slowStart: true,
 		rto: initialRTO, peerWnd: mss,
 	}
 }
