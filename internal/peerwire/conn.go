@@ -60,7 +60,20 @@ type Options struct {
 	// handshake (clients set to require encryption do), dial again at once and open with an MSE
 	// handshake offering plaintext and RC4. False means plaintext only.
 	EncryptedRetry bool
+	// UTP, when set, is the uTP (BEP 29) dialer Dial also tries: when TCP fails, or has not
+	// connected within UTPHeadStart, or the peer hangs up on a TCP handshake (clients with
+	// incoming TCP off accept and close), all within the same Timeout. The first connection
+	// wins and the other is closed; the handshake runs over it unchanged. Accept ignores it.
+	UTP UTPDialer
 }
+
+// UTPDialer opens uTP connections (internal/utp's Socket is one).
+type UTPDialer interface {
+	DialContext(ctx context.Context, addr netip.AddrPort) (net.Conn, error)
+}
+
+// UTPHeadStart is how long Dial gives TCP before it also tries uTP (Options.UTP).
+const UTPHeadStart = time.Second
 
 func (o Options) timeout() time.Duration {
 	if o.Timeout <= 0 {
@@ -206,34 +219,144 @@ func withDeadline(parent, ctx context.Context, nc net.Conn, fn func() error) err
 func Dial(ctx context.Context, addr netip.AddrPort, ih [20]byte, o Options) (*Conn, error) {
 	hctx, cancel := context.WithTimeout(ctx, o.timeout())
 	defer cancel()
-	c, err := dialOnce(ctx, hctx, addr, ih, o, false)
-	if err != nil && o.EncryptedRetry && errors.Is(err, errHungUp) && hctx.Err() == nil {
-		c, err2 := dialOnce(ctx, hctx, addr, ih, o, true)
-		if err2 != nil {
-			return nil, fmt.Errorf("%w (after a plaintext attempt: %w)", err2, err)
-		}
-		return c, nil
+	c, tr, err := dialOnce(ctx, hctx, addr, ih, o, false, anyTransport)
+	if err == nil || !errors.Is(err, errHungUp) || hctx.Err() != nil {
+		return c, err
 	}
-	return c, err
+	// The peer hung up on our plaintext handshake: it may require encryption or, when that
+	// was over TCP, take only uTP.
+	type attempt struct {
+		encrypt bool
+		tr      transport
+	}
+	var next []attempt
+	if o.EncryptedRetry {
+		next = append(next, attempt{true, tr})
+	}
+	if tr == tcpTransport && o.UTP != nil {
+		next = append(next, attempt{false, utpTransport})
+		if o.EncryptedRetry {
+			next = append(next, attempt{true, utpTransport})
+		}
+	}
+	if len(next) == 0 {
+		return nil, err
+	}
+	first := err
+	for _, a := range next {
+		if c, _, err = dialOnce(ctx, hctx, addr, ih, o, a.encrypt, a.tr); err == nil {
+			return c, nil
+		}
+		if hctx.Err() != nil || !hungUp(err) {
+			break
+		}
+	}
+	return nil, fmt.Errorf("%w (after a plaintext attempt: %w)", err, first)
 }
 
 // errHungUp marks a plaintext handshake the peer answered by closing the connection, as clients
 // that require encryption do.
 var errHungUp = errors.New("peer closed the connection")
 
-// dialOnce is one connection attempt of Dial, in plaintext or opening with MSE.
-func dialOnce(ctx, hctx context.Context, addr netip.AddrPort, ih [20]byte, o Options, encrypt bool) (*Conn, error) {
-	var d net.Dialer
-	if la, ra := o.LocalAddr.Unmap(), addr.Addr().Unmap(); la.IsValid() && !la.IsUnspecified() &&
-		la.Is4() == ra.Is4() && la.IsLoopback() == ra.IsLoopback() {
-		d.LocalAddr = &net.TCPAddr{IP: la.AsSlice()}
+// hungUp reports whether err is the peer closing or resetting the connection.
+func hungUp(err error) bool {
+	return errors.Is(err, errHungUp) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET)
+}
+
+// transport is how a connection is carried.
+type transport int
+
+const (
+	anyTransport transport = iota // TCP, and uTP too when Options.UTP is set
+	tcpTransport
+	utpTransport
+)
+
+// connect opens a connection to addr over tr. With anyTransport and a uTP dialer, TCP starts
+// first and uTP joins it on TCP's failure or after UTPHeadStart; the first to connect wins and
+// the other is closed. It returns once both attempts have ended (no goroutine outlives it).
+func (o Options) connect(ctx context.Context, addr netip.AddrPort, tr transport) (net.Conn, transport, error) {
+	dialTCP := func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		if la, ra := o.LocalAddr.Unmap(), addr.Addr().Unmap(); la.IsValid() && !la.IsUnspecified() &&
+			la.Is4() == ra.Is4() && la.IsLoopback() == ra.IsLoopback() {
+			d.LocalAddr = &net.TCPAddr{IP: la.AsSlice()}
+		}
+		return d.DialContext(ctx, "tcp", addr.String())
 	}
-	nc, err := d.DialContext(hctx, "tcp", addr.String())
+	switch {
+	case tr == utpTransport && o.UTP != nil:
+		nc, err := o.UTP.DialContext(ctx, addr)
+		return nc, utpTransport, err
+	case tr == tcpTransport || o.UTP == nil:
+		nc, err := dialTCP(ctx)
+		return nc, tcpTransport, err
+	}
+	type result struct {
+		nc  net.Conn
+		err error
+		tr  transport
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make(chan result, 2)
+	go func() {
+		nc, err := dialTCP(rctx)
+		results <- result{nc, err, tcpTransport}
+	}()
+	pending, utpStarted := 1, false
+	startUTP := func() {
+		utpStarted = true
+		pending++
+		go func() {
+			nc, err := o.UTP.DialContext(rctx, addr)
+			results <- result{nc, err, utpTransport}
+		}()
+	}
+	head := time.NewTimer(UTPHeadStart)
+	defer head.Stop()
+	var win result
+	var errs []error
+	for pending > 0 {
+		select {
+		case r := <-results:
+			pending--
+			switch {
+			case r.err != nil:
+				errs = append(errs, r.err)
+				if !utpStarted && win.nc == nil && ctx.Err() == nil {
+					startUTP()
+				}
+			case win.nc == nil:
+				win = r
+				cancel() // the other attempt is no longer wanted
+			default:
+				r.nc.Close()
+			}
+		case <-head.C:
+			if !utpStarted && win.nc == nil {
+				startUTP()
+			}
+		}
+	}
+	if win.nc != nil {
+		return win.nc, win.tr, nil
+	}
+	if len(errs) == 2 {
+		return nil, tcpTransport, fmt.Errorf("%w (uTP: %w)", errs[0], errs[1])
+	}
+	return nil, tcpTransport, errors.Join(errs...)
+}
+
+// dialOnce is one connection attempt of Dial, in plaintext or opening with MSE.
+func dialOnce(ctx, hctx context.Context, addr netip.AddrPort, ih [20]byte, o Options, encrypt bool, tr transport) (*Conn, transport, error) {
+	nc, tr, err := o.connect(hctx, addr, tr)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return nil, tr, ctx.Err()
 		}
-		return nil, fmt.Errorf("peerwire: dial %v: %w", addr, err)
+		return nil, tr, fmt.Errorf("peerwire: dial %v: %w", addr, err)
 	}
 	c := newConn(nc, o)
 	c.ih = ih
@@ -266,11 +389,11 @@ func dialOnce(ctx, hctx context.Context, addr netip.AddrPort, ih [20]byte, o Opt
 	if err != nil {
 		nc.Close()
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return nil, tr, ctx.Err()
 		}
-		return nil, fmt.Errorf("peerwire: handshake with %v: %w", addr, err)
+		return nil, tr, fmt.Errorf("peerwire: handshake with %v over %s: %w", addr, nc.RemoteAddr().Network(), err)
 	}
-	return c, nil
+	return c, tr, nil
 }
 
 // Accept runs the receiving side of the handshake on nc: it reads the peer's handshake, checks with
@@ -348,6 +471,9 @@ func (c *Conn) InfoHash() [20]byte { return c.ih }
 
 // RemoteAddr is the peer's address (IPv4-mapped addresses unmapped).
 func (c *Conn) RemoteAddr() netip.AddrPort { return c.remote }
+
+// Transport names what carries the connection: "tcp", or "utp" (BEP 29).
+func (c *Conn) Transport() string { return c.nc.RemoteAddr().Network() }
 
 // PeerID is the id from the peer's handshake.
 func (c *Conn) PeerID() [20]byte { return c.peerID }

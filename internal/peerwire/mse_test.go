@@ -390,7 +390,12 @@ func TestMSEConcurrentReadWrite(t *testing.T) {
 // and sends a Have. It reports how many connections it saw.
 func requireEncryptionPeer(t *testing.T, sel mse.CryptoSelector) (net.Listener, <-chan int, <-chan error) {
 	t.Helper()
-	ln := listen(t)
+	return requireEncryptionOn(t, listen(t), sel)
+}
+
+// requireEncryptionOn is requireEncryptionPeer on a listener of the caller's (uTP, say).
+func requireEncryptionOn(t *testing.T, ln net.Listener, sel mse.CryptoSelector) (net.Listener, <-chan int, <-chan error) {
+	t.Helper()
 	conns := make(chan int, 1)
 	errc := make(chan error, 1)
 	go func() {
