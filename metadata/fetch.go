@@ -625,7 +625,7 @@ func (f *fetcher) send(ctx context.Context, e event) bool {
 func (f *fetcher) runWorker(ctx context.Context, w *worker) {
 	// EncryptedRetry: peers set to require encryption hang up on a plaintext handshake.
 	dopt := peerwire.Options{PeerID: f.o.PeerID, ExtHandshake: LocalExtHandshake(0), Timeout: f.o.HandshakeTimeout,
-		EncryptedRetry: true, LocalAddr: f.o.LocalAddr, V2: f.v2 != nil && [20]byte(f.v2[:20]) == f.ih}
+		EncryptedRetry: true, LocalAddr: f.o.LocalAddr, UTP: f.o.UTP, V2: f.v2 != nil && [20]byte(f.v2[:20]) == f.ih}
 	c, err := w.in, error(nil)
 	if c == nil {
 		c, err = peerwire.Dial(ctx, w.addr, f.ih, dopt)

@@ -68,6 +68,8 @@ type Options struct {
 	// LocalAddr is the address dials leave from (the peer listen address, so peers see and
 	// pass on one that answers); zero: the system chooses.
 	LocalAddr netip.Addr
+	// UTP also reaches peers over uTP (BEP 29; see peerwire.Options.UTP); nil: TCP only.
+	UTP peerwire.UTPDialer
 	// MaxConns bounds the connected peers kept at once (parked, idle or busy); 0: 2*Dials.
 	MaxConns int
 	// InfoHashV2 is the torrent's full v2 infohash (a btmh magnet), zero when unknown. When set,

@@ -67,6 +67,8 @@ type Config struct {
 
 	PeerID   [20]byte     // zero: random
 	Listener net.Listener // incoming peer connections; nil = none. Not closed by Run.
+	// UTP also reaches peers over uTP (BEP 29; see peerwire.Options.UTP); nil: TCP only.
+	UTP peerwire.UTPDialer
 
 	MaxPeers      int   // connected peers; 0 = 50
 	DownloadLimit int64 // bytes/s of piece payload; 0 = unlimited
@@ -269,7 +271,7 @@ func New(cfg Config) (*Swarm, error) {
 	// The v2 bit only under a v2 infohash: libtorrent answers it under a hybrid's v1 hash by
 	// switching the connection to the v2 one.
 	s.opts = peerwire.Options{PeerID: cfg.PeerID, ExtHandshake: ext, Timeout: dialTimeout,
-		V2: hashes.HasV2 && cfg.InfoHash == hashes.TruncatedV2()}
+		V2: hashes.HasV2 && cfg.InfoHash == hashes.TruncatedV2(), UTP: cfg.UTP}
 	if cfg.Listener != nil {
 		// Dial from the address we listen on: the peers then see (and pass on) an address
 		// that answers, and per-address limits on their side count us once.

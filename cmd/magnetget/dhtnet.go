@@ -18,6 +18,8 @@ import (
 	"github.com/magnetget/magnetget"
 	"github.com/magnetget/magnetget/dht"
 	"github.com/magnetget/magnetget/internal/maddr"
+	"github.com/magnetget/magnetget/internal/peerwire"
+	"github.com/magnetget/magnetget/internal/utp"
 )
 
 func dhtFlags() []cli.Flag {
@@ -36,6 +38,10 @@ func dhtFlags() []cli.Flag {
 type dhtSet struct {
 	*dht.Set
 	nodes []*dht.Node
+	// socks carry uTP (BEP 29) peer connections on the DHT's UDP ports, as
+	// other clients do: a node reads only what is not uTP. Closed after the
+	// nodes.
+	socks utpSockets
 	tcp   []netip.AddrPort
 	boot  []netip.AddrPort // resolved bootstrap addresses
 	log   *slog.Logger
@@ -150,10 +156,12 @@ func joinDHT(ctx context.Context, c *cli.Context, log *slog.Logger, hooks dht.Co
 		return nil, err
 	}
 	var nodes []*dht.Node
+	var socks utpSockets
 	closeNodes := func() {
 		for _, n := range nodes {
 			n.Close()
 		}
+		socks.close()
 	}
 	v4db, v6db := false, false
 	for _, a := range udp {
@@ -181,15 +189,21 @@ func joinDHT(ctx context.Context, c *cli.Context, log *slog.Logger, hooks dht.Co
 				fam = append(fam, netip.AddrPortFrom(b.Addr().Unmap(), b.Port()))
 			}
 		}
+		sock, err := utp.NewSocket(pc, utp.Config{Logger: log}) // owns pc from here
+		if err != nil {
+			pc.Close()
+			closeNodes()
+			return nil, fmt.Errorf("uTP on %v: %w", a, err)
+		}
+		socks = append(socks, sock)
 		cfg := hooks
-		cfg.Conn = pc
+		cfg.Conn = sock.PacketConn()
 		cfg.StateFile = state
 		cfg.Bootstrap = fam
 		cfg.Rate = c.Float64("dht-rate")
 		cfg.Logger = log
-		n, err := dht.New(cfg) // owns pc from here
+		n, err := dht.New(cfg)
 		if err != nil {
-			pc.Close()
 			closeNodes()
 			return nil, fmt.Errorf("DHT node on %v: %w", a, err)
 		}
@@ -203,7 +217,7 @@ func joinDHT(ctx context.Context, c *cli.Context, log *slog.Logger, hooks dht.Co
 		closeNodes()
 		return nil, err
 	}
-	s := &dhtSet{Set: set, nodes: nodes, tcp: tcp, boot: boot, log: log}
+	s := &dhtSet{Set: set, nodes: nodes, socks: socks, tcp: tcp, boot: boot, log: log}
 	if len(boot) == 0 && s.Stats().Nodes == 0 {
 		if !optional {
 			s.Close()
@@ -230,6 +244,36 @@ func (s *dhtSet) Close() {
 	if err := s.Set.Close(); err != nil {
 		s.log.Warn("closing DHT node", "err", err)
 	}
+	s.socks.close()
+}
+
+// utpSockets are the uTP sockets of the DHT's UDP ports (one per address
+// family).
+type utpSockets []*utp.Socket
+
+// DialContext dials addr over uTP from the socket of its address family.
+func (u utpSockets) DialContext(ctx context.Context, addr netip.AddrPort) (net.Conn, error) {
+	v4 := addr.Addr().Unmap().Is4()
+	for _, s := range u {
+		if s.LocalAddrPort().Addr().Unmap().Is4() == v4 {
+			return s.DialContext(ctx, addr)
+		}
+	}
+	return nil, fmt.Errorf("no uTP socket for %v", addr)
+}
+
+func (u utpSockets) close() {
+	for _, s := range u {
+		s.Close()
+	}
+}
+
+// utpDialer is the uTP dialer for peerwire, nil when there is no socket.
+func (s *dhtSet) utpDialer() peerwire.UTPDialer {
+	if len(s.socks) == 0 {
+		return nil
+	}
+	return s.socks
 }
 
 // localIP is the address our peer connections and tracker announces leave

@@ -26,6 +26,7 @@ import (
 	"github.com/magnetget/magnetget/internal/peersource"
 	"github.com/magnetget/magnetget/internal/peerwire"
 	"github.com/magnetget/magnetget/internal/trackers"
+	"github.com/magnetget/magnetget/internal/utp"
 	"github.com/magnetget/magnetget/magnet"
 	"github.com/magnetget/magnetget/metadata"
 	"github.com/magnetget/magnetget/swarm"
@@ -217,6 +218,15 @@ func joinPeerNet(ctx context.Context, c *cli.Context, log *slog.Logger, readOnly
 		set.Close()
 		return nil, nil, err
 	}
+	// Peers reach us over uTP on the DHT's UDP port, which is the TCP
+	// listener's port unless one of them was taken.
+	merged, err := utp.NewListener(ln.Listener, set.socks...)
+	if err != nil {
+		ln.Close()
+		set.Close()
+		return nil, nil, err
+	}
+	ln.Listener = merged
 	return set, ln, nil
 }
 
@@ -356,7 +366,7 @@ func getAction(c *cli.Context) (err error) {
 		early := acceptEarly(fctx, ln, t, peerID, log)
 		r, err := metadata.Fetch(fctx, t.ih, f.src.Peers(fctx),
 			metadata.Options{MaxSize: c.Int("max-metadata-size"), PeerID: peerID, Logger: log, LocalAddr: ln.localIP(), InfoHashV2: t.v2,
-				Incoming: early.conns()})
+				Incoming: early.conns(), UTP: set.utpDialer()})
 		fcancel()
 		left := early.stop()
 		stopStatus()
@@ -399,7 +409,7 @@ func getAction(c *cli.Context) (err error) {
 	src := f.src
 	sw, err := swarm.New(swarm.Config{
 		InfoHash: t.ih, Info: t.info, Dir: out, Select: sel, Sequential: c.Bool("sequential"),
-		PeerID: peerID, Listener: ln, MaxPeers: c.Int("max-peers"), DownloadLimit: down, UploadLimit: up,
+		PeerID: peerID, Listener: ln, UTP: set.utpDialer(), MaxPeers: c.Int("max-peers"), DownloadLimit: down, UploadLimit: up,
 		Seed: c.Bool("seed"), SeedRatio: c.Float64("seed-ratio"), SeedTime: c.Duration("seed-time"),
 		Force: c.Bool("force"), Logger: log, AllowDial: src.AllowDial, WebSeeds: webSeeds, PieceLayers: t.layers,
 		OnProgress: func(p swarm.Progress) {

@@ -306,7 +306,7 @@ func fetchOne(c *cli.Context, set *dhtSet, ln *peerListener, in metaIncoming, pe
 		Direct: direct, Trackers: m.Trackers, Logger: log})
 	fctx, fcancel := context.WithCancel(ctx)
 	opts := metadata.Options{MaxSize: c.Int("max-metadata-size"), PeerID: peerID, Logger: log, LocalAddr: ln.localIP(), InfoHashV2: m.InfoHashV2,
-		Incoming: conns}
+		Incoming: conns, UTP: set.utpDialer()}
 	r, err := metadata.Fetch(fctx, ih, f.src.Peers(fctx), opts)
 	fcancel()
 	remove()

@@ -125,7 +125,7 @@ func seedAction(c *cli.Context) error {
 	defer f.stop()
 	started := time.Now()
 	sw, err := swarm.New(swarm.Config{
-		InfoHash: ih, Info: mi.InfoBytes, PieceLayers: tor.PieceLayers, Dir: dataDir, PeerID: peerID, Listener: ln,
+		InfoHash: ih, Info: mi.InfoBytes, PieceLayers: tor.PieceLayers, Dir: dataDir, PeerID: peerID, Listener: ln, UTP: set.utpDialer(),
 		MaxPeers: c.Int("max-peers"), UploadLimit: up, Seed: true, ReadOnly: true, Logger: log, AllowDial: f.src.AllowDial,
 		OnProgress: func(p swarm.Progress) {
 			mu.Lock()

@@ -288,7 +288,10 @@ type SeederConfig struct {
 	Bootstrap []netip.AddrPort
 	// MinNodes: force the first announce once the table has this many
 	// nodes; 0 means 3.
-	MinNodes    int
+	MinNodes int
+	// UTPOnly makes the seeder take and make peer connections over uTP
+	// (BEP 29) only, on its UDP port (the same number as Addr's).
+	UTPOnly     bool
 	MaxLifetime time.Duration
 	Logger      *slog.Logger
 }
@@ -330,7 +333,7 @@ func StartLibtorrentSeeder(ctx context.Context, cfg SeederConfig) (*LibtorrentSe
 	var err error
 	s.p, err = startLT(context.WithoutCancel(ctx), "libtorrent seeder", "seed", map[string]any{
 		"torrent": cfg.Torrent, "dir": cfg.DataDir, "ip": cfg.IP.String(),
-		"bootstrap": addrStrings(cfg.Bootstrap), "min_nodes": cfg.MinNodes,
+		"bootstrap": addrStrings(cfg.Bootstrap), "min_nodes": cfg.MinNodes, "utp_only": cfg.UTPOnly,
 	}, cfg.MaxLifetime, cfg.Logger, s.onEvent)
 	if err != nil {
 		return nil, fmt.Errorf("libtorrent seeder: %w", err)
@@ -405,7 +408,9 @@ type DownloadConfig struct {
 	// Dir/<hex infohash>.torrent.
 	MetadataOnly bool
 	// IP to listen on; zero means DownloaderIP.
-	IP          netip.Addr
+	IP netip.Addr
+	// UTPOnly: peer connections over uTP (BEP 29) only, both ways.
+	UTPOnly     bool
 	MaxLifetime time.Duration
 	Logger      *slog.Logger
 }
@@ -460,6 +465,7 @@ func LibtorrentDownload(ctx context.Context, cfg DownloadConfig) (DownloadResult
 	p, err := startLT(ctx, "libtorrent download", "download", map[string]any{
 		"magnet": cfg.Magnet, "torrent": cfg.Torrent, "dir": cfg.Dir, "ip": cfg.IP.String(),
 		"bootstrap": addrStrings(cfg.Bootstrap), "peers": addrStrings(cfg.Peers), "metadata_only": cfg.MetadataOnly,
+		"utp_only": cfg.UTPOnly,
 	}, cfg.MaxLifetime, cfg.Logger, func(ev event) {
 		if ev.Ev == "done" {
 			mu.Lock()

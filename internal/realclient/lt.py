@@ -108,6 +108,17 @@ def settings(ip, dht):
     }
 
 
+def transport(st, cfg):
+    """utp_only: peers over uTP (BEP 29) alone, both ways, as some clients
+    behind NATs and uTorrent's defaults make it."""
+    if cfg.get("utp_only"):
+        st["enable_outgoing_tcp"] = False
+        st["enable_incoming_tcp"] = False
+        st["enable_outgoing_utp"] = True
+        st["enable_incoming_utp"] = True
+    return st
+
+
 def join(ses, addrs, timeout=10):
     """Wait for ses's DHT to run, then query every address in addrs, so the
     ones that answer land in the routing table."""
@@ -230,7 +241,7 @@ def mode_seed(cfg):
     # Unchoke rounds every second rather than 15 s, so a peer that turns
     # interested late is served at once.
     st["unchoke_interval"] = 1
-    ses = lt.session(st)
+    ses = lt.session(transport(st, cfg))
     if boot:
         join(ses, boot)
     p = add_params_from(cfg)
@@ -312,7 +323,7 @@ def mode_download(cfg):
     # enters other nodes' tables, where it would linger as a dead entry that
     # costs every later lookup a 15 s timeout.
     st["dht_read_only"] = True
-    ses = lt.session(st)
+    ses = lt.session(transport(st, cfg))
     if boot:
         join(ses, boot)
     p = add_params_from(cfg)
