@@ -38,10 +38,16 @@ type outPacket struct {
 	seq      uint16
 	payload  []byte
 	sentAt   time.Time
-	tx       int  // transmissions so far
+	tx       int    // transmissions so far
+	txOrder  uint64 // Conn.txCount at the last transmission
 	inFlight bool // counted in flight: sent, not acked, sacked or declared lost
 	sacked   bool
 	resend   bool // declared lost: send again when the window allows
+}
+
+// connStats count events on a connection, for tests and benchmarks.
+type connStats struct {
+	sent, resent, fastLost, timeouts int
 }
 
 // wire is one packet to send, its header filled in under the lock (the timestamp at sending).
@@ -92,6 +98,9 @@ type Conn struct {
 	baseDelay  [2]uint32 // minimum one-way delay samples, this and the previous minute
 	baseMinute int64
 	lastSend   time.Time
+	txCount    uint64 // transmissions so far, numbering them in order
+	rackTx     uint64 // the latest transmission among packets acknowledged (RACK)
+	stats      connStats
 
 	// Receiving.
 	ackNr       uint16 // last sequence number received in order
@@ -200,6 +209,12 @@ func (c *Conn) collectLocked(now time.Time) []wire {
 func (c *Conn) sendLocked(p *outPacket, now time.Time) wire {
 	p.resend = false
 	p.tx++
+	if p.tx > 1 {
+		c.stats.resent++
+	}
+	c.stats.sent++
+	c.txCount++
+	p.txOrder = c.txCount
 	p.sentAt = now
 	if !p.inFlight {
 		p.inFlight = true
@@ -322,6 +337,7 @@ func (c *Conn) ackedLocked(h *header, payloadLen int, now time.Time) {
 		if p.tx == 1 {
 			c.rttSampleLocked(now.Sub(p.sentAt))
 		}
+		c.rackTx = max(c.rackTx, p.txOrder)
 		if p.typ == stFin {
 			c.finAcked = true
 		}
@@ -356,6 +372,7 @@ func (c *Conn) ackedLocked(h *header, payloadLen int, now time.Time) {
 				continue
 			}
 			p.sacked = true
+			c.rackTx = max(c.rackTx, p.txOrder)
 			ackedBytes += len(p.payload)
 			if p.inFlight {
 				p.inFlight = false
@@ -363,7 +380,8 @@ func (c *Conn) ackedLocked(h *header, payloadLen int, now time.Time) {
 			}
 			p.resend = false
 		}
-		// An unacked packet with three acknowledged ones after it is lost.
+		// An unacked packet with three acknowledged ones after it is lost, unless it was sent
+		// (again) after every packet acknowledged so far: then its answer may still come.
 		later := 0
 		for i := len(c.outq) - 1; i >= 0; i-- {
 			p := c.outq[i]
@@ -371,13 +389,13 @@ func (c *Conn) ackedLocked(h *header, payloadLen int, now time.Time) {
 				later++
 				continue
 			}
-			if later >= dupAckLimit && p.inFlight {
+			if later >= dupAckLimit && p.inFlight && p.txOrder < c.rackTx {
 				c.lostLocked(p)
 				lost = true
 			}
 		}
 	}
-	if c.dupAcks >= dupAckLimit && c.outq[0].inFlight {
+	if c.dupAcks >= dupAckLimit && len(c.outq) > 0 && c.outq[0].inFlight && c.outq[0].txOrder < c.rackTx {
 		c.dupAcks = 0
 		c.lostLocked(c.outq[0])
 		lost = true
@@ -390,6 +408,7 @@ func (c *Conn) ackedLocked(h *header, payloadLen int, now time.Time) {
 // lostLocked declares p lost: it leaves the flight and is sent again; the window is cut once
 // per window of data.
 func (c *Conn) lostLocked(p *outPacket) {
+	c.stats.fastLost++
 	p.inFlight = false
 	c.flight -= len(p.payload)
 	p.resend = true
@@ -565,6 +584,7 @@ func (c *Conn) tick(now time.Time) ([]wire, bool) {
 			return nil, true
 		}
 		// Everything in flight is presumed lost; start again from one packet.
+		c.stats.timeouts++
 		for _, p := range c.outq {
 			if p.inFlight {
 				p.inFlight = false
