@@ -40,7 +40,7 @@ type outPacket struct {
 	sentAt   time.Time
 	tx       int    // transmissions so far
 	txOrder  uint64 // Conn.txCount at the last transmission
-	inFlight bool // counted in flight: sent, not acked, sacked or declared lost
+	inFlight bool   // counted in flight: sent, not acked, sacked or declared lost
 	sacked   bool
 	resend   bool // declared lost: send again when the window allows
 }
