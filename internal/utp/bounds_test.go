@@ -82,7 +82,7 @@ func newSocket(t *testing.T, ip string, cfg Config) *Socket {
 // the rest are answered with RESET, and the pending ones are dropped after IdleTimeout.
 func TestSynFloodBounded(t *testing.T) {
 	checkGoroutines(t)
-	s := newSocket(t, "127.0.0.10", Config{MaxPending: 8, IdleTimeout: 300 * time.Millisecond})
+	s := newSocket(t, "127.0.0.10", Config{MaxPending: 8, IdleTimeout: 2 * time.Second})
 	s.Listen()
 	p := newRawPeer(t, "127.0.0.11", s.Addr())
 	for i := range 100 {
