@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	crand "crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -87,4 +89,66 @@ func TestLibtorrentUTPOnlyDownloadsFromSeed(t *testing.T) {
 	if code := p.wait(t, 20*time.Second); code != 0 {
 		t.Fatalf("seed: exit %d after Ctrl-C\nstderr:\n%s", code, p.stderr.String())
 	}
+}
+
+// BenchmarkUTPFromLibtorrent: 64 MiB from a uTP-only libtorrent seeder on loopback, fetched by
+// `magnetget get` (over our uTP) and by a uTP-only libtorrent leecher, in the same run.
+//
+//	go test ./cmd/magnetget -run XXX -bench UTPFromLibtorrent -benchtime 1x
+func BenchmarkUTPFromLibtorrent(b *testing.B) {
+	rctest.Require(b, realclient.LibtorrentAvailable)
+	src := b.TempDir()
+	const size = 64 << 20
+	data := make([]byte, size)
+	crand.Read(data)
+	if err := os.WriteFile(filepath.Join(src, "big.bin"), data, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	mi, err := torrentfile.Create(context.Background(), filepath.Join(src, "big.bin"), torrentfile.Options{PieceLength: 256 << 10})
+	if err != nil {
+		b.Fatal(err)
+	}
+	tf := filepath.Join(b.TempDir(), "big.torrent")
+	f, err := os.Create(tf)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := torrentfile.Write(f, mi); err != nil {
+		b.Fatal(err)
+	}
+	f.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	seeder, err := realclient.StartLibtorrentSeeder(ctx, realclient.SeederConfig{Torrent: tf, DataDir: src, UTPOnly: true,
+		IP: netip.MustParseAddr("127.0.239.10"), MaxLifetime: 10 * time.Minute})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer seeder.Close()
+	ih := mi.HashInfoBytes()
+	b.Run("magnetget", func(b *testing.B) {
+		for i := range b.N {
+			out := b.TempDir()
+			client := fmt.Sprintf("127.0.239.%d", 20+i)
+			uri := fmt.Sprintf("magnet:?xt=urn:btih:%s&x.pe=%s", hex.EncodeToString(ih[:]), seeder.Addr())
+			start := time.Now()
+			code := run(ctx, []string{"magnetget", "get", uri, "-o", out, "--timeout", "5m", "--bootstrap-file", "/dev/null",
+				"--data-dir", b.TempDir(), "--listen", "/ip4/" + client + "/udp/0"}, io.Discard, io.Discard)
+			if code != 0 {
+				b.Fatalf("get: exit %d", code)
+			}
+			b.ReportMetric(float64(size)/(1<<20)/time.Since(start).Seconds(), "MiB/s")
+		}
+	})
+	b.Run("libtorrent", func(b *testing.B) {
+		for i := range b.N {
+			uri := fmt.Sprintf("magnet:?xt=urn:btih:%s", hex.EncodeToString(ih[:]))
+			res, err := realclient.LibtorrentDownload(ctx, realclient.DownloadConfig{Magnet: uri, Dir: b.TempDir(),
+				Peers: []netip.AddrPort{seeder.Addr()}, UTPOnly: true, IP: netip.MustParseAddr(fmt.Sprintf("127.0.239.%d", 60+i))})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(size)/(1<<20)/res.Wall.Seconds(), "MiB/s")
+		}
+	})
 }
