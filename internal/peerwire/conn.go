@@ -75,6 +75,10 @@ type UTPDialer interface {
 // UTPHeadStart is how long Dial gives TCP before it also tries uTP (Options.UTP).
 const UTPHeadStart = time.Second
 
+// UTPFallbackTimeout bounds the uTP try that follows a failed TCP dial: a uTP peer answers a
+// SYN within a round trip, while a gone one (what refused TCP usually is) never does.
+const UTPFallbackTimeout = 3 * time.Second
+
 func (o Options) timeout() time.Duration {
 	if o.Timeout <= 0 {
 		return DefaultTimeout
@@ -306,11 +310,16 @@ func (o Options) connect(ctx context.Context, addr netip.AddrPort, tr transport)
 		results <- result{nc, err, tcpTransport}
 	}()
 	pending, utpStarted := 1, false
-	startUTP := func() {
+	startUTP := func(limit time.Duration) {
 		utpStarted = true
 		pending++
 		go func() {
-			nc, err := o.UTP.DialContext(rctx, addr)
+			uctx, cancel := rctx, context.CancelFunc(func() {})
+			if limit > 0 {
+				uctx, cancel = context.WithTimeout(rctx, limit)
+			}
+			defer cancel()
+			nc, err := o.UTP.DialContext(uctx, addr)
 			results <- result{nc, err, utpTransport}
 		}()
 	}
@@ -326,7 +335,9 @@ func (o Options) connect(ctx context.Context, addr netip.AddrPort, tr transport)
 			case r.err != nil:
 				errs = append(errs, r.err)
 				if !utpStarted && win.nc == nil && ctx.Err() == nil {
-					startUTP()
+					// Most peers that refuse TCP are gone (a stale DHT entry), and a closed
+					// UDP port does not answer: the uTP try is kept short.
+					startUTP(UTPFallbackTimeout)
 				}
 			case win.nc == nil:
 				win = r
@@ -336,7 +347,7 @@ func (o Options) connect(ctx context.Context, addr netip.AddrPort, tr transport)
 			}
 		case <-head.C:
 			if !utpStarted && win.nc == nil {
-				startUTP()
+				startUTP(0)
 			}
 		}
 	}
