@@ -22,7 +22,8 @@ type Config struct {
 	// closing; 0 = 512. A SYN beyond it is answered with a RESET, a dial fails.
 	MaxConns int
 	// MaxPending bounds incoming connections not yet taken by Accept; 0 = 64. Beyond it a SYN
-	// is answered with a RESET. A pending connection not accepted within IdleTimeout is reset.
+	// is answered with a RESET. A pending connection not accepted within IdleTimeout (at most
+	// 10 s) is reset.
 	MaxPending int
 	// RecvWindow is the most a connection buffers of what it received and the application has
 	// not read, in order or not (the window it advertises); 0 = 1 MiB. A pending connection
@@ -72,6 +73,10 @@ func (c Config) withDefaults() Config {
 // pendingWindow is the receive window of a connection Accept has not taken yet: enough for any
 // handshake, little enough that MaxPending of them cost little.
 const pendingWindow = 64 << 10
+
+// maxPendingAge bounds how long an incoming connection waits for Accept: spoofed SYNs hold a
+// backlog slot no longer than this.
+const maxPendingAge = 10 * time.Second
 
 // tickInterval is the resolution of the timers: retransmission, delayed acks, idle checks.
 const tickInterval = 10 * time.Millisecond
@@ -515,7 +520,7 @@ func (s *Socket) tick(now time.Time) bool {
 	}
 	// Pending connections nobody accepted in time are dropped (reset).
 	var stale []*Conn
-	for len(s.backlog) > 0 && now.Sub(s.backlog[0].created) > s.cfg.IdleTimeout {
+	for len(s.backlog) > 0 && now.Sub(s.backlog[0].created) > min(s.cfg.IdleTimeout, maxPendingAge) {
 		stale = append(stale, s.backlog[0])
 		s.backlog[0] = nil
 		s.backlog = s.backlog[1:]
