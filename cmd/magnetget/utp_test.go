@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -138,6 +139,33 @@ func BenchmarkUTPFromLibtorrent(b *testing.B) {
 				b.Fatalf("get: exit %d", code)
 			}
 			b.ReportMetric(float64(size)/(1<<20)/time.Since(start).Seconds(), "MiB/s")
+		}
+	})
+	b.Run("libtorrent-from-magnetget-seed", func(b *testing.B) {
+		const seedIP = "127.0.239.11"
+		ln, err := net.Listen("tcp", seedIP+":0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		port := uint16(ln.Addr().(*net.TCPAddr).Port)
+		ln.Close()
+		sctx, scancel := context.WithCancel(ctx)
+		done := make(chan int, 1)
+		go func() {
+			done <- run(sctx, []string{"magnetget", "seed", "--torrent", tf, src, "--bootstrap-file", "/dev/null",
+				"--data-dir", b.TempDir(), "--listen", fmt.Sprintf("/ip4/%s/udp/%d", seedIP, port)}, io.Discard, io.Discard)
+		}()
+		defer func() { scancel(); <-done }()
+		time.Sleep(500 * time.Millisecond) // the seed's start-up (it checks nothing: --torrent over the files)
+		for i := range b.N {
+			uri := fmt.Sprintf("magnet:?xt=urn:btih:%s", hex.EncodeToString(ih[:]))
+			res, err := realclient.LibtorrentDownload(ctx, realclient.DownloadConfig{Magnet: uri, Dir: b.TempDir(),
+				Peers: []netip.AddrPort{netip.AddrPortFrom(netip.MustParseAddr(seedIP), port)}, UTPOnly: true,
+				IP: netip.MustParseAddr(fmt.Sprintf("127.0.239.%d", 100+i))})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(size)/(1<<20)/res.Wall.Seconds(), "MiB/s")
 		}
 	})
 	b.Run("libtorrent", func(b *testing.B) {

@@ -25,6 +25,7 @@ const (
 	targetDelay   = 100_000          // LEDBAT target queueing delay, microseconds
 	keepAliveIdle = 10 * time.Second // an idle connection sends an ack this often
 	dupAckLimit   = 3
+	maxBurst      = 16 // packets sent at once
 )
 
 // Addr is a uTP endpoint: an IP address and UDP port, with Network "utp".
@@ -164,7 +165,13 @@ func (c *Conn) collectLocked(now time.Time) []wire {
 		return nil
 	}
 	window := min(c.cwnd, c.peerWnd)
-	fits := func(n int) bool { return c.flight == 0 || c.flight+n <= window }
+	// At most maxBurst packets leave per call (an ack, a Write, a tick): a window that opens
+	// wide at once would otherwise overflow the receiver's socket buffer in one burst.
+	burst := 0
+	fits := func(n int) bool {
+		burst++
+		return burst <= maxBurst && (c.flight == 0 || c.flight+n <= window)
+	}
 	for _, p := range c.outq {
 		if !p.resend {
 			continue
@@ -592,6 +599,7 @@ func (c *Conn) tick(now time.Time) ([]wire, bool) {
 				p.resend = true
 			}
 		}
+		c.ssthresh = max(c.cwnd/2, 2*mss)
 		c.cwnd = mss
 		c.slowStart = true
 		c.rto = min(2*c.rto, maxRTO)

@@ -327,7 +327,8 @@ func (s *Socket) Close() error {
 // remove forgets c (its key is free again).
 func (s *Socket) remove(c *Conn) {
 	s.mu.Lock()
-	if s.conns[c.key()] == c {
+	removed := s.conns[c.key()] == c
+	if removed {
 		delete(s.conns, c.key())
 	}
 	for i, b := range s.backlog {
@@ -337,6 +338,13 @@ func (s *Socket) remove(c *Conn) {
 		}
 	}
 	s.mu.Unlock()
+	if removed && s.log.Enabled(context.Background(), slog.LevelDebug) {
+		c.mu.Lock()
+		st, err, srtt, cwnd := c.stats, c.err, c.srtt, c.cwnd
+		c.mu.Unlock()
+		s.log.Debug("utp: connection gone", "peer", c.remote, "err", err, "sent", st.sent, "resent", st.resent,
+			"fast_lost", st.fastLost, "timeouts", st.timeouts, "srtt", srtt, "cwnd", cwnd)
+	}
 }
 
 // readLoop reads the socket until it is closed: uTP packets go to their connections, the rest
