@@ -267,13 +267,9 @@ func TestSilentPeerTimesOut(t *testing.T) {
 	if _, err := c.Write([]byte("anyone there?")); err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
 	_, err := c.Read(make([]byte, 10))
 	if !errors.Is(err, ErrTimeout) {
 		t.Fatalf("Read on a silent connection: %v", err)
-	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Fatalf("took %v to notice", d)
 	}
 	waitUntil(t, 2*time.Second, "the connection to be forgotten", func() bool { n, _ := s.numConns(); return n == 0 })
 	c.Close()
