@@ -341,7 +341,7 @@ func (c *Conn) ackedLocked(h *header, payloadLen int, now time.Time) {
 			p.inFlight = false
 			c.flight -= len(p.payload)
 		}
-		if p.tx == 1 {
+		if p.tx == 1 && !p.sacked { // a sacked one was sampled when the SACK came (Karn: never a resent one)
 			c.rttSampleLocked(now.Sub(p.sentAt))
 		}
 		c.rackTx = max(c.rackTx, p.txOrder)
@@ -380,6 +380,9 @@ func (c *Conn) ackedLocked(h *header, payloadLen int, now time.Time) {
 			}
 			p.sacked = true
 			c.rackTx = max(c.rackTx, p.txOrder)
+			if p.tx == 1 {
+				c.rttSampleLocked(now.Sub(p.sentAt))
+			}
 			ackedBytes += len(p.payload)
 			if p.inFlight {
 				p.inFlight = false
