@@ -32,7 +32,8 @@
 //     a GIN index); ForEach streams through a server-side cursor.
 //
 // The schema is versioned (schema.go); migrations run on Open and a binary
-// refuses a database newer than it knows.
+// refuses a database newer than it knows. An index added to an existing
+// table is built concurrently in the background (writes go on meanwhile).
 package pgindex
 
 import (
@@ -51,6 +52,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -107,6 +109,13 @@ type Index struct {
 	wake chan struct{}
 	stop chan struct{}
 	done chan struct{}
+
+	// The background build of the indexes migrate left (schema.go):
+	// ready is set once the schema is at SchemaVersion; Close cancels and
+	// waits for the build.
+	ready       atomic.Bool
+	buildCancel context.CancelFunc
+	buildDone   chan struct{}
 }
 
 // Due times on the database's clock. A crawler's due times (first sightings,
@@ -243,7 +252,8 @@ func Open(ctx context.Context, dbURL string, o Options) (*Index, error) {
 		pool.Close()
 		return nil, fmt.Errorf("crawl index %s: %w", where, err)
 	}
-	if err := migrate(ctx, pool, where); err != nil {
+	reached, err := migrate(ctx, pool, where)
+	if err != nil {
 		pool.Close()
 		if errors.Is(err, index.ErrNewerSchema) {
 			return nil, err
@@ -259,10 +269,21 @@ func Open(ctx context.Context, dbURL string, o Options) (*Index, error) {
 		wake:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
+
+		buildCancel: func() {},
+		buildDone:   make(chan struct{}),
 	}
 	if _, err := x.clockSkew(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("crawl index %s: %w", where, err)
+	}
+	if reached == SchemaVersion {
+		x.ready.Store(true)
+		close(x.buildDone)
+	} else {
+		bctx, cancel := context.WithCancel(context.Background())
+		x.buildCancel = cancel
+		go x.finishMigrations(bctx)
 	}
 	go x.writer()
 	return x, nil
@@ -412,7 +433,9 @@ func (x *Index) writer() {
 		case <-x.stop:
 			return
 		case <-pt.C:
-			if backoff == 0 {
+			// Not before peers_seen is built: without it each batch
+			// would sort the whole peers table.
+			if backoff == 0 && x.ready.Load() {
 				x.prune()
 			}
 			continue
@@ -1141,6 +1164,10 @@ func (x *Index) Close() error {
 	x.mu.Unlock()
 	close(x.stop)
 	<-x.done
+	// An index build cut short leaves an invalid index; the next crawler
+	// to open the database rebuilds it.
+	x.buildCancel()
+	<-x.buildDone
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := x.flushAll(ctx)
