@@ -170,6 +170,13 @@ func (x *Index) migrateConcurrently(ctx context.Context) (done bool, err error) 
 		return false, err
 	}
 	defer conn.Release()
+	var v int
+	if err := conn.QueryRow(ctx, "SELECT version FROM magnetget_schema").Scan(&v); err != nil {
+		return false, err
+	}
+	if v >= SchemaVersion {
+		return true, nil // another crawler finished it
+	}
 	var got bool
 	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", int64(buildLock)).Scan(&got); err != nil {
 		return false, err
@@ -187,7 +194,6 @@ func (x *Index) migrateConcurrently(ctx context.Context) (done bool, err error) 
 		}
 	}()
 	for {
-		var v int
 		if err := conn.QueryRow(ctx, "SELECT version FROM magnetget_schema").Scan(&v); err != nil {
 			return false, err
 		}
