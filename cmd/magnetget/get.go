@@ -57,7 +57,7 @@ func getCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "get",
 		Usage:     "download a magnet link or .torrent file (the default command)",
-		ArgsUsage: "<magnet-uri | infohash | file.torrent>",
+		ArgsUsage: "<magnet-uri | infohash | file.torrent | URL of a .torrent>",
 		Flags:     getFlags(),
 		Action:    getAction,
 	}
