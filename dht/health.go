@@ -11,7 +11,7 @@ import (
 // neighbourhood, which other nodes ask it about most), the ones its replies handed out within
 // NodeGoodFor (so a node we vouch for is checked before it turns stale), and the ones its own
 // traversals stalled on. An answer makes a node good again; badAfter timeouts in a row make it
-// bad, and it is neither handed out nor queried again.
+// bad: it is never handed out, and queried again only once per hold (tracker.mayQuery).
 const (
 	healthBatch    = 32 // pings per round
 	healthInFlight = 8  // pings at once

@@ -46,7 +46,10 @@ type healthNet struct {
 	socks     []*silencer
 }
 
-func newHealthNet(t *testing.T) *healthNet {
+func newHealthNet(t *testing.T) *healthNet { t.Helper(); return newHealthNetHold(t, 0) }
+
+// newHealthNetHold is newHealthNet with our node's BadNodeHold set to hold (0: the default).
+func newHealthNetHold(t *testing.T, hold time.Duration) *healthNet {
 	t.Helper()
 	const n = 16
 	socks := make([]*silencer, n)
@@ -58,6 +61,7 @@ func newHealthNet(t *testing.T) *healthNet {
 			c.NodeGoodFor = 300 * time.Millisecond
 			c.HealthInterval = 100 * time.Millisecond
 			c.ResendDelay = 250 * time.Millisecond
+			c.BadNodeHold = hold
 		}
 	})
 	h := &healthNet{us: nodes[0], asker: nodes[1], live: nodes[1:8], dead: nodes[8:], socks: socks}
@@ -166,4 +170,80 @@ func (h *healthNet) ask2(t *testing.T, target [20]byte) []netip.AddrPort {
 		t.Fatalf("FindNode to node 1: %v", err)
 	}
 	return got
+}
+
+// waitBad waits until every silent node is bad (our node no longer lists it).
+func (h *healthNet) waitBad(t *testing.T) {
+	t.Helper()
+	isDead := func(ap netip.AddrPort) bool {
+		return slices.ContainsFunc(h.dead, func(d *dht.Node) bool { return d.Addr() == ap })
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for slices.ContainsFunc(h.us.Nodes(), isDead) {
+		if time.Now().After(deadline) {
+			t.Fatal("the silent nodes never became bad")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Issue 10 (leftover): a node that went silent long enough to turn bad and then came back (a
+// short outage, its own or ours) is queried again by our lookups once its hold is over, since
+// the other nodes keep naming it; its answer makes it good again. Before, bad was for the life
+// of the process: lookups dropped it forever.
+func TestBadNodeTriedAgainAfterHold(t *testing.T) {
+	h := newHealthNetHold(t, 500*time.Millisecond)
+	h.waitBad(t)
+	back := h.dead[0]
+	h.socks[8].silent.Store(false) // it is back
+	ctx := testCtx(t)
+	deadline := time.Now().Add(15 * time.Second) // the bound here is the 0.5 s hold
+	for !slices.Contains(h.us.Nodes(), back.Addr()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s answers again, but our lookups never queried it after its hold", back.Addr())
+		}
+		if err := h.us.Lookup(ctx, back.ID(), func(dht.PeerResult) bool { return true }); err != nil {
+			t.Fatalf("Lookup: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Good again: our replies hand it out.
+	if got := h.ask(t, back.ID()); !slices.Contains(got, back.Addr()) {
+		t.Fatalf("revived node %s is missing from our reply %v", back.Addr(), got)
+	}
+}
+
+// Issue 10 (leftover): a node that stays dead while every other node keeps naming it is tried
+// once per hold, each hold twice the last: back-to-back lookups for 2 s send it a handful of
+// queries, not one per lookup.
+func TestDeadNodeRetriesBounded(t *testing.T) {
+	const hold = 200 * time.Millisecond
+	h := newHealthNetHold(t, hold)
+	h.waitBad(t)
+	before := make([]int64, len(h.dead))
+	for i := range h.dead {
+		before[i] = h.socks[8+i].got.Load()
+	}
+	ctx := testCtx(t)
+	lookups := 0
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); lookups++ {
+		d := h.dead[lookups%2] // the live nodes name both in every answer about them
+		if err := h.us.Lookup(ctx, d.ID(), func(dht.PeerResult) bool { return true }); err != nil {
+			t.Fatalf("Lookup: %v", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Holds of 0.2, 0.4, 0.8, 1.6 s: any 2.5 s after turning bad hold at most 3 tries, each a
+	// query sent at most twice. Allow one more try for a query in flight when it turned bad.
+	const maxDatagrams = 2 * (3 + 1)
+	for i := range h.dead {
+		got := h.socks[8+i].got.Load() - before[i]
+		t.Logf("dead node %d: %d datagrams over %d lookups", i, got, lookups)
+		if got > maxDatagrams {
+			t.Errorf("dead node %d got %d datagrams in 2 s of lookups (%d), want at most %d", i, got, lookups, maxDatagrams)
+		}
+		if i < 2 && got == 0 {
+			t.Errorf("dead node %d, named in every lookup, was never tried again after its %v hold", i, hold)
+		}
+	}
 }

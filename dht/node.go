@@ -99,6 +99,10 @@ type Config struct {
 	// out and those our lookups stalled on are pinged (at most healthBatch a round, healthInFlight
 	// at once, within Rate); 0 = 30 s.
 	HealthInterval time.Duration
+	// BadNodeHold is how long a node that left 3 queries of ours in a row unanswered (bad) is
+	// left alone before one query of ours may try it again; each failed try doubles it, up to
+	// 8 times. 0 = 20 min. Tests shorten it.
+	BadNodeHold time.Duration
 }
 
 // PeerResult is one peer found by Lookup, with the node that reported it.
@@ -287,7 +291,7 @@ func New(cfg Config) (*Node, error) {
 	n.sources = newSourceLimiter(cfg.SourceRate)
 	n.tokens = newTokens()
 	n.peers = newPeerStore(cfg.PeerTTL, cfg.MaxPeersPerInfohash, cfg.MaxPeers, cfg.MaxInfohashesPerIP)
-	n.nodes = newTracker(4*SavedNodes, cfg.NodeGoodFor)
+	n.nodes = newTracker(4*SavedNodes, cfg.NodeGoodFor, cfg.BadNodeHold)
 	n.nodes.seed(n.saved)
 	if cfg.OnAnnounce != nil || cfg.OnGetPeers != nil {
 		n.events = make(chan event, 1024)
@@ -467,8 +471,12 @@ func (n *Node) AddNode(addr netip.AddrPort) {
 	}()
 }
 
-// ping queries addr once (with one resend); an answer adds it to the table and the tracker.
+// ping queries addr once (with one resend); an answer adds it to the table and the tracker. A
+// bad node is pinged only when its hold is over (tracker.mayQuery).
 func (n *Node) ping(addr netip.AddrPort) {
+	if !n.nodes.mayQuery(addr) {
+		return
+	}
 	ctx, cancel := context.WithTimeout(n.ctx, 2*n.cfg.ResendDelay+time.Second)
 	defer cancel()
 	res := n.srv.Query(ctx, anadht.NewAddr(net.UDPAddrFromAddrPort(addr)), "ping", anadht.QueryInput{NumTries: 2})

@@ -231,12 +231,17 @@ func (n *Node) walk(ctx context.Context, target [20]byte, alpha, k int, q travQu
 		alpha:   alpha,
 		soft:    n.softTimeout(),
 		maxSlow: 4 * alpha,
-		query:   q,
-		want:    want,
+		query: func(ctx context.Context, ap netip.AddrPort) travReply {
+			if !n.nodes.mayQuery(ap) {
+				return travReply{} // a bad node that another lookup just tried
+			}
+			return q(ctx, ap)
+		},
+		want: want,
 		keep: func(ap netip.AddrPort) bool {
 			ap = normAddrPort(ap)
 			return ap != self && ap.Port() != 0 && ap.Addr().Is4() != v6 && !ap.Addr().IsUnspecified() &&
-				!n.nodes.isBad(ap) // other nodes still hand out nodes we found dead
+				!n.nodes.shunned(ap) // other nodes still hand out nodes we found dead
 		},
 		more: func(responded int) []travNode {
 			more, _ := n.seeds(target)
@@ -278,7 +283,7 @@ func (n *Node) seeds(target [20]byte) (out []travNode, answered int) {
 	good := n.srv.Stats().GoodNodes
 	v6 := n.isV6()
 	tracked := n.nodes.closest(target, seedClosest, func(ap netip.AddrPort) bool { return ap.Addr().Is4() != v6 })
-	return mergeSeeds(table, good, tracked, n.nodes.isBad)
+	return mergeSeeds(table, good, tracked, n.nodes.shunned)
 }
 
 // mergeSeeds joins a snapshot of the library's table, its count of good nodes and the tracked

@@ -23,13 +23,31 @@ import (
 //   - bad: it left badAfter queries of ours in a row unanswered (each query sent twice).
 //
 // Replies hand out good nodes, questionable ones only when fewer than k good ones are near the
-// target, bad ones never; traversals never query a node known to be bad. An answer makes any
-// node good again. A query from a node proves nothing (its source can be spoofed), so it never
-// revives a node that failed us: it earns a verification ping instead (inbound.go).
+// target, bad ones never. An answer makes any node good again. A query from a node proves
+// nothing (its source can be spoofed), so it never revives a node that failed us: it earns a
+// verification ping instead (inbound.go).
+//
+// Bad is not forever. A node that missed three queries during a short outage (ours or its own)
+// is still named by every other node, and shunning it for the life of the process would cost us
+// a good node for nothing. So a bad node is held for badHold (20 min): meanwhile nothing of ours
+// queries it (traversals drop it when others name it, pings skip it). Once the hold is over the
+// next query of ours that wants it (a traversal it is named in, a verification ping, AddNode)
+// may try it once, and that try starts the next hold at once, twice as long, up to
+// 2^maxHoldShift times badHold (2 h 40 min): concurrent lookups never send it a second try, and
+// an address that stays dead gets at most about one query an hour on average. An answer ends it
+// all. libtorrent gets the same effect by forgetting a node after dht_max_fail_count timeouts
+// (a node others name again is queried again, with no memory); we keep the memory so that on the
+// Mainline DHT, where half the nodes handed out are gone, each dead node costs us a query per
+// hold rather than one per lookup. The memory is bounded by the tracker's size (bad nodes are
+// the first dropped when it fills), and only an answer to our own query ever adds a node.
 const (
 	DefaultNodeGoodFor = 15 * time.Minute
+	// DefaultBadNodeHold is how long a bad node is left alone before one query may try it again.
+	DefaultBadNodeHold = 20 * time.Minute
 	// badAfter is how many of our queries in a row a node may leave unanswered before it is bad.
 	badAfter = 3
+	// maxHoldShift caps the doubling of the hold after each failed retry.
+	maxHoldShift = 3
 )
 
 type health uint8
@@ -46,6 +64,8 @@ type tnode struct {
 	fails    int       // our queries it left unanswered (timed out) since its last answer
 	stalled  bool      // a traversal gave up on its query after the soft timeout
 	servedAt time.Time // when one of our replies last handed it out
+	badUntil time.Time // while bad: when its hold ends and one query may try it again
+	retries  int       // tries since it turned bad (each doubles the next hold)
 }
 
 // tracker remembers when remote nodes last answered us and last queried us, and how they fail.
@@ -55,6 +75,7 @@ type tnode struct {
 type tracker struct {
 	max     int
 	goodFor time.Duration
+	badHold time.Duration
 	now     func() time.Time
 
 	mu      sync.Mutex // guards the fields below
@@ -64,11 +85,14 @@ type tracker struct {
 	builtAt time.Time
 }
 
-func newTracker(max int, goodFor time.Duration) *tracker {
+func newTracker(max int, goodFor, badHold time.Duration) *tracker {
 	if goodFor <= 0 {
 		goodFor = DefaultNodeGoodFor
 	}
-	return &tracker{max: max, goodFor: goodFor, now: time.Now, nodes: make(map[netip.AddrPort]*tnode)}
+	if badHold <= 0 {
+		badHold = DefaultBadNodeHold
+	}
+	return &tracker{max: max, goodFor: goodFor, badHold: badHold, now: time.Now, nodes: make(map[netip.AddrPort]*tnode)}
 }
 
 func (t *tracker) healthLocked(n *tnode, now time.Time) health {
@@ -88,20 +112,56 @@ func (t *tracker) responded(addr netip.AddrPort, id [20]byte, now time.Time) {
 	t.update(addr, id, func(n *tnode) {
 		n.LastResponse = now
 		n.fails, n.stalled = 0, false
+		n.badUntil, n.retries = time.Time{}, 0
 	})
 }
 
-// failed records a query of ours that addr left unanswered until it timed out.
+// failed records a query of ours that addr left unanswered until it timed out. The one that
+// makes it bad starts its first hold; later ones change nothing (a retry set its own hold).
 func (t *tracker) failed(addr netip.AddrPort) {
 	addr = normAddrPort(addr)
+	now := t.now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if n := t.nodes[addr]; n != nil {
 		n.fails++
 		if n.fails == badAfter {
 			t.dirty = true // leaves the sorted snapshot
+			n.badUntil, n.retries = now.Add(t.badHold), 0
 		}
 	}
+}
+
+// shunned reports whether addr is bad and held: no query of ours may go to it, so a traversal
+// drops it when others name it.
+func (t *tracker) shunned(addr netip.AddrPort) bool {
+	addr = normAddrPort(addr)
+	now := t.now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := t.nodes[addr]
+	return n != nil && n.fails >= badAfter && now.Before(n.badUntil)
+}
+
+// mayQuery is asked right before a query of ours goes to addr. It refuses a held bad node; a bad
+// node whose hold is over gets this one query, which starts its next, longer hold (so the
+// lookups running beside do not try it too, and a query cut short still counts). An answer
+// (responded) ends the hold; a timeout leaves the node bad until the new hold ends.
+func (t *tracker) mayQuery(addr netip.AddrPort) bool {
+	addr = normAddrPort(addr)
+	now := t.now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := t.nodes[addr]
+	if n == nil || n.fails < badAfter {
+		return true
+	}
+	if now.Before(n.badUntil) {
+		return false
+	}
+	n.retries++
+	n.badUntil = now.Add(t.badHold << min(n.retries, maxHoldShift))
+	return true
 }
 
 // stalled records that a traversal stopped waiting for addr's answer after the soft timeout:
@@ -116,7 +176,8 @@ func (t *tracker) stall(addr netip.AddrPort) {
 	}
 }
 
-// isBad reports whether addr is known to be bad.
+// isBad reports whether addr is known to be bad, held or not: such a node is neither handed out
+// nor saved until it answers again.
 func (t *tracker) isBad(addr netip.AddrPort) bool {
 	addr = normAddrPort(addr)
 	t.mu.Lock()

@@ -14,7 +14,7 @@ import (
 // closest (prefix range over an id-sorted snapshot) agrees with sorting every node by distance.
 func TestTrackerClosestMatchesFullSort(t *testing.T) {
 	for _, size := range []int{0, 3, 8, 50, 2000} {
-		tr := newTracker(10000, 0)
+		tr := newTracker(10000, 0, 0)
 		var all []*tnode
 		now := time.Now()
 		for i := range size {
@@ -52,7 +52,7 @@ func TestTrackerClosestMatchesFullSort(t *testing.T) {
 // one that failed us.
 func TestTrackerHealth(t *testing.T) {
 	clock := time.Unix(1_000_000, 0)
-	tr := newTracker(100, 15*time.Minute)
+	tr := newTracker(100, 15*time.Minute, 0)
 	tr.now = func() time.Time { return clock }
 	all := func(netip.AddrPort) bool { return true }
 	var target [20]byte
@@ -119,5 +119,71 @@ func TestTrackerHealth(t *testing.T) {
 	ping := tr.toPing(id(200), 2, 10, func(netip.AddrPort) bool { return false })
 	if !slices.Contains(ping, addr(12)) || slices.Contains(ping, addr(2)) {
 		t.Fatalf("toPing = %v, want the stalled node 12 and no bad node", ping)
+	}
+}
+
+// A bad node is held: no query of ours until the hold ends, then one try, which starts the next
+// hold at once (twice as long, at most 8 times the first); an answer ends it. 24 hours of a
+// dead address named without pause cost us one query per hold, about a dozen in all.
+func TestTrackerBadNodeHold(t *testing.T) {
+	clock := time.Unix(1_000_000, 0)
+	const hold = 20 * time.Minute
+	tr := newTracker(100, 15*time.Minute, hold)
+	tr.now = func() time.Time { return clock }
+	a := netip.MustParseAddrPort("10.0.0.1:1")
+	tr.responded(a, [20]byte{1}, clock)
+	for range badAfter {
+		if !tr.mayQuery(a) {
+			t.Fatal("a node that is not bad may not be queried")
+		}
+		tr.failed(a)
+	}
+	if !tr.isBad(a) || !tr.shunned(a) || tr.mayQuery(a) {
+		t.Fatal("a node that just turned bad is not held")
+	}
+	clock = clock.Add(hold)
+	if tr.shunned(a) || !tr.mayQuery(a) {
+		t.Fatal("after its hold a bad node may not be tried")
+	}
+	if tr.mayQuery(a) || !tr.shunned(a) || !tr.isBad(a) {
+		t.Fatal("a bad node was tried twice in a row (a second lookup beside the first)")
+	}
+	tr.failed(a)
+	// Count the tries over 24 hours of asking every minute.
+	tries := 1
+	var gaps []time.Duration
+	last := clock
+	for range 24 * 60 {
+		clock = clock.Add(time.Minute)
+		if tr.mayQuery(a) {
+			tries++
+			gaps = append(gaps, clock.Sub(last))
+			last = clock
+			tr.failed(a)
+		}
+	}
+	want := []time.Duration{2 * hold, 4 * hold, 8 * hold, 8 * hold}
+	if len(gaps) < len(want) || !slices.Equal(gaps[:len(want)], want) {
+		t.Fatalf("gaps between tries %v, want %v then %v", gaps, want, 8*hold)
+	}
+	if tries > 12 {
+		t.Fatalf("%d tries of a dead node in 24 h", tries)
+	}
+	// An answer ends the hold: good again, queried freely.
+	tr.responded(a, [20]byte{1}, clock)
+	if tr.isBad(a) || tr.shunned(a) || !tr.mayQuery(a) || !tr.mayQuery(a) {
+		t.Fatal("an answer did not end the hold")
+	}
+	// It takes badAfter new timeouts to be bad again, with the first hold again.
+	for range badAfter {
+		tr.failed(a)
+	}
+	clock = clock.Add(hold - time.Second)
+	if tr.mayQuery(a) {
+		t.Fatal("a node bad again was tried before its first hold ended")
+	}
+	clock = clock.Add(time.Second)
+	if !tr.mayQuery(a) {
+		t.Fatal("a node bad again is held longer than the first hold")
 	}
 }

@@ -3,7 +3,8 @@
 // A magnet names a torrent by its infohash: xt=urn:btih:<SHA-1> for v1, xt=urn:btmh:1220<SHA-256>
 // (a sha2-256 multihash) for v2, or both for a hybrid torrent, one info dict with two hashes. It may carry
 // hints: a display name (dn), trackers (tr), peer addresses (x.pe), web seeds
-// (ws), the total length (xl) and a file selection (so, BEP 53). Parse is
+// (ws), where to download the .torrent itself (xs, an http or https URL), the
+// total length (xl) and a file selection (so, BEP 53). Parse is
 // lenient where real magnets are sloppy (any case, repeated or indexed
 // parameters such as tr.1, unknown parameters) and strict where a mistake
 // would silently fetch the wrong thing (a malformed or conflicting infohash,
@@ -43,9 +44,14 @@ type Magnet struct {
 	Trackers   []string // tr, in order, deduplicated
 	Peers      []string // x.pe normalised to "host:port" (multiaddr forms converted); IPv6 as "[::1]:6881"
 	WebSeeds   []string // ws, in order, deduplicated
+	Sources    []string // xs ("exact source"): http(s) URLs of the .torrent, in order, deduplicated; others dropped
 	Select     []Range  // so (BEP 53): file indexes, sorted, overlapping and adjacent ranges merged
 	Length     int64    // xl, 0 if absent
 }
+
+// maxSources bounds Magnet.Sources: each is an HTTP fetch, and a real magnet
+// names one or two.
+const maxSources = 8
 
 // Range is an inclusive range of file indexes.
 type Range struct{ First, Last int }
@@ -95,6 +101,7 @@ func Parse(uri string) (*Magnet, error) {
 		seenPeer = map[string]bool{}
 		seenTr   = map[string]bool{}
 		seenWs   = map[string]bool{}
+		seenXs   = map[string]bool{}
 		haveXl   bool
 	)
 	for _, param := range strings.Split(query, "&") {
@@ -173,6 +180,18 @@ func Parse(uri string) (*Magnet, error) {
 				seenWs[val] = true
 				m.WebSeeds = append(m.WebSeeds, val)
 			}
+		case "xs":
+			val, err := unescape("xs", rawVal)
+			if err != nil {
+				return nil, err
+			}
+			// Only a URL we can fetch the .torrent from: xs also carries urn:btpk
+			// (BEP 46) and urn:sha1 names, which say nothing we could use.
+			if u, err := url.Parse(val); err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" &&
+				!seenXs[val] && len(m.Sources) < maxSources {
+				seenXs[val] = true
+				m.Sources = append(m.Sources, val)
+			}
 		case "x.pe":
 			val, err := unescape("x.pe", rawVal)
 			if err != nil {
@@ -226,7 +245,7 @@ func Parse(uri string) (*Magnet, error) {
 // base name. Names it does not know come back unchanged and are ignored.
 func paramName(key string) string {
 	switch key {
-	case "xt", "dn", "tr", "ws", "x.pe", "so", "xl":
+	case "xt", "dn", "tr", "ws", "xs", "x.pe", "so", "xl":
 		return key
 	}
 	i := strings.LastIndexByte(key, '.')
@@ -239,7 +258,7 @@ func paramName(key string) string {
 		}
 	}
 	switch base := key[:i]; base {
-	case "xt", "dn", "tr", "ws", "x.pe", "so", "xl":
+	case "xt", "dn", "tr", "ws", "xs", "x.pe", "so", "xl":
 		return base
 	}
 	return key
@@ -402,6 +421,9 @@ func (m *Magnet) String() string {
 	}
 	for _, w := range m.WebSeeds {
 		add("ws", w)
+	}
+	for _, x := range m.Sources {
+		add("xs", x)
 	}
 	for _, p := range m.Peers {
 		add("x.pe", p)

@@ -3,6 +3,7 @@ package magnet
 import (
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"reflect"
 	"runtime"
 	"strings"
@@ -44,6 +45,7 @@ var realWorld = []struct {
 				"wss://tracker.btorrent.xyz", "wss://tracker.fastcast.nz", "wss://tracker.openwebtorrent.com",
 			},
 			WebSeeds: []string{"https://webtorrent.io/torrents/"},
+			Sources:  []string{"https://webtorrent.io/torrents/big-buck-bunny.torrent"},
 		},
 	},
 	{
@@ -236,6 +238,7 @@ func TestString(t *testing.T) {
 		Name:     "a b&c+d/é",
 		Trackers: []string{"udp://t.example:1337/announce?k=1&x=2"},
 		WebSeeds: []string{"https://w.example/f/"},
+		Sources:  []string{"http://w.example/a.torrent?k=1"},
 		Peers:    []string{"[::1]:6881", "127.0.0.1:1"},
 		Select:   []Range{{0, 0}, {3, 5}},
 		Length:   42,
@@ -244,6 +247,7 @@ func TestString(t *testing.T) {
 		"&dn=a%20b%26c%2Bd/%C3%A9&xl=42" +
 		"&tr=udp://t.example:1337/announce%3Fk%3D1%26x%3D2" +
 		"&ws=https://w.example/f/" +
+		"&xs=http://w.example/a.torrent%3Fk%3D1" +
 		"&x.pe=%5B::1%5D:6881&x.pe=127.0.0.1:1&so=0,3-5"
 	if got := m.String(); got != want {
 		t.Fatalf("String:\n got %s\nwant %s", got, want)
@@ -461,5 +465,27 @@ func BenchmarkParse(b *testing.B) {
 		if _, err := Parse(uri); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// xs: only http(s) URLs are kept (an xs may name a BEP 46 key or a file hash, which we cannot
+// fetch), in order, once each, indexed forms too, and at most maxSources of them.
+func TestParseExactSources(t *testing.T) {
+	q := "magnet:?xt=urn:btih:dd8255ecdc7ca55fb0bbf81323d87062db1f6d1c" +
+		"&xs=urn:btpk:" + strings.Repeat("ab", 32) + "&xs=ftp://f.example/a.torrent&xs=http:/nohost" +
+		"&xs.1=https%3A%2F%2Fa.example%2Fa.torrent&xs=https://a.example/a.torrent&xs.2=http://b.example/b.torrent"
+	for i := range 20 {
+		q += fmt.Sprintf("&xs=http://c.example/%d.torrent", i)
+	}
+	m, err := Parse(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"https://a.example/a.torrent", "http://b.example/b.torrent"}
+	for i := range maxSources - 2 {
+		want = append(want, fmt.Sprintf("http://c.example/%d.torrent", i))
+	}
+	if !reflect.DeepEqual(m.Sources, want) {
+		t.Fatalf("Sources = %q, want %q", m.Sources, want)
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/magnetget/magnetget/internal/peerwire"
+	"github.com/magnetget/magnetget/internal/torrenturl"
+	"github.com/magnetget/magnetget/torrentfile"
 )
 
 const (
@@ -85,6 +87,10 @@ func Fetch(ctx context.Context, ih [20]byte, peers <-chan netip.AddrPort, o Opti
 		seen:    map[netip.AddrPort]bool{},
 		spares:  map[*worker]struct{}{},
 	}
+	for _, u := range o.Sources[:min(len(o.Sources), maxSources)] {
+		f.sources++
+		f.wg.Go(func() { f.fetchSource(wctx, u) })
+	}
 	res, err := f.loop(ctx, peers)
 	cancel()
 	f.wg.Wait()
@@ -144,6 +150,7 @@ const (
 	evPieces               // batch done; pieces and rejected set
 	evFail                 // worker gave up; err set, pieces may hold what arrived first
 	evSpare                // an incoming peer without ut_metadata, kept for the swarm; conn and err set
+	evSource               // a .torrent from Options.Sources; source and err set (w is nil)
 )
 
 type event struct {
@@ -154,6 +161,7 @@ type event struct {
 	pieces   []piece
 	rejected []int
 	err      error
+	source   *torrentfile.Torrent
 }
 
 type piece struct {
@@ -191,6 +199,7 @@ type fetcher struct {
 	tried    int
 	lastErrs []error
 	att      *attempt
+	sources  int // Options.Sources still being fetched
 }
 
 func (f *fetcher) loop(ctx context.Context, peers <-chan netip.AddrPort) (Result, error) {
@@ -203,7 +212,7 @@ func (f *fetcher) loop(ctx context.Context, peers <-chan netip.AddrPort) (Result
 			timer.Reset(time.Until(at))
 			wake = timer.C
 		}
-		if peers == nil && len(f.workers) == 0 {
+		if peers == nil && len(f.workers) == 0 && f.sources == 0 {
 			return Result{}, f.noPeers()
 		}
 		var in <-chan netip.AddrPort
@@ -235,6 +244,12 @@ func (f *fetcher) loop(ctx context.Context, peers <-chan netip.AddrPort) (Result
 			}
 			f.start(c.RemoteAddr(), c)
 		case e := <-f.events:
+			if e.kind == evSource {
+				if info := f.fromSource(e); info != nil {
+					return Result{Info: info, Hashes: f.hashes, Torrent: e.source}, nil
+				}
+				continue
+			}
 			if info := f.handle(e); info != nil {
 				return Result{Info: info, Hashes: f.hashes}, nil
 			}
@@ -608,6 +623,43 @@ func (f *fetcher) keep(size int) []*peerwire.Conn {
 		conns = append(conns, w.conn)
 	}
 	return conns
+}
+
+// maxSources bounds the Options.Sources fetched: each is an HTTP download.
+const maxSources = 8
+
+// fetchSource downloads and parses the .torrent at u (Options.Sources) and hands it to the
+// coordinator.
+func (f *fetcher) fetchSource(ctx context.Context, u string) {
+	e := event{kind: evSource}
+	data, err := torrenturl.Get(ctx, u, 2*f.o.MaxSize+1<<20)
+	if err != nil {
+		e.err = fmt.Errorf("metadata: xs: %w", err) // names the URL, redacted
+	} else if e.source, err = torrentfile.ParseTorrent(data); err != nil {
+		e.err = fmt.Errorf("metadata: xs %s: %w", torrenturl.Redact(u), err)
+	} else if n := len(e.source.Meta.InfoBytes); n > f.o.MaxSize {
+		e.source, e.err = nil, fmt.Errorf("metadata: xs %s: %w: info dict of %d bytes, at most %d", torrenturl.Redact(u), ErrTooLarge, n, f.o.MaxSize)
+	}
+	f.send(ctx, e)
+}
+
+// fromSource takes a .torrent from Options.Sources: its info dict when it is the one asked for,
+// nil otherwise.
+func (f *fetcher) fromSource(e event) []byte {
+	f.sources--
+	if e.err == nil {
+		info := e.source.Meta.InfoBytes
+		h, err := Identify(info, f.ih, f.v2)
+		if err == nil {
+			f.hashes = h
+			f.log.Debug("metadata from an exact source (xs)", "size", len(info))
+			return info
+		}
+		e.err = fmt.Errorf("metadata: xs: the .torrent is another torrent's: %w", err)
+	}
+	f.log.Info("exact source (xs) gave no metadata", "err", e.err)
+	f.noteErr(e.err)
+	return nil
 }
 
 // send delivers an event unless the fetch is over.

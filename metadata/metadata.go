@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/magnetget/magnetget/internal/peerwire"
+	"github.com/magnetget/magnetget/torrentfile"
 )
 
 var (
@@ -83,6 +84,11 @@ type Options struct {
 	// only while it has room for more connections; one it did not read stays the caller's.
 	// It does not keep Fetch alive: with peers closed and nobody connected, Fetch fails.
 	Incoming <-chan *peerwire.Conn
+	// Sources are http(s) URLs of the torrent's .torrent file (a magnet's xs=), fetched beside
+	// the peers (torrenturl.Get, at most 2*MaxSize+1 MiB each): one whose info dict is the one
+	// asked for (Identify) ends Fetch as a verified copy from peers does; one that is not is
+	// logged and ignored. At most 8 are fetched.
+	Sources []string
 }
 
 func (o Options) v2() *[32]byte {
@@ -99,6 +105,10 @@ type Result struct {
 	// matched the one asked for (Hashes.SwarmHash, the hash Conns speak).
 	Hashes Hashes
 	Conns  []*peerwire.Conn // still open, deadline cleared, ready for the swarm; owned by the caller
+	// Torrent is the .torrent Info came from (Options.Sources), validated by
+	// torrentfile.ParseTorrent (its piece layers checked against their roots); nil when Info
+	// came from peers.
+	Torrent *torrentfile.Torrent
 }
 
 // LocalExtHandshake is the BEP 10 handshake Fetch advertises; size is our metadata_size (0 while

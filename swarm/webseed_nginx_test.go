@@ -3,8 +3,6 @@ package swarm
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -13,112 +11,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/magnetget/magnetget/internal/realclient/rctest"
 )
-
-// startNginx serves root with Debian's nginx, a child process on 127.0.0.1 with a generated
-// config (no daemon, no master, everything it writes in a temp dir), and returns its base URL.
-// Without nginx the test is skipped, except under CI=true, where .ci/run installs it.
-func startNginx(tb testing.TB, root string) string {
-	tb.Helper()
-	return startNginxConf(tb, root, "")
-}
-
-// startNginxConf is startNginx with extra directives for the location (e.g. "limit_rate 8m;").
-func startNginxConf(tb testing.TB, root, extra string) string {
-	tb.Helper()
-	bin, err := exec.LookPath("nginx")
-	if err != nil {
-		bin = "/usr/sbin/nginx"
-		if _, err := os.Stat(bin); err != nil {
-			if os.Getenv("CI") != "" {
-				tb.Fatal("nginx is not installed (apt-get install nginx-light); CI must run this test")
-			}
-			tb.Skip("nginx not installed (apt-get install nginx-light); skipping the test against a real HTTP server")
-		}
-	}
-	tmp := tb.TempDir()
-	var lastErr error
-	for range 5 { // the free port found may be taken before nginx binds it
-		port, err := freePort()
-		if err != nil {
-			tb.Fatal(err)
-		}
-		conf := filepath.Join(tmp, "nginx.conf")
-		// master_process off: one process, which runs as us (root in CI) and so reads root
-		// whatever its permissions; no user directive needed.
-		text := fmt.Sprintf(`daemon off;
-master_process off;
-worker_processes 1;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log warn;
-events { worker_connections 256; }
-http {
-	access_log off;
-	client_body_temp_path %[1]s/body;
-	proxy_temp_path %[1]s/proxy;
-	fastcgi_temp_path %[1]s/fastcgi;
-	uwsgi_temp_path %[1]s/uwsgi;
-	scgi_temp_path %[1]s/scgi;
-	default_type application/octet-stream;
-	sendfile on;
-	tcp_nopush on;
-	keepalive_requests 100000;
-	server {
-		listen 127.0.0.1:%[2]d;
-		root %[3]s;
-		location / { %[4]s }
-	}
-}
-`, tmp, port, root, extra)
-		if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
-			tb.Fatal(err)
-		}
-		cmd := exec.Command(bin, "-p", tmp, "-e", filepath.Join(tmp, "error.log"), "-c", conf)
-		if err := cmd.Start(); err != nil {
-			tb.Fatal(err)
-		}
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		deadline := time.Now().Add(10 * time.Second)
-		for time.Now().Before(deadline) {
-			select {
-			case err := <-exited:
-				log, _ := os.ReadFile(filepath.Join(tmp, "error.log"))
-				lastErr = fmt.Errorf("nginx exited: %v: %s", err, log)
-			default:
-			}
-			if lastErr != nil {
-				break
-			}
-			if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-				c.Close()
-				tb.Cleanup(func() {
-					_ = cmd.Process.Kill()
-					<-exited
-				})
-				return "http://" + addr + "/"
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		if lastErr == nil {
-			_ = cmd.Process.Kill()
-			<-exited
-			lastErr = fmt.Errorf("nginx did not listen on %s", addr)
-		}
-	}
-	tb.Fatal(lastErr)
-	return ""
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
 
 // TestWebSeedNginx downloads multi- and single-file torrents from nginx alone.
 func TestWebSeedNginx(t *testing.T) {
@@ -127,7 +22,7 @@ func TestWebSeedNginx(t *testing.T) {
 	root := t.TempDir()
 	multi.writeFiles(t, root)
 	single.writeFiles(t, root)
-	url := startNginx(t, root)
+	url := rctest.Nginx(t, root)
 	_, p := downloadWeb(t, multi, []string{url})
 	if p.WebSeedDown != multi.total() {
 		t.Errorf("%d bytes from nginx, want %d", p.WebSeedDown, multi.total())
@@ -148,7 +43,7 @@ func BenchmarkWebSeed(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { os.RemoveAll(d.dir) })
-	url := startNginx(b, d.dir) + "big.bin"
+	url := rctest.Nginx(b, d.dir) + "big.bin"
 	peer, stop := startSeederProcess(b, d, "127.0.1.9")
 	b.Cleanup(stop)
 	out := func(b *testing.B) string {
@@ -193,7 +88,7 @@ func BenchmarkWebSeed(b *testing.B) {
 		limitedPeer netip.AddrPort
 	)
 	startLimited := func() {
-		limitedURL = startNginxConf(b, d.dir, "limit_rate 8m;") + "big.bin"
+		limitedURL = rctest.NginxConf(b, d.dir, "limit_rate 8m;") + "big.bin"
 		limitedPeer = startSeedingSwarm(b, Config{InfoHash: d.ih, Info: d.info, Dir: d.dir, ReadOnly: true, Seed: true,
 			UploadLimit: 32 << 20, Listener: listen(b, "127.0.1.10")})
 	}

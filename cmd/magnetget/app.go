@@ -78,7 +78,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 	app := &cli.App{
 		Name:                   "magnetget",
 		Usage:                  "download and share BitTorrent content from magnet links, with no central server",
-		UsageText:              "magnetget [command] [options] <magnet-uri | file.torrent>",
+		UsageText:              "magnetget [command] [options] <magnet-uri | file.torrent | URL of a .torrent>",
 		Version:                version(),
 		Writer:                 stdout,
 		ErrWriter:              stderr,

@@ -25,6 +25,7 @@ import (
 	"github.com/magnetget/magnetget/dht"
 	"github.com/magnetget/magnetget/internal/peersource"
 	"github.com/magnetget/magnetget/internal/peerwire"
+	"github.com/magnetget/magnetget/internal/torrenturl"
 	"github.com/magnetget/magnetget/internal/trackers"
 	"github.com/magnetget/magnetget/internal/utp"
 	"github.com/magnetget/magnetget/magnet"
@@ -57,7 +58,7 @@ func getCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "get",
 		Usage:     "download a magnet link or .torrent file (the default command)",
-		ArgsUsage: "<magnet-uri | infohash | file.torrent>",
+		ArgsUsage: "<magnet-uri | infohash | file.torrent | URL of a .torrent>",
 		Flags:     getFlags(),
 		Action:    getAction,
 	}
@@ -99,27 +100,31 @@ type target struct {
 	trackers []string
 	peers    []string
 	webSeeds []string // BEP 19: the .torrent's url-list, the magnet's ws=
+	sources  []string // the magnet's xs=: URLs of the .torrent, tried beside the peers for the metadata
 	selected []magnet.Range
 }
 
-func loadTarget(arg string) (*target, error) {
+// loadTarget reads what the user named: a .torrent file, the URL of one (downloaded now, at
+// most maxSize*2 + 1 MiB), a magnet or an infohash.
+func loadTarget(ctx context.Context, arg string, maxSize int) (*target, error) {
+	if torrenturl.IsURL(arg) {
+		data, err := torrenturl.Get(ctx, arg, 2*maxSize+1<<20)
+		if err != nil {
+			return nil, err
+		}
+		tor, err := torrentfile.ParseTorrent(data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", torrenturl.Redact(arg), err)
+		}
+		return torrentTarget(tor), nil
+	}
 	if !strings.HasPrefix(strings.ToLower(arg), "magnet:") {
 		if st, err := os.Stat(arg); err == nil && !st.IsDir() {
 			tor, err := torrentfile.LoadTorrent(arg)
 			if err != nil {
 				return nil, err
 			}
-			mi := tor.Meta
-			// Under the truncated v2 hash whenever there is one, as for a btmh magnet: a
-			// hybrid's download keeps one resume state whichever way it was started, and
-			// its peers answer hash requests.
-			hs := swarmHashesOf(tor)
-			slices.Reverse(hs)
-			t := &target{ih: hs[0], alt: hs[1:], info: mi.InfoBytes, layers: tor.PieceLayers, webSeeds: mi.UrlList}
-			for _, tier := range mi.UpvertedAnnounceList() {
-				t.trackers = append(t.trackers, tier...)
-			}
-			return t, nil
+			return torrentTarget(tor), nil
 		}
 	}
 	m, err := parseTarget(arg)
@@ -134,7 +139,7 @@ func loadTarget(arg string) (*target, error) {
 		}
 		return nil, err
 	}
-	t := &target{ih: m.InfoHash, trackers: m.Trackers, peers: m.Peers, webSeeds: m.WebSeeds, selected: m.Select}
+	t := &target{ih: m.InfoHash, trackers: m.Trackers, peers: m.Peers, webSeeds: m.WebSeeds, sources: m.Sources, selected: m.Select}
 	if m.HasV2 {
 		// Under the truncated v2 hash: the peers that give the metadata then
 		// also answer hash requests (piece layers), and a v2-only torrent has
@@ -143,6 +148,21 @@ func loadTarget(arg string) (*target, error) {
 		t.ih, t.v2, t.alt = hs[len(hs)-1], m.InfoHashV2, hs[:len(hs)-1]
 	}
 	return t, nil
+}
+
+// torrentTarget is the target a .torrent describes.
+func torrentTarget(tor *torrentfile.Torrent) *target {
+	mi := tor.Meta
+	// Under the truncated v2 hash whenever there is one, as for a btmh magnet: a
+	// hybrid's download keeps one resume state whichever way it was started, and
+	// its peers answer hash requests.
+	hs := swarmHashesOf(tor)
+	slices.Reverse(hs)
+	t := &target{ih: hs[0], alt: hs[1:], info: mi.InfoBytes, layers: tor.PieceLayers, webSeeds: mi.UrlList}
+	for _, tier := range mi.UpvertedAnnounceList() {
+		t.trackers = append(t.trackers, tier...)
+	}
+	return t
 }
 
 // selector builds the file filter from --select and the magnet's so=.
@@ -290,8 +310,11 @@ func getAction(c *cli.Context) (err error) {
 	if err := checkGetFlags(c); err != nil {
 		return err
 	}
-	t, err := loadTarget(c.Args().First())
+	t, err := loadTarget(ctx, c.Args().First(), c.Int("max-metadata-size"))
 	if err != nil {
+		if torrenturl.IsURL(c.Args().First()) {
+			return err // the server's failure, not the user's
+		}
 		return usageError("%s", userMessage(err))
 	}
 	down, err := parseRate(c.String("download-limit"))
@@ -366,7 +389,7 @@ func getAction(c *cli.Context) (err error) {
 		early := acceptEarly(fctx, ln, t, peerID, log)
 		r, err := metadata.Fetch(fctx, t.ih, f.src.Peers(fctx),
 			metadata.Options{MaxSize: c.Int("max-metadata-size"), PeerID: peerID, Logger: log, LocalAddr: ln.localIP(), InfoHashV2: t.v2,
-				Incoming: early.conns(), UTP: set.utpDialer()})
+				Incoming: early.conns(), Sources: t.sources, UTP: set.utpDialer()})
 		fcancel()
 		left := early.stop()
 		stopStatus()
@@ -385,6 +408,16 @@ func getAction(c *cli.Context) (err error) {
 		// The connections that gave the metadata speak r.Hashes.SwarmHash():
 		// the swarm joins under it and keeps them.
 		t.info, conns, t.ih = r.Info, append(r.Conns, left...), r.Hashes.SwarmHash()
+		if r.Torrent != nil { // from the .torrent an xs= named: its piece layers and web seeds
+			t.layers = r.Torrent.PieceLayers
+			if !c.Bool("no-web-seeds") {
+				for _, u := range r.Torrent.Meta.UrlList {
+					if !slices.Contains(webSeeds, u) {
+						webSeeds = append(webSeeds, u)
+					}
+				}
+			}
+		}
 		if r.Hashes.Hybrid() {
 			// A btih magnet of a hybrid: its peers are found under both hashes.
 			f.src.AddInfoHash(r.Hashes.V1)

@@ -306,7 +306,7 @@ func fetchOne(c *cli.Context, set *dhtSet, ln *peerListener, in metaIncoming, pe
 		Direct: direct, Trackers: m.Trackers, Logger: log})
 	fctx, fcancel := context.WithCancel(ctx)
 	opts := metadata.Options{MaxSize: c.Int("max-metadata-size"), PeerID: peerID, Logger: log, LocalAddr: ln.localIP(), InfoHashV2: m.InfoHashV2,
-		Incoming: conns, UTP: set.utpDialer()}
+		Incoming: conns, Sources: m.Sources, UTP: set.utpDialer()}
 	r, err := metadata.Fetch(fctx, ih, f.src.Peers(fctx), opts)
 	fcancel()
 	remove()
@@ -332,7 +332,10 @@ func fetchOne(c *cli.Context, set *dhtSet, ln *peerListener, in metaIncoming, pe
 		}
 	}
 	var layers map[[32]byte][]byte
-	if h.HasV2 {
+	if r.Torrent != nil { // from the .torrent an xs= named
+		layers = r.Torrent.PieceLayers
+	}
+	if h.HasV2 && layers == nil {
 		// The .torrent of a v2 or hybrid torrent carries piece layers: ask
 		// the peers that gave the info dict. A hybrid asked for by btih may
 		// get none (its peers speak v1): it is written without them, and a

@@ -12,7 +12,10 @@ var _ Store = (*Index)(nil)
 
 // Claim leases up to limit due infohashes for lease. The bbolt file has
 // one process at a time (its file lock), so the leases live in memory:
-// they keep two of this process's metadata workers off one infohash.
+// they keep two of this process's metadata workers off one infohash. One
+// process is one machine with one clock, so due times and leases stay on
+// it (the now passed in); the PostgreSQL store, shared by crawlers on many
+// machines, keeps them on the database's clock instead.
 func (x *Index) Claim(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]Entry, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err

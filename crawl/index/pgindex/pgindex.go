@@ -16,7 +16,11 @@
 //     FOR UPDATE SKIP LOCKED and a lease deadline on the database's clock
 //     (now()), so crawlers whose clocks disagree can neither steal nor keep
 //     leases; a crawler that dies leaves leases that simply expire.
-//     Attempts and the next retry live in the row, so back-off is shared.
+//     Attempts and the next retry live in the row, so back-off is shared,
+//     and every due time in the row is on the database's clock too: each
+//     crawler measures how far its clock is from the database's (clockSkew)
+//     and translates the times it writes, asks with and reads, so crawlers
+//     whose clocks disagree agree on when a torrent is due.
 //   - Announced peers are bounded: each batch keeps the MaxPeers most
 //     recent per infohash it touched, and a pruner deletes peers not
 //     announced for PeerRetention every PruneInterval, PruneBatch rows per
@@ -28,7 +32,8 @@
 //     a GIN index); ForEach streams through a server-side cursor.
 //
 // The schema is versioned (schema.go); migrations run on Open and a binary
-// refuses a database newer than it knows.
+// refuses a database newer than it knows. An index added to an existing
+// table is built concurrently in the background (writes go on meanwhile).
 package pgindex
 
 import (
@@ -47,6 +52,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -64,7 +70,7 @@ type Options struct {
 	PeerRetention time.Duration    // peers not announced for this long are deleted; 0 = 7 days, < 0 = never
 	PruneInterval time.Duration    // how often expired peers are pruned; 0 = 1 minute
 	PruneBatch    int              // peers deleted per pruning transaction; 0 = 1000
-	Now           func() time.Time // the clock peer retention is measured on; nil = time.Now
+	Now           func() time.Time // this crawler's clock (the one it passes to Claim and SetFailed, and peer retention's); nil = time.Now
 	CrawlerTTL    time.Duration    // a crawler without a heartbeat for this long has left; 0 = 30s
 	RetryMax      time.Duration    // longest back-off between write retries; 0 = 5s
 	ID            string           // this crawler's id in the crawlers table; "" = host-pid-random
@@ -95,9 +101,77 @@ type Index struct {
 	closed     bool
 	registered bool
 
+	skewMu    sync.Mutex    // guards the fields below
+	skew      time.Duration // our clock (opts.Now) minus the database's
+	skewAt    time.Time     // when skew was last measured (monotonic)
+	skewKnown bool
+
 	wake chan struct{}
 	stop chan struct{}
 	done chan struct{}
+
+	// The background build of the indexes migrate left (schema.go):
+	// ready is set once the schema is at SchemaVersion; Close cancels and
+	// waits for the build.
+	ready       atomic.Bool
+	buildCancel context.CancelFunc
+	buildDone   chan struct{}
+}
+
+// Due times on the database's clock. A crawler's due times (first sightings,
+// the retry times of failed fetches, the now of Claim) are on its own clock,
+// and two crawlers' clocks may disagree by minutes: compared in one column,
+// a crawler whose clock runs ahead would retry a failed torrent early and one
+// running behind would wait for a torrent the other just saw. So next_retry
+// holds database time: each handle measures its clock's offset from the
+// database's (skew), subtracts it from the times it writes and from Claim's
+// now, and adds it back to the times it reads, so Entry.NextRetry is on the
+// reader's clock. The offset is re-measured at most once a skewRecheck, and
+// kept unless it moved by more than skewSlack: a stable offset reads back
+// exactly what was written, and measurement noise (half a round trip) is
+// far below back-off times.
+const (
+	skewRecheck = time.Minute
+	skewSlack   = time.Second
+)
+
+// clockSkew returns our clock minus the database's, measuring it when it is
+// unknown or due for a recheck. A failed recheck keeps the last value.
+func (x *Index) clockSkew(ctx context.Context) (time.Duration, error) {
+	x.skewMu.Lock()
+	skew, known, fresh := x.skew, x.skewKnown, time.Since(x.skewAt) < skewRecheck
+	x.skewMu.Unlock()
+	if known && fresh {
+		return skew, nil
+	}
+	var db time.Time
+	before := x.opts.Now()
+	err := x.pool.QueryRow(ctx, "SELECT clock_timestamp()").Scan(&db)
+	after := x.opts.Now()
+	if err != nil {
+		if known {
+			return skew, nil
+		}
+		return 0, fmt.Errorf("reading the database's clock: %w", err)
+	}
+	m := (before.Add(after.Sub(before) / 2)).Sub(db).Round(time.Millisecond)
+	x.skewMu.Lock()
+	defer x.skewMu.Unlock()
+	if !x.skewKnown || (m-x.skew).Abs() > skewSlack {
+		x.skew, x.skewKnown = m, true
+	}
+	x.skewAt = time.Now()
+	return x.skew, nil
+}
+
+// localTimes moves the due times of entries read from the database to our
+// clock.
+func localTimes(es []index.Entry, skew time.Duration) {
+	for i := range es {
+		if !es[i].NextRetry.IsZero() {
+			es[i].NextRetry = es[i].NextRetry.Add(skew)
+		}
+	}
 }
 
 var _ index.Store = (*Index)(nil)
@@ -178,7 +252,8 @@ func Open(ctx context.Context, dbURL string, o Options) (*Index, error) {
 		pool.Close()
 		return nil, fmt.Errorf("crawl index %s: %w", where, err)
 	}
-	if err := migrate(ctx, pool, where); err != nil {
+	reached, err := migrate(ctx, pool, where)
+	if err != nil {
 		pool.Close()
 		if errors.Is(err, index.ErrNewerSchema) {
 			return nil, err
@@ -194,6 +269,21 @@ func Open(ctx context.Context, dbURL string, o Options) (*Index, error) {
 		wake:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
+
+		buildCancel: func() {},
+		buildDone:   make(chan struct{}),
+	}
+	if _, err := x.clockSkew(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("crawl index %s: %w", where, err)
+	}
+	if reached == SchemaVersion {
+		x.ready.Store(true)
+		close(x.buildDone)
+	} else {
+		bctx, cancel := context.WithCancel(context.Background())
+		x.buildCancel = cancel
+		go x.finishMigrations(bctx)
 	}
 	go x.writer()
 	return x, nil
@@ -343,7 +433,9 @@ func (x *Index) writer() {
 		case <-x.stop:
 			return
 		case <-pt.C:
-			if backoff == 0 {
+			// Not before peers_seen is built: without it each batch
+			// would sort the whole peers table.
+			if backoff == 0 && x.ready.Load() {
 				x.prune()
 			}
 			continue
@@ -488,7 +580,7 @@ func (x *Index) requeueLocked(batch []stagedRow, metas []metaUpdate) {
 const upsertSQL = `
 WITH up AS (
 	INSERT INTO torrents AS t (infohash, how, first_seen, last_seen, sightings, next_retry)
-	SELECT infohash, how, first_seen, last_seen, n, first_seen FROM crawl_stage ORDER BY infohash
+	SELECT infohash, how, first_seen, last_seen, n, first_seen - $1::interval FROM crawl_stage ORDER BY infohash
 	ON CONFLICT (infohash) DO UPDATE SET
 		how = t.how | EXCLUDED.how,
 		first_seen = LEAST(t.first_seen, EXCLUDED.first_seen),
@@ -532,7 +624,11 @@ WHERE t.meta <> 1`
 // new to the database.
 func (x *Index) write(ctx context.Context, batch []stagedRow, metas []metaUpdate) (int64, error) {
 	var added int64
-	err := pgx.BeginFunc(ctx, x.pool, func(tx pgx.Tx) error {
+	skew, err := x.clockSkew(ctx)
+	if err != nil {
+		return 0, err
+	}
+	err = pgx.BeginFunc(ctx, x.pool, func(tx pgx.Tx) error {
 		if len(batch) > 0 {
 			if _, err := tx.Exec(ctx, `
 CREATE TEMP TABLE IF NOT EXISTS crawl_stage (infohash bytea, how smallint, first_seen timestamptz, last_seen timestamptz, n bigint) ON COMMIT DELETE ROWS;
@@ -555,7 +651,8 @@ CREATE TEMP TABLE IF NOT EXISTS crawl_stage_peers (infohash bytea, addr text, se
 			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"crawl_stage"}, []string{"infohash", "how", "first_seen", "last_seen", "n"}, pgx.CopyFromRows(rows)); err != nil {
 				return err
 			}
-			if err := tx.QueryRow(ctx, upsertSQL).Scan(&added); err != nil {
+			// A new torrent is due at its first sighting, on the database's clock.
+			if err := tx.QueryRow(ctx, upsertSQL, skew).Scan(&added); err != nil {
 				return err
 			}
 			if len(prows) > 0 {
@@ -587,7 +684,7 @@ CREATE TEMP TABLE IF NOT EXISTS crawl_stage_peers (infohash bytea, addr text, se
 					}
 					b.Queue(fetchedSQL, m.ih[:], m.at, m.md.Name, m.md.Size, len(m.md.Files), files, searchText(m.md))
 				} else {
-					b.Queue(failedSQL, m.ih[:], m.at, m.attempts, m.next)
+					b.Queue(failedSQL, m.ih[:], m.at, m.attempts, m.next.Add(-skew))
 				}
 			}
 			if err := tx.SendBatch(ctx, &b).Close(); err != nil {
@@ -776,8 +873,15 @@ func (x *Index) Get(ih [20]byte) (index.Entry, bool, error) {
 			}
 		}
 		x.mu.Unlock()
+		skew, err := x.clockSkew(ctx)
+		if err != nil {
+			return index.Entry{}, false, fmt.Errorf("crawl index get %x: %w", ih, err)
+		}
 		e, times, err := scanEntryTimes(x.pool.QueryRow(ctx, "SELECT "+x.cols(2)+" FROM torrents t WHERE t.infohash = $1", ih[:], x.cutoff()))
 		found := err == nil
+		if found && !e.NextRetry.IsZero() {
+			e.NextRetry = e.NextRetry.Add(skew)
+		}
 		if errors.Is(err, pgx.ErrNoRows) {
 			err = nil
 		}
@@ -868,11 +972,12 @@ func (x *Index) merge(e *index.Entry, times []time.Time, found bool, s *sighting
 
 // Claim leases due infohashes: rows locked by another crawler's Claim are
 // skipped (SKIP LOCKED), and a row whose lease has not ended is not due.
-// Whether metadata is due is judged at now (retry times come from the
-// crawlers), but leases start and end on the database's clock, one clock
-// for every crawler: a crawler whose clock runs ahead can neither take a
-// lease early nor hold its own longer, and one whose clock runs behind
-// cannot shorten its leases to nothing.
+// Everything is judged on the database's clock, one clock for every
+// crawler: now (our clock) is moved to it like the retry times in the rows
+// (see clockSkew), and leases start and end on now(). A crawler whose clock
+// runs ahead can neither retry a torrent early, take a lease early nor hold
+// its own longer, and one whose clock runs behind neither waits longer nor
+// shortens its leases to nothing.
 func (x *Index) Claim(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]index.Entry, error) {
 	if limit <= 0 {
 		return nil, nil
@@ -888,7 +993,11 @@ WITH due AS (
 UPDATE torrents t SET lease_until = now() + make_interval(secs => $3), lease_owner = $4
 FROM due WHERE t.infohash = due.infohash
 RETURNING ` + x.cols(5)
-	rows, err := x.pool.Query(ctx, q, now, limit, lease.Seconds(), x.opts.ID, x.cutoff())
+	skew, err := x.clockSkew(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("crawl index claim: %w", err)
+	}
+	rows, err := x.pool.Query(ctx, q, now.Add(-skew), limit, lease.Seconds(), x.opts.ID, x.cutoff())
 	if err != nil {
 		return nil, fmt.Errorf("crawl index claim: %w", err)
 	}
@@ -896,6 +1005,7 @@ RETURNING ` + x.cols(5)
 	if err != nil {
 		return nil, fmt.Errorf("crawl index claim: %w", err)
 	}
+	localTimes(out, skew)
 	slices.SortFunc(out, func(a, b index.Entry) int { return a.NextRetry.Compare(b.NextRetry) })
 	return out, nil
 }
@@ -907,7 +1017,11 @@ func (x *Index) ForEach(fn func(index.Entry) bool) error {
 		return err
 	}
 	ctx := context.Background()
-	err := pgx.BeginTxFunc(ctx, x.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
+	skew, err := x.clockSkew(ctx)
+	if err != nil {
+		return fmt.Errorf("crawl index walk: %w", err)
+	}
+	err = pgx.BeginTxFunc(ctx, x.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "DECLARE crawl_export NO SCROLL CURSOR FOR SELECT "+x.cols(1)+" FROM torrents t ORDER BY t.infohash", x.cutoff()); err != nil {
 			return err
 		}
@@ -924,6 +1038,9 @@ func (x *Index) ForEach(fn func(index.Entry) bool) error {
 				if err != nil {
 					rows.Close()
 					return err
+				}
+				if !e.NextRetry.IsZero() {
+					e.NextRetry = e.NextRetry.Add(skew)
 				}
 				if !fn(e) {
 					stop = true
@@ -955,6 +1072,10 @@ func (x *Index) Search(ctx context.Context, query string, limit int) ([]index.En
 	// Commit what is buffered so metadata fetched a moment ago is found.
 	// If that fails the database is likely down and the query says so.
 	_ = x.flushAll(ctx)
+	skew, err := x.clockSkew(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("crawl search: %w", err)
+	}
 	rows, err := x.pool.Query(ctx, "SELECT "+x.cols(3)+` FROM torrents t
 WHERE t.search @@ plainto_tsquery('simple', $1) AND t.meta = 1
 ORDER BY t.sightings DESC, t.infohash LIMIT $2`, strings.Join(words, " "), limit, x.cutoff())
@@ -965,6 +1086,7 @@ ORDER BY t.sightings DESC, t.infohash LIMIT $2`, strings.Join(words, " "), limit
 	if err != nil {
 		return nil, fmt.Errorf("crawl search: %w", err)
 	}
+	localTimes(out, skew)
 	return out, nil
 }
 
@@ -1042,6 +1164,10 @@ func (x *Index) Close() error {
 	x.mu.Unlock()
 	close(x.stop)
 	<-x.done
+	// An index build cut short leaves an invalid index; the next crawler
+	// to open the database rebuilds it.
+	x.buildCancel()
+	<-x.buildDone
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := x.flushAll(ctx)

@@ -227,6 +227,89 @@ func TestLeasesOnDatabaseClock(t *testing.T) {
 	}
 }
 
+// TestRetryTimesOnDatabaseClock: two crawlers whose clocks disagree by
+// twenty minutes agree on when a torrent is due: a torrent one of them just
+// saw is due at once for the other, a failed one is due after its back-off
+// on the database's clock (the crawler ahead does not retry it early, the one
+// behind does not wait twenty minutes more), and each reads the retry time
+// on its own clock.
+func TestRetryTimesOnDatabaseClock(t *testing.T) {
+	url := pgtest.New(t)
+	ahead := func() time.Time { return time.Now().Add(10 * time.Minute) }
+	behind := func() time.Time { return time.Now().Add(-10 * time.Minute) }
+	a, b := openT(t, url, Options{Now: ahead}), openT(t, url, Options{Now: behind})
+	defer a.Close()
+	defer b.Close()
+	ctx := context.Background()
+	const n = 10
+	var ihs [][20]byte
+	for i := range n {
+		ih := indextest.IH(fmt.Sprint("retry", i))
+		ihs = append(ihs, ih)
+		a.Observe(ih, index.Sampled, netip.AddrPort{}, ahead())
+	}
+	if err := a.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.Claim(ctx, behind(), n, time.Minute)
+	if err != nil || len(got) != n {
+		t.Fatalf("the crawler behind claimed %d of %d torrents the one ahead just saw (%v): new torrents are due 20 minutes late", len(got), n, err)
+	}
+	// The crawler behind fails them all, to be retried in 5 minutes.
+	for _, e := range got {
+		b.SetFailed(e.InfoHash, 1, behind().Add(5*time.Minute), behind())
+	}
+	if err := b.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if early, err := a.Claim(ctx, ahead(), n, time.Minute); err != nil || len(early) != 0 {
+		t.Fatalf("the crawler 20 minutes ahead retried %d failed torrents at once, before their 5-minute back-off (%v)", len(early), err)
+	}
+	if early, err := b.Claim(ctx, behind(), n, time.Minute); err != nil || len(early) != 0 {
+		t.Fatalf("the crawler behind retried %d failed torrents before their back-off (%v)", len(early), err)
+	}
+	ea, _, errA := a.Get(ihs[0])
+	eb, _, errB := b.Get(ihs[0])
+	if err := errors.Join(errA, errB); err != nil {
+		t.Fatal(err)
+	}
+	if d := ea.NextRetry.Sub(eb.NextRetry) - 20*time.Minute; d < -time.Second || d > time.Second {
+		t.Errorf("retry time read by the crawler ahead %v, behind %v: want 20 minutes apart, each on its own clock", ea.NextRetry, eb.NextRetry)
+	}
+	// Due now; the crawler ahead takes them and fails them for 2 s: the one
+	// behind gets them when the 2 s are over, not 20 minutes later.
+	for _, ih := range ihs {
+		b.SetFailed(ih, 2, behind(), behind())
+	}
+	if err := b.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	got, err = a.Claim(ctx, ahead(), n, time.Minute)
+	if err != nil || len(got) != n {
+		t.Fatalf("claim by the crawler ahead: %d, %v", len(got), err)
+	}
+	for _, e := range got {
+		a.SetFailed(e.InfoHash, 3, ahead().Add(2*time.Second), ahead())
+	}
+	if err := a.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	back := map[[20]byte]bool{}
+	for deadline := time.Now().Add(20 * time.Second); len(back) < n && time.Now().Before(deadline); {
+		es, err := b.Claim(ctx, behind(), n, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range es {
+			back[e.InfoHash] = true
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(back) != n {
+		t.Errorf("the crawler behind got %d of %d after their 2 s back-off: it waits on its own clock", len(back), n)
+	}
+}
+
 // TestShareRebalances: each crawler's share is its rank among the live
 // ones; when one leaves (Close) or stops heart-beating (dies), the others'
 // count shrinks.
@@ -513,13 +596,7 @@ func TestMigrationFromVersion1(t *testing.T) {
 	}
 	x = openT(t, url, Options{Now: func() time.Time { return t0.Add(8 * 24 * time.Hour) }})
 	defer x.Close()
-	var v int
-	var idx string
-	conn.QueryRow(ctx, "SELECT version FROM magnetget_schema").Scan(&v)
-	conn.QueryRow(ctx, "SELECT COALESCE(to_regclass('peers_seen')::text, '')").Scan(&idx)
-	if v != SchemaVersion || idx != "peers_seen" {
-		t.Errorf("after the upgrade: version %d, index %q; want %d and peers_seen", v, idx, SchemaVersion)
-	}
+	waitSchema(t, conn) // the index is built in the background
 	if n, err := x.PrunePeers(ctx); n != 1 || err != nil {
 		t.Errorf("PrunePeers on the upgraded database: %d, %v; want the 1 expired peer", n, err)
 	}
