@@ -75,8 +75,9 @@ type UTPDialer interface {
 // UTPHeadStart is how long Dial gives TCP before it also tries uTP (Options.UTP).
 const UTPHeadStart = time.Second
 
-// UTPFallbackTimeout bounds the uTP try that follows a failed TCP dial: a uTP peer answers a
-// SYN within a round trip, while a gone one (what refused TCP usually is) never does.
+// UTPFallbackTimeout bounds the uTP try that follows a failed TCP dial or a TCP hang-up: a uTP
+// peer answers a SYN within a round trip, while a gone one (what refused TCP usually is) or
+// one without uTP never does.
 const UTPFallbackTimeout = 3 * time.Second
 
 func (o Options) timeout() time.Duration {
@@ -291,7 +292,10 @@ func (o Options) connect(ctx context.Context, addr netip.AddrPort, tr transport)
 	}
 	switch {
 	case tr == utpTransport && o.UTP != nil:
-		nc, err := o.UTP.DialContext(ctx, addr)
+		// After a TCP hang-up: a peer without uTP (or its DHT on the port) never answers.
+		uctx, cancel := context.WithTimeout(ctx, UTPFallbackTimeout)
+		defer cancel()
+		nc, err := o.UTP.DialContext(uctx, addr)
 		return nc, utpTransport, err
 	case tr == tcpTransport || o.UTP == nil:
 		nc, err := dialTCP(ctx)
