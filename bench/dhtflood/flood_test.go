@@ -22,6 +22,7 @@ import (
 
 	"github.com/magnetget/magnetget/dht"
 	"github.com/magnetget/magnetget/dht/dhttest"
+	"github.com/magnetget/magnetget/internal/utp"
 )
 
 var (
@@ -49,7 +50,25 @@ func child() int {
 			boot = append(boot, ap)
 		}
 	}
-	n, err := dht.New(dht.Config{Addr: netip.MustParseAddrPort("127.0.200.1:0"), Bootstrap: boot})
+	// As `magnetget node` runs it: a 4 MiB receive buffer and the uTP socket in front, which
+	// passes the DHT what is not uTP (DHTFLOOD_DIRECT=1: the node reads the UDP socket itself).
+	pc, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.200.1:0")))
+	if err != nil {
+		fmt.Println("error", err)
+		return 1
+	}
+	_ = pc.SetReadBuffer(4 << 20)
+	var conn net.PacketConn = pc
+	if os.Getenv("DHTFLOOD_DIRECT") == "" {
+		sock, err := utp.NewSocket(pc, utp.Config{})
+		if err != nil {
+			fmt.Println("error", err)
+			return 1
+		}
+		defer sock.Close()
+		conn = sock.PacketConn()
+	}
+	n, err := dht.New(dht.Config{Conn: conn, Bootstrap: boot})
 	if err != nil {
 		fmt.Println("error", err)
 		return 1
