@@ -308,6 +308,22 @@ func (c *Conn) handle(h *header, payload []byte, now time.Time) {
 	}
 }
 
+// acceptedNow gives a connection Accept took the full receive window and tells the peer at
+// once: one that filled the small pending window would otherwise wait for its retransmission
+// timeout or our next keep-alive before sending again.
+func (c *Conn) acceptedNow() {
+	c.mu.Lock()
+	before := c.advertisedLocked()
+	c.accepted = true
+	var out []wire
+	if c.advertisedLocked() > before && c.state == stateConnected {
+		c.ackNow = true
+		out = c.collectLocked(time.Now())
+	}
+	c.mu.Unlock()
+	c.s.transmit(c, out)
+}
+
 // synAgain answers a SYN (again): an ack that tells the peer our sequence number.
 func (c *Conn) synAgain() {
 	c.mu.Lock()

@@ -199,8 +199,12 @@ func (s *Socket) Accept() (net.Conn, error) {
 			return nil, &net.OpError{Op: "accept", Net: "utp", Addr: s.addr, Err: os.ErrDeadlineExceeded}
 		}
 		c, notify, err := s.popBacklog()
-		if c != nil || err != nil {
-			return c, err
+		if c != nil {
+			c.acceptedNow()
+			return c, nil
+		}
+		if err != nil {
+			return nil, err
 		}
 		select {
 		case <-notify:
@@ -222,9 +226,6 @@ func (s *Socket) popBacklog() (*Conn, chan struct{}, error) {
 	c := s.backlog[0]
 	s.backlog[0] = nil
 	s.backlog = s.backlog[1:]
-	c.mu.Lock()
-	c.accepted = true
-	c.mu.Unlock()
 	return c, nil, nil
 }
 
