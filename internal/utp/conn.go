@@ -348,7 +348,7 @@ func (c *Conn) ackedLocked(h *header, payloadLen int, now time.Time) {
 	if d := int(h.ack - first); d < len(c.outq) {
 		acked = d + 1
 	}
-	ackedBytes := 0
+	ackedBytes, freed := 0, 0
 	for _, p := range c.outq[:acked] {
 		if !p.sacked {
 			ackedBytes += len(p.payload)
@@ -365,7 +365,9 @@ func (c *Conn) ackedLocked(h *header, payloadLen int, now time.Time) {
 			c.finAcked = true
 		}
 		c.outBytes -= len(p.payload)
+		freed += len(p.payload)
 	}
+	c.s.releaseSend(freed)
 	if acked > 0 {
 		clear(c.outq[:acked])
 		c.outq = c.outq[acked:]
@@ -669,6 +671,7 @@ func (c *Conn) failLocked(err error) {
 // releaseLocked gives back what the connection buffered for sending and, if it will not be read
 // any more, what it received.
 func (c *Conn) releaseLocked() {
+	c.s.releaseSend(c.outBytes + len(c.unsent))
 	c.outq, c.unsent, c.flight, c.outBytes = nil, nil, 0, 0
 	c.s.buffered.Add(-int64(c.oooBytes))
 	c.ooo, c.oooBytes = nil, 0
@@ -766,10 +769,22 @@ func (c *Conn) Read(b []byte) (int, error) {
 	}
 }
 
-// Write queues b for sending, blocking while Config.SendBuffer bytes wait for acknowledgement.
+// sendLimitLocked is what the connection may hold for sending: twice the congestion window
+// keeps the window full while acks come back (and lets it grow), within Config.SendBuffer.
+func (c *Conn) sendLimitLocked() int {
+	return min(c.s.cfg.SendBuffer, max(minSendLimit, 2*c.cwnd))
+}
+
+// minSendLimit is the least a connection may hold for sending (below Config.SendBuffer): what
+// a slow start needs for its first round trips.
+const minSendLimit = 256 << 10
+
+// Write queues b for sending, blocking while the connection holds its share of the send
+// buffer (Config.SendBuffer) or the socket holds Config.MaxSendBuffered unacknowledged.
 func (c *Conn) Write(b []byte) (int, error) {
 	n := 0
 	for {
+		budgetFull := false
 		c.mu.Lock()
 		if c.userGone {
 			c.mu.Unlock()
@@ -783,8 +798,9 @@ func (c *Conn) Write(b []byte) (int, error) {
 			c.mu.Unlock()
 			return n, &net.OpError{Op: "write", Net: "utp", Addr: Addr{c.remote}, Err: err}
 		}
-		if room := c.s.cfg.SendBuffer - c.outBytes - len(c.unsent); room > 0 && n < len(b) {
-			k := min(room, len(b)-n)
+		if room := c.sendLimitLocked() - c.outBytes - len(c.unsent); room > 0 && n < len(b) {
+			k := c.s.reserveSend(min(room, len(b)-n))
+			budgetFull = k == 0
 			c.unsent = append(c.unsent, b[n:n+k]...)
 			n += k
 		}
@@ -799,10 +815,20 @@ func (c *Conn) Write(b []byte) (int, error) {
 		if closedChan(dl) {
 			return n, &net.OpError{Op: "write", Net: "utp", Addr: Addr{c.remote}, Err: os.ErrDeadlineExceeded}
 		}
+		var freed <-chan struct{}
+		done := func() {}
+		if budgetFull {
+			// Other connections hold the socket's budget: wait for them too.
+			if freed, done = c.s.sendRoomWait(); freed == nil {
+				continue
+			}
+		}
 		select {
 		case <-notify:
+		case <-freed:
 		case <-dl:
 		}
+		done()
 	}
 }
 

@@ -26,15 +26,21 @@ type Config struct {
 	// 10 s) is reset.
 	MaxPending int
 	// RecvWindow is the most a connection buffers of what it received and the application has
-	// not read, in order or not (the window it advertises); 0 = 1 MiB. A pending connection
-	// buffers at most 64 KiB.
+	// not read, in order or not (the window it advertises); 0 = 4 MiB, enough for about
+	// 100 MiB/s at 40 ms. A pending connection buffers at most 64 KiB.
 	RecvWindow int
 	// SendBuffer bounds what a connection holds of what it was given to send and the peer has
-	// not acknowledged: Write blocks beyond it; 0 = 1 MiB.
+	// not acknowledged: Write blocks beyond it; 0 = 4 MiB. Below it, a connection holds at
+	// most twice its congestion window (at least 256 KiB), so a peer that acknowledges
+	// little pins little.
 	SendBuffer int
 	// MaxBuffered bounds the received bytes all connections buffer together; a data packet
 	// that would pass it is dropped (the peer sends it again); 0 = 64 MiB.
 	MaxBuffered int
+	// MaxSendBuffered bounds what all connections hold together of what they were given to
+	// send and the peer has not acknowledged: Write blocks (until acknowledgements, a failed
+	// connection or the write deadline free room) beyond it; 0 = 64 MiB.
+	MaxSendBuffered int
 	// IdleTimeout closes a connection that has waited this long for its peer (data or a FIN
 	// unacknowledged, a SYN unanswered) without hearing from it, and any connection silent
 	// for four times as long; 0 = 30 s.
@@ -56,9 +62,10 @@ func (c Config) withDefaults() Config {
 	}
 	def(&c.MaxConns, 512)
 	def(&c.MaxPending, 64)
-	def(&c.RecvWindow, 1<<20)
-	def(&c.SendBuffer, 1<<20)
+	def(&c.RecvWindow, 4<<20)
+	def(&c.SendBuffer, 4<<20)
 	def(&c.MaxBuffered, 64<<20)
+	def(&c.MaxSendBuffered, 64<<20)
 	def(&c.MaxCwnd, 4<<20)
 	def(&c.PacketQueue, 1024)
 	if c.IdleTimeout <= 0 {
@@ -126,6 +133,11 @@ type Socket struct {
 	acceptDL *deadline
 	buffered atomic.Int64 // received bytes buffered by all connections
 
+	sent      atomic.Int64  // bytes held for sending by all connections (Config.MaxSendBuffered)
+	sentWait  atomic.Int32  // writers waiting for room in that budget
+	sentMu    sync.Mutex    // guards sentFreed; a leaf lock, taken under Conn.mu
+	sentFreed chan struct{} // closed and replaced when room is freed while writers wait
+
 	other   chan datagram // non-uTP datagrams for PacketConn
 	otherDL *deadline
 	pcOnce  sync.Once
@@ -149,13 +161,14 @@ func NewSocket(pc net.PacketConn, cfg Config) (*Socket, error) {
 	cfg = cfg.withDefaults()
 	s := &Socket{
 		pc: pc, cfg: cfg, log: cfg.Logger, addr: pc.LocalAddr(),
-		conns:    make(map[connKey]*Conn),
-		notify:   make(chan struct{}),
-		acceptDL: newDeadline(),
-		other:    make(chan datagram, cfg.PacketQueue),
-		otherDL:  newDeadline(),
-		wake:     make(chan struct{}, 1),
-		done:     make(chan struct{}),
+		conns:     make(map[connKey]*Conn),
+		notify:    make(chan struct{}),
+		sentFreed: make(chan struct{}),
+		acceptDL:  newDeadline(),
+		other:     make(chan datagram, cfg.PacketQueue),
+		otherDL:   newDeadline(),
+		wake:      make(chan struct{}, 1),
+		done:      make(chan struct{}),
 	}
 	s.bufs.New = func() any { b := make([]byte, 0, maxPacket); return &b }
 	s.wg.Add(2)
@@ -285,6 +298,54 @@ func (s *Socket) DialContext(ctx context.Context, addr netip.AddrPort) (net.Conn
 		return nil, fmt.Errorf("utp: dial %v: %w", addr, err)
 	}
 	return c, nil
+}
+
+// reserveSend takes up to n bytes of the socket's send budget and returns how many it got.
+func (s *Socket) reserveSend(n int) int {
+	if n <= 0 {
+		return 0
+	}
+	budget := int64(s.cfg.MaxSendBuffered)
+	for {
+		cur := s.sent.Load()
+		k := min(int64(n), budget-cur)
+		if k <= 0 {
+			return 0
+		}
+		if s.sent.CompareAndSwap(cur, cur+k) {
+			return int(k)
+		}
+	}
+}
+
+// releaseSend gives n bytes back to the send budget and wakes writers waiting for it.
+func (s *Socket) releaseSend(n int) {
+	if n <= 0 {
+		return
+	}
+	s.sent.Add(-int64(n))
+	if s.sentWait.Load() > 0 {
+		s.sentMu.Lock()
+		close(s.sentFreed)
+		s.sentFreed = make(chan struct{})
+		s.sentMu.Unlock()
+	}
+}
+
+// sendRoomWait registers a writer waiting for send budget: it returns a channel closed when
+// room is freed (or nil when there is room already) and the function to call when done.
+func (s *Socket) sendRoomWait() (<-chan struct{}, func()) {
+	s.sentWait.Add(1)
+	s.sentMu.Lock()
+	ch := s.sentFreed
+	s.sentMu.Unlock()
+	done := func() { s.sentWait.Add(-1) }
+	// Checked after registering: a release from now on closes ch.
+	if s.sent.Load() < int64(s.cfg.MaxSendBuffered) {
+		done()
+		return nil, func() {}
+	}
+	return ch, done
 }
 
 // kick wakes the timer goroutine if it idles.
