@@ -129,16 +129,7 @@ func TestSilentNodesStopBeingHandedOut(t *testing.T) {
 // nodes still name them in their answers.
 func TestLookupsSkipBadNodes(t *testing.T) {
 	h := newHealthNet(t)
-	isDead := func(ap netip.AddrPort) bool {
-		return slices.ContainsFunc(h.dead, func(d *dht.Node) bool { return d.Addr() == ap })
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for slices.ContainsFunc(h.us.Nodes(), isDead) {
-		if time.Now().After(deadline) {
-			t.Fatal("the silent nodes never became bad")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	h.waitBad(t)
 	// The live nodes still hand them out.
 	if got := h.ask2(t, h.dead[0].ID()); !slices.Contains(got, h.dead[0].Addr()) {
 		t.Fatalf("test setup: node 1 no longer hands out %s: %v", h.dead[0].Addr(), got)

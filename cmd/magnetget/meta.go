@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -348,7 +349,17 @@ func fetchOne(c *cli.Context, set *dhtSet, ln *peerListener, in metaIncoming, pe
 			log.Info("hybrid torrent written without its piece layers: the peers did not give them", "err", err)
 		}
 	}
-	data, err := torrentfile.Assemble(r.Info, layers, m.Trackers)
+	// The magnet's web seeds, and those of the .torrent an xs= named, go into the file: a client
+	// given it downloads from them as we would.
+	webSeeds := slices.Clone(m.WebSeeds)
+	if r.Torrent != nil {
+		for _, u := range r.Torrent.Meta.UrlList {
+			if !slices.Contains(webSeeds, u) {
+				webSeeds = append(webSeeds, u)
+			}
+		}
+	}
+	data, err := assemble(r.Info, layers, m.Trackers, webSeeds)
 	if err != nil {
 		return fail(err)
 	}
@@ -367,6 +378,20 @@ func fetchOne(c *cli.Context, set *dhtSet, ln *peerListener, in metaIncoming, pe
 	res.File, res.OK = path, true
 	res.ElapsedMS = time.Since(start).Milliseconds()
 	return res
+}
+
+// assemble is torrentfile.Assemble with web seeds (the url-list).
+func assemble(info []byte, layers map[[32]byte][]byte, trackers, webSeeds []string) ([]byte, error) {
+	t, err := torrentfile.FromInfoV2(info, layers, trackers)
+	if err != nil {
+		return nil, err
+	}
+	t.Meta.UrlList = webSeeds
+	var b bytes.Buffer
+	if err := torrentfile.WriteTorrent(&b, t); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
 }
 
 func fillMeta(res *metaResult, info *metainfo.Info) {

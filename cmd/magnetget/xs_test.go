@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -44,13 +45,18 @@ func TestExactSourceAndTorrentURL(t *testing.T) {
 	out = t.TempDir()
 	check("get <magnet with xs=>", out, runIn(t, 60*time.Second, args("get", mag, "--timeout", "30s", "-o", out, offline(t))...))
 
+	// meta keeps the web seeds, the magnet's ws= and the fetched .torrent's url-list.
 	written := filepath.Join(t.TempDir(), "meta.torrent")
-	r := runIn(t, 60*time.Second, args("meta", mag, "--timeout", "30s", "-o", written, offline(t))...)
+	r := runIn(t, 60*time.Second, args("meta", mag+"&ws=http://127.0.0.1:1/mirror/", "--timeout", "30s", "-o", written, offline(t))...)
 	if r.code != 0 {
 		t.Fatalf("meta <magnet with xs=>: exit %d\nstderr:\n%s", r.code, r.stderr)
 	}
-	if got, err := torrentfile.Load(written); err != nil || !bytes.Equal(got.InfoBytes, mi.InfoBytes) {
+	got, err := torrentfile.Load(written)
+	if err != nil || !bytes.Equal(got.InfoBytes, mi.InfoBytes) {
 		t.Fatalf("meta wrote a .torrent that does not hold the info dict (err %v)", err)
+	}
+	if want := []string{"http://127.0.0.1:1/mirror/", base}; !slices.Equal(got.UrlList, want) {
+		t.Errorf("meta wrote url-list %q, want %q", got.UrlList, want)
 	}
 
 	r = runIn(t, 60*time.Second, args("get", base+"missing.torrent", "-o", t.TempDir(), offline(t))...)

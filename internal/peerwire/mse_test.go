@@ -440,6 +440,25 @@ func requireEncryptionOn(t *testing.T, ln net.Listener, sel mse.CryptoSelector) 
 	return ln, conns, errc
 }
 
+// checkRetried checks what a requireEncryptionOn peer did for c: it sent its Have, and saw two
+// connections (plaintext, refused; then MSE) and no error. It closes ln.
+func checkRetried(t *testing.T, c *peerwire.Conn, ln net.Listener, conns <-chan int, errc <-chan error) {
+	t.Helper()
+	m, err := c.ReadMsg()
+	if err != nil || m.ID != peerwire.Have || m.Index != 42 {
+		t.Fatalf("ReadMsg: %v, %v", m, err)
+	}
+	ln.Close()
+	if n := <-conns; n != 2 {
+		t.Fatalf("peer saw %d connections, want 2 (plaintext, then MSE)", n)
+	}
+	select {
+	case err := <-errc:
+		t.Fatalf("peer: %v", err)
+	default:
+	}
+}
+
 // TestDialEncryptedRetry: with EncryptedRetry, Dial reaches a peer that refuses plaintext by
 // redialling with MSE, whichever method the peer picks; without it, Dial fails.
 func TestDialEncryptedRetry(t *testing.T) {
@@ -461,19 +480,7 @@ func TestDialEncryptedRetry(t *testing.T) {
 			if c.Crypto() != tc.want || c.PeerID() != accID {
 				t.Fatalf("crypto %v peer %q, want %v", c.Crypto(), c.PeerID(), tc.want)
 			}
-			m, err := c.ReadMsg()
-			if err != nil || m.ID != peerwire.Have || m.Index != 42 {
-				t.Fatalf("ReadMsg: %v, %v", m, err)
-			}
-			ln.Close()
-			if n := <-conns; n != 2 {
-				t.Fatalf("peer saw %d connections, want 2 (plaintext, then MSE)", n)
-			}
-			select {
-			case err := <-errc:
-				t.Fatalf("peer: %v", err)
-			default:
-			}
+			checkRetried(t, c, ln, conns, errc)
 		})
 	}
 	t.Run("off", func(t *testing.T) {

@@ -32,6 +32,23 @@ func utpSocket(t *testing.T, ip string, port uint16, listen bool) *utp.Socket {
 
 // servePeer accepts on ln and runs the BitTorrent handshake for testIH on each connection,
 // then sends a Have so the dialler can tell the connection works end to end.
+// utpWithTCP is a listening uTP socket on 127.0.0.1 and a TCP listener on the same port (a few
+// tries: something else may hold the TCP twin of a free UDP port), closed at cleanup.
+func utpWithTCP(t *testing.T) (*utp.Socket, net.Listener) {
+	t.Helper()
+	for try := 0; ; try++ {
+		peer := utpSocket(t, "127.0.0.1", 0, true)
+		ln, err := net.Listen("tcp", peer.LocalAddrPort().String())
+		if err == nil {
+			t.Cleanup(func() { ln.Close() })
+			return peer, ln
+		}
+		if try == 20 {
+			t.Fatalf("no UDP port with its TCP twin free: %v", err)
+		}
+	}
+}
+
 func servePeer(t *testing.T, ln net.Listener) {
 	t.Helper()
 	var wg sync.WaitGroup
@@ -88,12 +105,8 @@ func TestDialUTPOnlyPeer(t *testing.T) {
 // A peer whose TCP port accepts and hangs up (libtorrent with incoming TCP off) is reached
 // over uTP on the same port.
 func TestDialUTPWhenTCPHangsUp(t *testing.T) {
-	peer := utpSocket(t, "127.0.0.1", 0, true)
+	peer, ln := utpWithTCP(t)
 	servePeer(t, peer)
-	ln, err := net.Listen("tcp", peer.LocalAddrPort().String())
-	if err != nil {
-		t.Skipf("TCP port %v taken: %v", peer.LocalAddrPort(), err)
-	}
 	go func() {
 		for {
 			nc, err := ln.Accept()
@@ -115,12 +128,8 @@ func TestDialUTPWhenTCPHangsUp(t *testing.T) {
 
 // A peer listening on both is reached over TCP: uTP only joins when TCP fails or is slow.
 func TestDialPrefersTCP(t *testing.T) {
-	peer := utpSocket(t, "127.0.0.1", 0, true)
+	peer, ln := utpWithTCP(t)
 	servePeer(t, peer)
-	ln, err := net.Listen("tcp", peer.LocalAddrPort().String())
-	if err != nil {
-		t.Skipf("TCP port %v taken: %v", peer.LocalAddrPort(), err)
-	}
 	servePeer(t, ln)
 	us := utpSocket(t, "127.0.0.1", 0, false)
 	c, err := peerwire.Dial(testCtx(t), peer.LocalAddrPort(), testIH, peerwire.Options{PeerID: dialerID, UTP: us})
@@ -144,17 +153,5 @@ func TestDialUTPEncryptedRetry(t *testing.T) {
 	if c.Crypto() != peerwire.CryptoMSERC4 || c.Transport() != "utp" {
 		t.Fatalf("crypto %v over %s, want RC4 over utp", c.Crypto(), c.Transport())
 	}
-	m, err := c.ReadMsg()
-	if err != nil || m.ID != peerwire.Have || m.Index != 42 {
-		t.Fatalf("ReadMsg: %v, %v", m, err)
-	}
-	peer.Close()
-	if n := <-conns; n != 2 {
-		t.Fatalf("peer saw %d connections, want 2 (plaintext, then MSE)", n)
-	}
-	select {
-	case err := <-errc:
-		t.Fatalf("peer: %v", err)
-	default:
-	}
+	checkRetried(t, c, peer, conns, errc)
 }
