@@ -108,6 +108,21 @@ func bootstrapAddrs(ctx context.Context, c *cli.Context, log *slog.Logger) ([]ne
 // listenUDP binds addr, falling back to a free port when the wanted one is
 // taken (a second magnetget on the same machine still works).
 func listenUDP(addr netip.AddrPort, log *slog.Logger) (net.PacketConn, error) {
+	pc, err := bindUDP(addr)
+	if err != nil && errors.Is(err, syscall.EADDRINUSE) && addr.Port() != 0 {
+		pc, err = bindUDP(netip.AddrPortFrom(addr.Addr(), 0))
+		if err == nil {
+			log.Warn(fmt.Sprintf("DHT port %d is taken; using %d instead", addr.Port(), pc.LocalAddr().(*net.UDPAddr).Port))
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return pc, nil
+}
+
+// bindUDP binds addr exactly.
+func bindUDP(addr netip.AddrPort) (*net.UDPConn, error) {
 	// One socket per family: "udp6" makes [::] IPv6-only, so it does not
 	// collide with the IPv4 socket on the same port (BEP 32 keeps two nodes).
 	network := "udp4"
@@ -115,12 +130,6 @@ func listenUDP(addr netip.AddrPort, log *slog.Logger) (net.PacketConn, error) {
 		network = "udp6"
 	}
 	pc, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(addr))
-	if err != nil && errors.Is(err, syscall.EADDRINUSE) && addr.Port() != 0 {
-		pc, err = net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr.Addr(), 0)))
-		if err == nil {
-			log.Warn(fmt.Sprintf("DHT port %d is taken; using %d instead", addr.Port(), pc.LocalAddr().(*net.UDPAddr).Port))
-		}
-	}
 	if err != nil {
 		return nil, err
 	}
@@ -129,6 +138,96 @@ func listenUDP(addr netip.AddrPort, log *slog.Logger) (net.PacketConn, error) {
 	// caps it at net.core.rmem_max.
 	_ = pc.SetReadBuffer(4 << 20)
 	return pc, nil
+}
+
+// portTries bounds the ports tried when the wanted one is taken.
+const portTries = 8
+
+// listenPeerPorts binds the peer listener on the first --listen TCP address
+// that takes it, and the UDP sockets (DHT and uTP) that asked for the same
+// port number on that very port: peers reach us over uTP at the port we
+// announce, which is the TCP one. When the wanted port is taken on either
+// protocol (or is 0), up to portTries ports free for both are tried, and one
+// warning names the port used. The result holds one socket per udp address,
+// nil where an optional IPv6 socket could not be opened (errs says why);
+// UDP addresses with another port are bound by listenUDP as before.
+func listenPeerPorts(udp, tcp []netip.AddrPort, log *slog.Logger) (pcs []net.PacketConn, errs []error, ln *peerListener, err error) {
+	pcs, errs = make([]net.PacketConn, len(udp)), make([]error, len(udp))
+	closeAll := func() {
+		for i, pc := range pcs {
+			if pc != nil {
+				pc.Close()
+				pcs[i] = nil
+			}
+		}
+	}
+	// optional: the default IPv6 twin, which many hosts cannot open.
+	optional := func(i int) bool { return udp[i].Addr().Is6() && len(udp) > 1 }
+	var firstErr error
+	for _, a := range tcp {
+		var partners []int
+		for i, u := range udp {
+			if u.Port() == a.Port() {
+				partners = append(partners, i)
+			}
+		}
+		// bind takes port (0: the kernel's choice for TCP, then UDP on the
+		// same number) on TCP and every partner, or nothing.
+		bind := func(port uint16) (net.Listener, error) {
+			l, err := net.Listen("tcp", netip.AddrPortFrom(a.Addr(), port).String())
+			if err != nil {
+				return nil, err
+			}
+			port = uint16(l.Addr().(*net.TCPAddr).Port)
+			for _, i := range partners {
+				pc, err := bindUDP(netip.AddrPortFrom(udp[i].Addr(), port))
+				if err != nil && !errors.Is(err, syscall.EADDRINUSE) && optional(i) {
+					errs[i] = err
+					continue
+				}
+				if err != nil {
+					l.Close()
+					closeAll()
+					return nil, err
+				}
+				pcs[i], errs[i] = pc, nil
+			}
+			return l, nil
+		}
+		l, err := bind(a.Port())
+		for try := 0; err != nil && errors.Is(err, syscall.EADDRINUSE) && try < portTries; try++ {
+			l, err = bind(0)
+		}
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			clear(errs)
+			continue
+		}
+		if got := l.Addr().(*net.TCPAddr).Port; a.Port() != 0 && got != int(a.Port()) {
+			log.Warn(fmt.Sprintf("port %d is taken; using %d instead for peers (TCP and uTP) and the DHT", a.Port(), got))
+		}
+		ln = &peerListener{Listener: l, want: a}
+		break
+	}
+	if ln == nil {
+		if firstErr == nil {
+			firstErr = errors.New("no TCP listen address")
+		}
+		return nil, nil, nil, fmt.Errorf("peer listener: %w", firstErr)
+	}
+	for i, u := range udp {
+		if pcs[i] != nil || errs[i] != nil {
+			continue
+		}
+		if pc, err := listenUDP(u, log); err == nil {
+			pcs[i] = pc
+		} else {
+			errs[i] = err
+		}
+	}
+	return pcs, errs, ln, nil
 }
 
 // joinDHT starts the DHT nodes the flags ask for and starts their bootstrap
@@ -140,32 +239,64 @@ func listenUDP(addr netip.AddrPort, log *slog.Logger) (net.PacketConn, error) {
 // peers and trackers), a DHT with nowhere to start from is a warning, not an
 // error.
 func joinDHT(ctx context.Context, c *cli.Context, log *slog.Logger, hooks dht.Config, optional bool) (*dhtSet, error) {
+	s, _, err := joinNet(ctx, c, log, hooks, optional, false)
+	return s, err
+}
+
+// joinPeerDHT is joinDHT with the peer listener on the --listen TCP address,
+// its port number shared with the DHT's UDP sockets (see listenPeerPorts).
+func joinPeerDHT(ctx context.Context, c *cli.Context, log *slog.Logger, hooks dht.Config) (*dhtSet, *peerListener, error) {
+	return joinNet(ctx, c, log, hooks, true, true)
+}
+
+func joinNet(ctx context.Context, c *cli.Context, log *slog.Logger, hooks dht.Config, optional, withTCP bool) (_ *dhtSet, _ *peerListener, err error) {
 	udp, tcp, err := maddr.ParseListen(c.StringSlice("listen"))
 	if err != nil {
-		return nil, usageError("--%s", userMessage(err))
+		return nil, nil, usageError("--%s", userMessage(err))
 	}
 	dir, err := dataDir(c)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("data dir: %w", err)
+		return nil, nil, fmt.Errorf("data dir: %w", err)
 	}
 	boot, err := bootstrapAddrs(ctx, c, log)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var nodes []*dht.Node
 	var socks utpSockets
+	var pcs []net.PacketConn
+	var pcErrs []error
+	var ln *peerListener
 	closeNodes := func() {
 		for _, n := range nodes {
 			n.Close()
 		}
 		socks.close()
+		for _, pc := range pcs {
+			if pc != nil {
+				pc.Close() // not yet taken by a Socket: closing twice is harmless
+			}
+		}
+		if ln != nil {
+			ln.Close()
+		}
+	}
+	if withTCP {
+		if pcs, pcErrs, ln, err = listenPeerPorts(udp, tcp, log); err != nil {
+			return nil, nil, err
+		}
 	}
 	v4db, v6db := false, false
-	for _, a := range udp {
-		pc, err := listenUDP(a, log)
+	for i, a := range udp {
+		var pc net.PacketConn
+		if withTCP {
+			pc, err = pcs[i], pcErrs[i]
+		} else {
+			pc, err = listenUDP(a, log)
+		}
 		if err != nil {
 			// The default IPv6 twin is optional: many hosts have no IPv6.
 			if a.Addr().Is6() && len(udp) > 1 {
@@ -173,7 +304,7 @@ func joinDHT(ctx context.Context, c *cli.Context, log *slog.Logger, hooks dht.Co
 				continue
 			}
 			closeNodes()
-			return nil, fmt.Errorf("listen %v: %w", maddr.FromAddrPort(a, "udp"), err)
+			return nil, nil, fmt.Errorf("listen %v: %w", maddr.FromAddrPort(a, "udp"), err)
 		}
 		// One routing table file per address family: BEP 32 keeps the two
 		// tables apart, and a second socket of one family shares nothing.
@@ -193,7 +324,7 @@ func joinDHT(ctx context.Context, c *cli.Context, log *slog.Logger, hooks dht.Co
 		if err != nil {
 			pc.Close()
 			closeNodes()
-			return nil, fmt.Errorf("uTP on %v: %w", a, err)
+			return nil, nil, fmt.Errorf("uTP on %v: %w", a, err)
 		}
 		socks = append(socks, sock)
 		cfg := hooks
@@ -205,23 +336,27 @@ func joinDHT(ctx context.Context, c *cli.Context, log *slog.Logger, hooks dht.Co
 		n, err := dht.New(cfg)
 		if err != nil {
 			closeNodes()
-			return nil, fmt.Errorf("DHT node on %v: %w", a, err)
+			return nil, nil, fmt.Errorf("DHT node on %v: %w", a, err)
 		}
 		nodes = append(nodes, n)
 	}
 	if len(nodes) == 0 {
-		return nil, errors.New("no DHT socket could be opened")
+		closeNodes()
+		return nil, nil, errors.New("no DHT socket could be opened")
 	}
 	set, err := dht.NewSet(nodes...)
 	if err != nil {
 		closeNodes()
-		return nil, err
+		return nil, nil, err
 	}
 	s := &dhtSet{Set: set, nodes: nodes, socks: socks, tcp: tcp, boot: boot, log: log}
 	if len(boot) == 0 && s.Stats().Nodes == 0 {
 		if !optional {
 			s.Close()
-			return nil, errors.New("no bootstrap node left and no saved routing table: give --bootstrap")
+			if ln != nil {
+				ln.Close()
+			}
+			return nil, nil, errors.New("no bootstrap node left and no saved routing table: give --bootstrap")
 		}
 		log.Warn("the DHT has no bootstrap node and no saved table: peers come only from the magnet's x.pe, trackers and incoming connections")
 	}
@@ -236,7 +371,7 @@ func joinDHT(ctx context.Context, c *cli.Context, log *slog.Logger, hooks dht.Co
 			log.Warn("bootstrap", "node", maddr.FromAddrPort(n.Addr(), "udp"), "err", err)
 		}
 	})
-	return s, nil
+	return s, ln, nil
 }
 
 // Close stops every node (each saves its table) and releases the sockets.

@@ -16,7 +16,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/anacrolix/torrent/metainfo"
@@ -229,17 +228,12 @@ func selector(spec string, so []magnet.Range, info *metainfo.Info) (func(int) bo
 // download that ends when complete joins read-only (BEP 43); a seed answers
 // queries.
 func joinPeerNet(ctx context.Context, c *cli.Context, log *slog.Logger, readOnly bool) (*dhtSet, *peerListener, error) {
-	set, err := joinDHT(ctx, c, log, dht.Config{ReadOnly: readOnly}, true)
+	set, ln, err := joinPeerDHT(ctx, c, log, dht.Config{ReadOnly: readOnly})
 	if err != nil {
-		return nil, nil, err
-	}
-	ln, err := listenTCP(set.tcp, log)
-	if err != nil {
-		set.Close()
 		return nil, nil, err
 	}
 	// Peers reach us over uTP on the DHT's UDP port, which is the TCP
-	// listener's port unless one of them was taken.
+	// listener's port number (joinPeerDHT binds them together).
 	merged, err := utp.NewListener(ln.Listener, set.socks...)
 	if err != nil {
 		ln.Close()
@@ -270,29 +264,6 @@ func (l *peerListener) localIP() netip.Addr {
 // bound is the address the listener serves, in the family asked for.
 func (l *peerListener) bound() netip.AddrPort {
 	return netip.AddrPortFrom(l.want.Addr(), uint16(l.Addr().(*net.TCPAddr).Port))
-}
-
-func listenTCP(addrs []netip.AddrPort, log *slog.Logger) (*peerListener, error) {
-	var firstErr error
-	for _, a := range addrs {
-		ln, err := net.Listen("tcp", a.String())
-		if err != nil && a.Port() != 0 && errors.Is(err, syscall.EADDRINUSE) {
-			ln, err = net.Listen("tcp", netip.AddrPortFrom(a.Addr(), 0).String())
-			if err == nil {
-				log.Warn(fmt.Sprintf("peer port %d is taken; using %d instead", a.Port(), ln.Addr().(*net.TCPAddr).Port))
-			}
-		}
-		if err == nil {
-			return &peerListener{Listener: ln, want: a}, nil
-		}
-		if firstErr == nil {
-			firstErr = err
-		}
-	}
-	if firstErr == nil {
-		firstErr = errors.New("no TCP listen address")
-	}
-	return nil, fmt.Errorf("peer listener: %w", firstErr)
 }
 
 func getAction(c *cli.Context) (err error) {
