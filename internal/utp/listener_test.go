@@ -14,10 +14,17 @@ import (
 // its Close leaves the uTP socket (the DHT's) running.
 func TestListenerMergesTCPAndUTP(t *testing.T) {
 	checkGoroutines(t)
-	sock := newSocket(t, "127.0.0.50", Config{})
-	tcp, err := net.Listen("tcp", sock.LocalAddrPort().String())
-	if err != nil {
-		t.Skipf("TCP port of %v taken: %v", sock.LocalAddrPort(), err)
+	// A UDP port whose TCP twin is free (a few tries: something else may hold it).
+	var sock *Socket
+	var tcp net.Listener
+	for try := 0; tcp == nil; try++ {
+		sock = newSocket(t, "127.0.0.50", Config{})
+		l, err := net.Listen("tcp", sock.LocalAddrPort().String())
+		if err == nil {
+			tcp = l
+		} else if try == 20 {
+			t.Fatalf("no UDP port with its TCP twin free: %v", err)
+		}
 	}
 	ln, err := NewListener(tcp, sock)
 	if err != nil {
