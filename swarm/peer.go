@@ -97,8 +97,9 @@ type peer struct {
 	pexSent        map[netip.AddrPort]bool
 	lastPexIn      time.Time
 	removed        bool
-	hashOut        int // our hash requests it has not answered (v2.go)
-	hashRejects    int // our hash requests it rejected or let time out
+	banned         bool // its sender is banned: closed as soon as the lock is let go; ask it nothing more
+	hashOut        int  // our hash requests it has not answered (v2.go)
+	hashRejects    int  // our hash requests it rejected or let time out
 
 	// reader goroutine only
 	recv   blockRun // received blocks not yet handed to the disk goroutine
@@ -848,7 +849,7 @@ func (s *Swarm) releasePieceLocked(p *peer, i int) {
 
 // fillLocked sends p as many requests as its pipeline allows.
 func (s *Swarm) fillLocked(p *peer) {
-	if p.removed || !p.amInterested || s.stopped {
+	if p.removed || p.banned || !p.amInterested || s.stopped {
 		return
 	}
 	if p.peerChoking && (len(p.allowedFast) == 0 || s.cfg.Sequential) {

@@ -132,6 +132,9 @@ func (s *Swarm) strikeLocked(ip netip.Addr, strike, i int) []*peerwire.Conn {
 	key := senderKey(ip)
 	for p := range s.peers {
 		if key.Contains(p.addr.Addr()) {
+			// The caller closes it after letting go of the lock; meanwhile a fill (the
+			// refetch of the very blocks it spoiled) must not ask it again.
+			p.banned = true
 			toClose = append(toClose, p.c)
 		}
 	}
