@@ -151,17 +151,7 @@ func TestClaimsDisjointAcrossCrawlers(t *testing.T) {
 	if es, _ := xs[1].Claim(context.Background(), now, n, time.Minute); len(es) != 0 {
 		t.Errorf("%d claimed again while leased", len(es))
 	}
-	back := map[[20]byte]bool{}
-	for deadline := time.Now().Add(20 * time.Second); len(back) < n && time.Now().Before(deadline); {
-		es, err := xs[1].Claim(context.Background(), now, n, time.Minute)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range es {
-			back[e.InfoHash] = true
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	back := claimUntil(t, n, func() ([]index.Entry, error) { return xs[1].Claim(context.Background(), now, n, time.Minute) })
 	if len(back) != n {
 		t.Errorf("%d of %d came back after the leases ended", len(back), n)
 	}
@@ -294,17 +284,7 @@ func TestRetryTimesOnDatabaseClock(t *testing.T) {
 	if err := a.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	back := map[[20]byte]bool{}
-	for deadline := time.Now().Add(20 * time.Second); len(back) < n && time.Now().Before(deadline); {
-		es, err := b.Claim(ctx, behind(), n, time.Minute)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range es {
-			back[e.InfoHash] = true
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	back := claimUntil(t, n, func() ([]index.Entry, error) { return b.Claim(ctx, behind(), n, time.Minute) })
 	if len(back) != n {
 		t.Errorf("the crawler behind got %d of %d after their 2 s back-off: it waits on its own clock", len(back), n)
 	}
@@ -600,4 +580,21 @@ func TestMigrationFromVersion1(t *testing.T) {
 	if n, err := x.PrunePeers(ctx); n != 1 || err != nil {
 		t.Errorf("PrunePeers on the upgraded database: %d, %v; want the 1 expired peer", n, err)
 	}
+}
+
+// claimUntil claims until n distinct infohashes came back or 20 s passed, and returns them.
+func claimUntil(t *testing.T, n int, claim func() ([]index.Entry, error)) map[[20]byte]bool {
+	t.Helper()
+	back := map[[20]byte]bool{}
+	for deadline := time.Now().Add(20 * time.Second); len(back) < n && time.Now().Before(deadline); {
+		es, err := claim()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range es {
+			back[e.InfoHash] = true
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return back
 }
