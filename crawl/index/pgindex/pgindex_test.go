@@ -162,12 +162,7 @@ func TestClaimsDisjointAcrossCrawlers(t *testing.T) {
 // other's leases early, nor hold its own past their length; each passes
 // its own clock to Claim, as a crawler does.
 func TestLeasesOnDatabaseClock(t *testing.T) {
-	url := pgtest.New(t)
-	ahead := func() time.Time { return time.Now().Add(10 * time.Minute) }
-	behind := func() time.Time { return time.Now().Add(-10 * time.Minute) }
-	a, b := openT(t, url, Options{Now: ahead}), openT(t, url, Options{Now: behind})
-	defer a.Close()
-	defer b.Close()
+	a, b, ahead, behind := skewedPair(t)
 	ctx := context.Background()
 	const n = 20
 	seen := time.Now().Add(-time.Hour)
@@ -224,12 +219,7 @@ func TestLeasesOnDatabaseClock(t *testing.T) {
 // behind does not wait twenty minutes more), and each reads the retry time
 // on its own clock.
 func TestRetryTimesOnDatabaseClock(t *testing.T) {
-	url := pgtest.New(t)
-	ahead := func() time.Time { return time.Now().Add(10 * time.Minute) }
-	behind := func() time.Time { return time.Now().Add(-10 * time.Minute) }
-	a, b := openT(t, url, Options{Now: ahead}), openT(t, url, Options{Now: behind})
-	defer a.Close()
-	defer b.Close()
+	a, b, ahead, behind := skewedPair(t)
 	ctx := context.Background()
 	const n = 10
 	var ihs [][20]byte
@@ -597,4 +587,16 @@ func claimUntil(t *testing.T, n int, claim func() ([]index.Entry, error)) map[[2
 		time.Sleep(100 * time.Millisecond)
 	}
 	return back
+}
+
+// skewedPair opens two crawlers on one fresh database whose clocks run ten minutes ahead (a)
+// and behind (b), closed at cleanup, and returns their clocks.
+func skewedPair(t *testing.T) (a, b *Index, ahead, behind func() time.Time) {
+	t.Helper()
+	url := pgtest.New(t)
+	ahead = func() time.Time { return time.Now().Add(10 * time.Minute) }
+	behind = func() time.Time { return time.Now().Add(-10 * time.Minute) }
+	a, b = openT(t, url, Options{Now: ahead}), openT(t, url, Options{Now: behind})
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b, ahead, behind
 }
