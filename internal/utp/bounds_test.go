@@ -297,11 +297,14 @@ func TestConnIDFromOtherAddressIgnored(t *testing.T) {
 	a, b := pair(t, Config{}, nil)
 	client, server := connect(t, a, b)
 	sc := server.(*Conn)
+	sc.mu.Lock() // the socket's reader writes ackNr
+	recvID, sendID, next := sc.recvID, sc.sendID, sc.ackNr+1
+	sc.mu.Unlock()
 	attacker := newRawPeer(t, "127.0.0.20", b.Addr())
 	// Data and a RESET, as if from the client, with the client's ids.
-	attacker.send(header{typ: stData, connID: sc.recvID, seq: sc.ackNr + 1}, []byte("injected"))
-	attacker.send(header{typ: stReset, connID: sc.recvID}, nil)
-	attacker.send(header{typ: stReset, connID: sc.sendID}, nil)
+	attacker.send(header{typ: stData, connID: recvID, seq: next}, []byte("injected"))
+	attacker.send(header{typ: stReset, connID: recvID}, nil)
+	attacker.send(header{typ: stReset, connID: sendID}, nil)
 	if h, _, ok := attacker.recv(time.Second); !ok || h.typ != stReset {
 		t.Fatalf("attacker got %+v %v, want a RESET for an unknown connection", h, ok)
 	}
