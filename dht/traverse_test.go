@@ -208,8 +208,9 @@ func TestTraversalKeepsCandidatesWhenSlowIsFull(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const soft, hard = 100 * time.Millisecond, time.Second
 		var target [20]byte
-		dead := travNode{addr: netip.MustParseAddrPort("10.0.0.1:1"), id: [20]byte{1}, hasID: true}
-		live := travNode{addr: netip.MustParseAddrPort("10.0.0.2:1"), id: [20]byte{2}, hasID: true}
+		// tr.query below is the whole network: these addresses are never sent to.
+		dead := travNode{addr: netip.MustParseAddrPort("127.0.0.1:1"), id: [20]byte{1}, hasID: true}
+		live := travNode{addr: netip.MustParseAddrPort("127.0.0.2:1"), id: [20]byte{2}, hasID: true}
 		var asked []netip.AddrPort
 		var mu sync.Mutex
 		tr := &trav{
