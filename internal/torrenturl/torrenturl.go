@@ -10,25 +10,24 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/magnetget/magnetget/internal/httpbound"
 )
 
 // Sentinel errors, wrapped by what Get returns.
 var (
-	ErrNotHTTP  = errors.New("not an http or https URL")
+	ErrNotHTTP  = httpbound.ErrNotHTTP
 	ErrTooLarge = errors.New(".torrent larger than allowed")
 )
 
 const (
 	// DefaultTimeout bounds one Get whole: connect, redirects, headers and body.
 	DefaultTimeout = 30 * time.Second
-	maxRedirects   = 5
-	maxHeaderBytes = 64 << 10
 )
 
 // IsURL reports whether s is an http or https URL (what Get fetches), so a
@@ -60,19 +59,11 @@ func Get(ctx context.Context, rawURL string, maxSize int) ([]byte, error) {
 		DialContext:            (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
 		TLSHandshakeTimeout:    10 * time.Second,
 		ResponseHeaderTimeout:  15 * time.Second,
-		MaxResponseHeaderBytes: maxHeaderBytes,
+		MaxResponseHeaderBytes: httpbound.MaxHeaderBytes,
 		DisableKeepAlives:      true,
 	}
 	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, CheckRedirect: func(r *http.Request, via []*http.Request) error {
-		if len(via) >= maxRedirects {
-			return fmt.Errorf("more than %d redirects", maxRedirects)
-		}
-		if r.URL.Scheme != "http" && r.URL.Scheme != "https" {
-			return fmt.Errorf("redirect to %s: %w", r.URL.Scheme, ErrNotHTTP)
-		}
-		return nil
-	}}
+	client := &http.Client{Transport: tr, CheckRedirect: httpbound.CheckRedirect}
 	resp, err := client.Do(req)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
@@ -84,17 +75,9 @@ func Get(ctx context.Context, rawURL string, maxSize int) ([]byte, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("torrenturl: %s: server answered %s", Redact(rawURL), quoteStatus(resp.Status))
 	}
-	if resp.ContentLength > int64(maxSize) {
-		return nil, fmt.Errorf("torrenturl: %s: %w (%d bytes, at most %d)", Redact(rawURL), ErrTooLarge, resp.ContentLength, maxSize)
-	}
-	// Grows as bytes arrive: a server that announces nothing, or lies, costs
-	// what it sends, never more than maxSize+1.
-	body, err := io.ReadAll(io.LimitReader(resp.Body, int64(maxSize)+1))
+	body, err := httpbound.ReadBody(resp, int64(maxSize), fmt.Errorf("%w (more than %d bytes)", ErrTooLarge, maxSize))
 	if err != nil {
-		return nil, fmt.Errorf("torrenturl: %s: reading the body: %w", Redact(rawURL), err)
-	}
-	if len(body) > maxSize {
-		return nil, fmt.Errorf("torrenturl: %s: %w (more than %d bytes)", Redact(rawURL), ErrTooLarge, maxSize)
+		return nil, fmt.Errorf("torrenturl: %s: %w", Redact(rawURL), err)
 	}
 	return body, nil
 }

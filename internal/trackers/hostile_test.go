@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/magnetget/magnetget/internal/alloctest"
+	"github.com/magnetget/magnetget/internal/httpbound"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -188,7 +189,7 @@ func TestHostileHTTPRedirects(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "redirects") {
 		t.Fatalf("redirect loop: err = %v", err)
 	}
-	if h := hits.Load(); h > maxRedirects+1 {
+	if h := hits.Load(); h > httpbound.MaxRedirects+1 {
 		t.Fatalf("followed %d redirects", h-1)
 	}
 	toFile := hostileHTTP(t, func(w http.ResponseWriter, r *http.Request) {

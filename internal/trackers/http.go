@@ -5,13 +5,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/netip"
 	"net/url"
 	"strings"
 
 	"github.com/magnetget/magnetget/internal/bencscan"
+	"github.com/magnetget/magnetget/internal/httpbound"
 )
 
 // announceHTTP does one BEP 3 announce. ctx carries the announce's deadline.
@@ -33,18 +33,11 @@ func (c *Client) announceHTTP(ctx context.Context, u *url.URL, r Request) (Respo
 		return Response{}, err
 	}
 	defer resp.Body.Close()
-	if resp.ContentLength > MaxReply {
-		return Response{}, ErrTooLarge
-	}
-	// The body is read through a limit: a reply that never ends costs MaxReply bytes, and the
-	// deadline in ctx ends one that trickles. Go's transport decompresses gzip replies
-	// transparently; the limit applies to the decompressed bytes, so a gzip bomb is cut short too.
-	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxReply+1))
+	// A reply that never ends costs MaxReply bytes (decompressed: a gzip bomb is cut short too),
+	// and the deadline in ctx ends one that trickles.
+	body, err := httpbound.ReadBody(resp, MaxReply, ErrTooLarge)
 	if err != nil {
-		return Response{}, fmt.Errorf("reading reply: %w", err)
-	}
-	if len(body) > MaxReply {
-		return Response{}, ErrTooLarge
+		return Response{}, err
 	}
 	if resp.StatusCode != http.StatusOK {
 		// Some trackers send their failure reason with a 4xx status.

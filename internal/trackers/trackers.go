@@ -9,7 +9,7 @@
 // anacrolix/torrent's tracker package, whose HTTP client read replies whole (a reply that never ends
 // grew to gigabytes) and whose reply decoder panicked the process on a peer entry of the wrong type,
 // and whose UDP client could deadlock on a duplicated reply. Every announce here is bounded: one
-// context deadline (Client.Timeout) covers resolving, dialling, redirects (at most maxRedirects),
+// context deadline (Client.Timeout) covers resolving, dialling, redirects (at most httpbound.MaxRedirects),
 // headers (at most 64 KiB) and the body (at most MaxReply bytes after decompression); replies are
 // decoded with string lengths capped at the reply's length and at most MaxPeers peers are kept; no
 // error quotes more than ~100 sanitized bytes of what a tracker sent.
@@ -29,6 +29,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/magnetget/magnetget/internal/httpbound"
 )
 
 var (
@@ -53,9 +55,7 @@ const (
 	// Timeout bounds one announce when Client.Timeout is zero.
 	Timeout = 15 * time.Second
 
-	maxRedirects  = 5
-	maxHeaderSize = 64 << 10
-	maxQuote      = 100 // bytes of a tracker's text quoted in an error or log line
+	maxQuote = 100 // bytes of a tracker's text quoted in an error or log line
 )
 
 // Event is the announce event. The values are BEP 15's.
@@ -199,24 +199,14 @@ func (c *Client) httpClient() *http.Client {
 			Proxy:                  nil,
 			DialContext:            d.DialContext,
 			TLSHandshakeTimeout:    10 * time.Second,
-			MaxResponseHeaderBytes: maxHeaderSize,
+			MaxResponseHeaderBytes: httpbound.MaxHeaderBytes,
 			// An announce per tracker every minute or more: keeping connections gains nothing
 			// and would leave idle-connection goroutines behind every announce.
 			DisableKeepAlives: true,
 		}
-		c.hc = &http.Client{Transport: tr, CheckRedirect: checkRedirect}
+		c.hc = &http.Client{Transport: tr, CheckRedirect: httpbound.CheckRedirect}
 	})
 	return c.hc
-}
-
-func checkRedirect(req *http.Request, via []*http.Request) error {
-	if len(via) > maxRedirects {
-		return fmt.Errorf("more than %d redirects", maxRedirects)
-	}
-	if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
-		return fmt.Errorf("redirect to %s", quote([]byte(req.URL.Scheme)))
-	}
-	return nil
 }
 
 // quote renders up to maxQuote bytes of untrusted text for an error or a log line: control
