@@ -847,9 +847,13 @@ func (s *Swarm) releasePieceLocked(p *peer, i int) {
 	}
 }
 
+// leaving reports whether p is removed, or about to be closed for a ban: it is asked nothing
+// more (no requests, no hash requests), so work meant for others never goes to it.
+func (p *peer) leaving() bool { return p.removed || p.banned }
+
 // fillLocked sends p as many requests as its pipeline allows.
 func (s *Swarm) fillLocked(p *peer) {
-	if p.removed || p.banned || !p.amInterested || s.stopped {
+	if p.leaving() || !p.amInterested || s.stopped {
 		return
 	}
 	if p.peerChoking && (len(p.allowedFast) == 0 || s.cfg.Sequential) {

@@ -253,7 +253,7 @@ func (m *merkleHash) BlockSize() int { return merkle.BlockSize }
 
 // askHashesLocked sends p hash requests for missing piece layers, if it speaks v2 and has room.
 func (s *Swarm) askHashesLocked(p *peer) {
-	if s.v2 == nil || len(s.v2.fetch) == 0 || p.removed || !s.speaksV2(p) || p.hashRejects >= maxHashRejects {
+	if s.v2 == nil || len(s.v2.fetch) == 0 || p.leaving() || !s.speaksV2(p) || p.hashRejects >= maxHashRejects {
 		return
 	}
 	var ms []peerwire.Message
@@ -650,7 +650,7 @@ func (s *Swarm) askLeavesLocked(i int, ps *pieceState, data []merkle.Hash) bool 
 	}
 	var q *peer
 	for c := range s.peers {
-		if c.removed || !s.speaksV2(c) || !c.has.Has(i) || c.hashRejects >= maxHashRejects {
+		if c.leaving() || !s.speaksV2(c) || !c.has.Has(i) || c.hashRejects >= maxHashRejects {
 			continue
 		}
 		if q == nil || ps.contrib[q.addr.Addr()] && !ps.contrib[c.addr.Addr()] {

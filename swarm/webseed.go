@@ -422,7 +422,7 @@ func (s *Swarm) fetchWebRun(ctx context.Context, w *webSeed, run []int, buf []by
 // is then the bottleneck, and hands those pieces back after the piece it is on.
 func (s *Swarm) peerIdleForLocked(pieces []int) bool {
 	for p := range s.peers {
-		if p.removed || p.peerChoking || !p.amInterested || len(p.outstanding) > 0 {
+		if p.leaving() || p.peerChoking || !p.amInterested || len(p.outstanding) > 0 {
 			continue
 		}
 		for _, i := range pieces {
