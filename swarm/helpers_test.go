@@ -141,6 +141,16 @@ func runUntil(t testing.TB, s *Swarm, ctx context.Context) error {
 	return s.Run(ctx)
 }
 
+// runBackground runs s for up to 90 s (cancelled at cleanup) and returns where Run's error
+// comes.
+func runBackground(t *testing.T, s *Swarm) <-chan error {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	t.Cleanup(cancel)
+	errc := make(chan error, 1)
+	go func() { errc <- s.Run(ctx) }()
+	return errc
+}
+
 // runUntilBan adds hostile (the only peer s knows yet) to s, starts s.Run and waits until s bans
 // it; it returns Run's result. The run stops with the test.
 func runUntilBan(t *testing.T, s *Swarm, hostile netip.AddrPort) <-chan error {
@@ -148,10 +158,7 @@ func runUntilBan(t *testing.T, s *Swarm, hostile netip.AddrPort) <-chan error {
 	banned := make(chan netip.Addr, 4)
 	s.onBan = func(ip netip.Addr) { banned <- ip }
 	s.AddPeer(hostile)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	t.Cleanup(cancel)
-	errc := make(chan error, 1)
-	go func() { errc <- s.Run(ctx) }()
+	errc := runBackground(t, s)
 	select {
 	case ip := <-banned:
 		if ip != hostile.Addr() {

@@ -1,7 +1,6 @@
 package swarm
 
 import (
-	"context"
 	"slices"
 	"strings"
 	"sync"
@@ -185,10 +184,7 @@ func TestHybridBadBlockBlamesOnlyItsSender(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.AddPeer(hostile.addr)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	errc := make(chan error, 1)
-	go func() { errc <- s.Run(ctx) }()
+	errc := runBackground(t, s)
 	// The honest seeder joins once the spoiling peer has sent its block and rejected the rest.
 	for rejected.Load() < pl/blockSize-1 {
 		select {

@@ -240,10 +240,7 @@ func TestV2LyingHashesRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.AddPeer(liar.addr)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	errc := make(chan error, 1)
-	go func() { errc <- s.Run(ctx) }()
+	errc := runBackground(t, s)
 	for lies.Load() == 0 || len(s.PeerStats()) > 0 {
 		select {
 		case err := <-errc:
