@@ -79,7 +79,8 @@ func (c remoteConn) RemoteAddr() net.Addr { return c.from }
 
 // dial connects from ip and runs the initiator's BEP 3 handshake for ih (no extensions). It
 // returns our end, and whether the handshake was answered (a refused connection is closed
-// first).
+// first). The connection is a net.Pipe: ip is only the address the pipe says it comes from
+// (documentation and private ranges in the tests), and nothing goes over any network.
 func (l *pipeListener) dial(t *testing.T, ip netip.Addr, ih [20]byte) (net.Conn, bool) {
 	t.Helper()
 	ours, theirs := net.Pipe()
@@ -105,24 +106,41 @@ func (l *pipeListener) dial(t *testing.T, ip netip.Addr, ih [20]byte) (net.Conn,
 	return ours, true
 }
 
+// closers are what a test opened and closes at its end.
+type closers []io.Closer
+
+func (c *closers) add(cs ...io.Closer) { *c = append(*c, cs...) }
+
+// close closes the last opened first (the listener last).
+func (c *closers) close() {
+	for i := len(*c) - 1; i >= 0; i-- {
+		(*c)[i].Close()
+	}
+}
+
+// earlyOnPipe runs AcceptEarly on a new pipeListener with cfg (its Listener set here); the caller
+// defers open.close(), which also closes the listener. Inside a synctest bubble: no network.
+func earlyOnPipe(t *testing.T, cfg AcceptConfig) (*pipeListener, *Early, *closers) {
+	t.Helper()
+	l := newPipeListener()
+	open := &closers{l}
+	cfg.Listener = l
+	e, err := AcceptEarly(t.Context(), cfg)
+	if err != nil {
+		l.Close()
+		t.Fatal(err)
+	}
+	return l, e, open
+}
+
 // TestAcceptEarlyPerIPWindow: a connection taken from AcceptEarly counts against its IP's
 // MaxPerIP for PerIPWindow and not longer (a peer dropped by the fetch may come back, but not in
 // a loop); other IPs are not held back meanwhile. On fake time.
 func TestAcceptEarlyPerIPWindow(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := newPipeListener()
-		defer l.Close()
 		ours := [20]byte{1}
-		e, err := AcceptEarly(t.Context(), AcceptConfig{Listener: l, Hashes: [][20]byte{ours}, MaxPerIP: 2})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var open []io.Closer
-		defer func() {
-			for _, c := range open {
-				c.Close()
-			}
-		}()
+		l, e, open := earlyOnPipe(t, AcceptConfig{Hashes: [][20]byte{ours}, MaxPerIP: 2})
+		defer open.close()
 		a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
 		step := func(why string, ip netip.Addr, want bool) {
 			t.Helper()
@@ -133,9 +151,9 @@ func TestAcceptEarlyPerIPWindow(t *testing.T) {
 			if !ok {
 				return
 			}
-			open = append(open, c)
+			open.add(c)
 			pc := <-e.Conns()
-			open = append(open, pc)
+			open.add(pc)
 		}
 		step("first from a", a, true)
 		step("second from a", a, true)
@@ -157,19 +175,9 @@ func TestAcceptEarlyPerIPWindow(t *testing.T) {
 // is refused while that many are within their window, and taken again once they have aged out.
 func TestAcceptEarlyRemembersBoundedIPs(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := newPipeListener()
-		defer l.Close()
 		ours := [20]byte{1}
-		e, err := AcceptEarly(t.Context(), AcceptConfig{Listener: l, Hashes: [][20]byte{ours}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var open []io.Closer
-		defer func() {
-			for _, c := range open {
-				c.Close()
-			}
-		}()
+		l, e, open := earlyOnPipe(t, AcceptConfig{Hashes: [][20]byte{ours}})
+		defer open.close()
 		ip := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}) }
 		take := func(i int) bool {
 			c, ok := l.dial(t, ip(i), ours)
@@ -177,7 +185,7 @@ func TestAcceptEarlyRemembersBoundedIPs(t *testing.T) {
 				return false
 			}
 			pc := <-e.Conns()
-			open = append(open, c, pc)
+			open.add(c, pc)
 			return true
 		}
 		for i := range maxIPs {
@@ -212,19 +220,9 @@ func TestAcceptEarlyRemembersBoundedIPs(t *testing.T) {
 // torrent's peers keep going to Conns.
 func TestAcceptEarlyAdd(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := newPipeListener()
-		defer l.Close()
 		first, second := [20]byte{1}, [20]byte{2}
-		e, err := AcceptEarly(t.Context(), AcceptConfig{Listener: l, Hashes: [][20]byte{first}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var open []io.Closer
-		defer func() {
-			for _, c := range open {
-				c.Close()
-			}
-		}()
+		l, e, open := earlyOnPipe(t, AcceptConfig{Hashes: [][20]byte{first}})
+		defer open.close()
 		a := netip.MustParseAddr("192.0.2.1")
 		if c, ok := l.dial(t, a, second); ok {
 			c.Close()
@@ -235,7 +233,7 @@ func TestAcceptEarlyAdd(t *testing.T) {
 		if !ok {
 			t.Fatal("the added torrent's peer was refused")
 		}
-		open = append(open, c)
+		open.add(c)
 		synctest.Wait()
 		select {
 		case pc := <-e.Conns():
@@ -244,7 +242,7 @@ func TestAcceptEarlyAdd(t *testing.T) {
 		default:
 		}
 		pc := <-conns
-		open = append(open, pc)
+		open.add(pc)
 		if pc.InfoHash() != second {
 			t.Fatalf("offered a connection for %x", pc.InfoHash())
 		}
@@ -266,8 +264,8 @@ func TestAcceptEarlyAdd(t *testing.T) {
 		if !ok {
 			t.Fatal("the first torrent's peer was refused")
 		}
-		open = append(open, c3)
-		open = append(open, <-e.Conns())
+		open.add(c3)
+		open.add(<-e.Conns())
 		for _, c := range e.Stop() {
 			c.Close()
 		}
